@@ -121,11 +121,12 @@ func (c Configuration) Validate() error {
 // Clone returns a deep copy.
 func (c Configuration) Clone() Configuration {
 	out := Configuration{Generation: c.Generation}
+	// Keep nil and empty apart: a non-nil NewMembers marks a joint configuration.
 	if c.Members != nil {
-		out.Members = append([]SafekeeperID(nil), c.Members...)
+		out.Members = append([]SafekeeperID{}, c.Members...)
 	}
 	if c.NewMembers != nil {
-		out.NewMembers = append([]SafekeeperID(nil), c.NewMembers...)
+		out.NewMembers = append([]SafekeeperID{}, c.NewMembers...)
 	}
 	return out
 }
