@@ -43,8 +43,8 @@ deps: .deps-stamp
 	    || { $$SUDO apt-get update </dev/null && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PKGS) </dev/null; }; \
 	fi
 	@# Debian's postgresql-common starts a cluster on install; Strata's tests never use it.
-	@[ -x $(GOBIN_DIR)/protoc-gen-go ] || GOWORK=off $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
-	@[ -x $(GOBIN_DIR)/protoc-gen-go-grpc ] || GOWORK=off $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
+	@[ -x $(GOBIN_DIR)/protoc-gen-go ] || GOWORK=off $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	@[ -x $(GOBIN_DIR)/protoc-gen-go-grpc ] || GOWORK=off $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 	@for m in $(MODULES); do (cd $$m && $(GO) mod download) || exit 1; done
 	@touch $@
 

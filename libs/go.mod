@@ -1,6 +1,6 @@
 module strata.dev/libs
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect

@@ -1,6 +1,6 @@
 module strata.dev/pageserver
 
-go 1.26
+go 1.26.0
 
 require (
 	strata.dev/libs v0.0.0

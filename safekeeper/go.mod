@@ -1,6 +1,11 @@
 module strata.dev/safekeeper
 
-go 1.26
+go 1.26.0
+
+require (
+	strata.dev/libs v0.0.0
+	strata.dev/proto v0.0.0
+)
 
 require (
 	github.com/BurntSushi/toml v1.6.0 // indirect
@@ -17,8 +22,6 @@ require (
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 	google.golang.org/grpc v1.85.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
-	strata.dev/libs v0.0.0
-	strata.dev/proto v0.0.0
 )
 
 replace strata.dev/libs => ../libs

@@ -1,6 +1,6 @@
 module strata.dev/test
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/jackc/pgio v1.0.0 // indirect

@@ -1,0 +1,279 @@
+// Package config is the safekeeper's configuration: built-in defaults, then
+// a TOML file (--config), then command-line flags, each overriding the one
+// before. Flag names follow Neon's safekeeper where they exist (SK §9), so
+// operators and scripts can keep them.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is everything the daemon needs to start.
+type Config struct {
+	ID         uint64 `toml:"id"`
+	Datadir    string `toml:"datadir"`
+	ListenPG   string `toml:"listen_pg"`
+	ListenGRPC string `toml:"listen_grpc"`
+	ListenHTTP string `toml:"listen_http"`
+	// ListenPGTenantOnly is a second libpq port that only accepts
+	// tenant-scoped tokens (computes are pointed there when auth is on).
+	ListenPGTenantOnly string `toml:"listen_pg_tenant_only"`
+	// PgAuthPublicKeyPath enables JWT (EdDSA) auth on ListenPG: a PEM file or
+	// a directory of them. Empty means trust.
+	PgAuthPublicKeyPath           string `toml:"pg_auth_public_key_path"`
+	PgTenantOnlyAuthPublicKeyPath string `toml:"pg_tenant_only_auth_public_key_path"`
+	// NoSync disables every fsync. Unsafe: tests only.
+	NoSync                  bool     `toml:"no_sync"`
+	ControlFileSaveInterval Duration `toml:"control_file_save_interval"`
+	// MaxUnflushedBytes and MaxUnflushedDelay bound how much WAL a steady
+	// stream may write before it is fsync'd and acknowledged.
+	MaxUnflushedBytes int      `toml:"max_unflushed_bytes"`
+	MaxUnflushedDelay Duration `toml:"max_unflushed_delay"`
+	LogFormat         string   `toml:"log_format"` // plain or json
+	LogLevel          string   `toml:"log_level"`
+
+	// Actions that replace running the daemon.
+	DumpControlFile string `toml:"-"`
+	Init            bool   `toml:"-"`
+	ShowVersion     bool   `toml:"-"`
+}
+
+// Duration is a time.Duration written as "5s" or "300ms" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses Go duration syntax.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes Go duration syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Defaults are what a safekeeper uses when nothing else is said.
+func Defaults() Config {
+	return Config{
+		Datadir:                 ".",
+		ListenPG:                "127.0.0.1:5454",
+		ListenGRPC:              "127.0.0.1:5455",
+		ListenHTTP:              "127.0.0.1:7676",
+		ControlFileSaveInterval: Duration{300 * time.Second},
+		MaxUnflushedBytes:       1 << 20,
+		MaxUnflushedDelay:       Duration{5 * time.Millisecond},
+		LogFormat:               "plain",
+		LogLevel:                "info",
+	}
+}
+
+const usageHead = `safekeeper: keeps a durable, Paxos-replicated copy of PostgreSQL WAL.
+
+A walproposer pushes WAL with START_WAL_PUSH on the libpq port; pageservers,
+standbys and pg_receivewal read it back with START_REPLICATION. Status and
+control are on the gRPC port, Prometheus metrics on the HTTP port.
+
+Usage:
+  safekeeper --id N --datadir DIR [flags]
+  safekeeper --dump-control-file PATH
+
+Settings come from built-in defaults, then the TOML file given by --config
+(keys are the flag names with underscores: listen_pg = "127.0.0.1:5454"),
+then flags.
+
+Flags:
+`
+
+// Parse builds the configuration from args (without the program name).
+// flag.ErrHelp is returned after the usage was written to out for -h/--help.
+func Parse(args []string, out io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("safekeeper", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, usageHead)
+		fs.PrintDefaults()
+	}
+	// Flags are parsed into a scratch copy; only those actually given are
+	// applied over the file's values.
+	var f Config
+	d := Defaults()
+	configPath := fs.String("config", "", "TOML configuration file")
+	fs.Uint64Var(&f.ID, "id", 0, "node id of this safekeeper; required on first start, then remembered in safekeeper.id")
+	for _, name := range []string{"datadir", "D"} {
+		fs.StringVar(&f.Datadir, name, d.Datadir, "data directory (timelines, control files, WAL)")
+	}
+	for _, name := range []string{"listen-pg", "l"} {
+		fs.StringVar(&f.ListenPG, name, d.ListenPG, "libpq address for WAL push and replication")
+	}
+	fs.StringVar(&f.ListenGRPC, "listen-grpc", d.ListenGRPC, "gRPC address for status and control")
+	fs.StringVar(&f.ListenHTTP, "listen-http", d.ListenHTTP, "HTTP address for /metrics")
+	fs.StringVar(&f.ListenPGTenantOnly, "listen-pg-tenant-only", "", "extra libpq address that only accepts tenant-scoped tokens")
+	fs.StringVar(&f.PgAuthPublicKeyPath, "pg-auth-public-key-path", "", "Ed25519 public key (PEM file or directory) for JWT auth on --listen-pg; empty = trust")
+	fs.StringVar(&f.PgTenantOnlyAuthPublicKeyPath, "pg-tenant-only-auth-public-key-path", "", "Ed25519 public key for JWT auth on --listen-pg-tenant-only")
+	for _, name := range []string{"no-sync", "n"} {
+		fs.BoolVar(&f.NoSync, name, false, "disable fsync (UNSAFE: for tests only)")
+	}
+	fs.DurationVar(&f.ControlFileSaveInterval.Duration, "control-file-save-interval", d.ControlFileSaveInterval.Duration, "longest time in-memory LSNs stay unpersisted")
+	fs.IntVar(&f.MaxUnflushedBytes, "max-unflushed-bytes", d.MaxUnflushedBytes, "fsync and acknowledge a steady WAL stream after this many bytes")
+	fs.DurationVar(&f.MaxUnflushedDelay.Duration, "max-unflushed-delay", d.MaxUnflushedDelay.Duration, "... or once the oldest unflushed WAL is this old")
+	fs.StringVar(&f.LogFormat, "log-format", d.LogFormat, "log format: plain or json")
+	fs.StringVar(&f.LogLevel, "log-level", d.LogLevel, "log level: debug, info, warn, error")
+	fs.StringVar(&f.DumpControlFile, "dump-control-file", "", "print the control file at PATH as JSON and exit")
+	fs.BoolVar(&f.Init, "init", false, "only write safekeeper.id (with --id) and exit")
+	fs.BoolVar(&f.ShowVersion, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	c := Defaults()
+	if *configPath != "" {
+		md, err := toml.DecodeFile(*configPath, &c)
+		if err != nil {
+			return Config{}, fmt.Errorf("read config %s: %w", *configPath, err)
+		}
+		if undec := md.Undecoded(); len(undec) > 0 {
+			return Config{}, fmt.Errorf("config %s: unknown key %q", *configPath, undec[0].String())
+		}
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "id":
+			c.ID = f.ID
+		case "datadir", "D":
+			c.Datadir = f.Datadir
+		case "listen-pg", "l":
+			c.ListenPG = f.ListenPG
+		case "listen-grpc":
+			c.ListenGRPC = f.ListenGRPC
+		case "listen-http":
+			c.ListenHTTP = f.ListenHTTP
+		case "listen-pg-tenant-only":
+			c.ListenPGTenantOnly = f.ListenPGTenantOnly
+		case "pg-auth-public-key-path":
+			c.PgAuthPublicKeyPath = f.PgAuthPublicKeyPath
+		case "pg-tenant-only-auth-public-key-path":
+			c.PgTenantOnlyAuthPublicKeyPath = f.PgTenantOnlyAuthPublicKeyPath
+		case "no-sync", "n":
+			c.NoSync = f.NoSync
+		case "control-file-save-interval":
+			c.ControlFileSaveInterval = f.ControlFileSaveInterval
+		case "max-unflushed-bytes":
+			c.MaxUnflushedBytes = f.MaxUnflushedBytes
+		case "max-unflushed-delay":
+			c.MaxUnflushedDelay = f.MaxUnflushedDelay
+		case "log-format":
+			c.LogFormat = f.LogFormat
+		case "log-level":
+			c.LogLevel = f.LogLevel
+		}
+	})
+	c.DumpControlFile, c.Init, c.ShowVersion = f.DumpControlFile, f.Init, f.ShowVersion
+	if c.DumpControlFile != "" || c.ShowVersion {
+		return c, nil
+	}
+	return c, c.Validate()
+}
+
+// Validate checks values that would otherwise fail late or obscurely.
+func (c Config) Validate() error {
+	var errs []error
+	for name, addr := range map[string]string{"listen-pg": c.ListenPG, "listen-grpc": c.ListenGRPC, "listen-http": c.ListenHTTP} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("--%s %q: want host:port", name, addr))
+		}
+	}
+	if c.ListenPGTenantOnly != "" {
+		if _, _, err := net.SplitHostPort(c.ListenPGTenantOnly); err != nil {
+			errs = append(errs, fmt.Errorf("--listen-pg-tenant-only %q: want host:port", c.ListenPGTenantOnly))
+		}
+	}
+	if c.Datadir == "" {
+		errs = append(errs, errors.New("--datadir must not be empty"))
+	}
+	if c.LogFormat != "plain" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want plain or json", c.LogFormat))
+	}
+	if c.MaxUnflushedBytes <= 0 || c.MaxUnflushedDelay.Duration <= 0 || c.ControlFileSaveInterval.Duration <= 0 {
+		errs = append(errs, errors.New("--max-unflushed-bytes, --max-unflushed-delay and --control-file-save-interval must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// NodeIDFile reconciles --id with the safekeeper.id file in datadir: the
+// file wins if --id is absent, a different --id is refused, and the first
+// start writes it durably.
+func NodeIDFile(datadir string, flagID uint64) (uint64, error) {
+	path := datadir + "/safekeeper.id"
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		stored, perr := strconv.ParseUint(string(b), 10, 64)
+		if perr != nil {
+			return 0, fmt.Errorf("%s is corrupt: %q", path, b)
+		}
+		if flagID != 0 && flagID != stored {
+			return 0, fmt.Errorf("--id %d does not match id %d stored in %s: refusing to start with another safekeeper's data", flagID, stored, path)
+		}
+		return stored, nil
+	case errors.Is(err, os.ErrNotExist):
+		if flagID == 0 {
+			return 0, fmt.Errorf("%s does not exist and no --id was given: pass --id N on the first start", path)
+		}
+		if err := writeDurably(path, []byte(strconv.FormatUint(flagID, 10))); err != nil {
+			return 0, err
+		}
+		return flagID, nil
+	default:
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+}
+
+func writeDurably(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	d, err := os.Open(dirOf(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func dirOf(path string) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		if path[i] == '/' {
+			return path[:i]
+		}
+	}
+	return "."
+}

@@ -1,0 +1,466 @@
+// Package walstore keeps one timeline's WAL on a safekeeper's disk, the way
+// SK §4.2–§4.5 lays it out: segment files of exactly wal_seg_size bytes named
+// like PostgreSQL's, the one being written carrying a ".partial" suffix.
+//
+// Guarantees:
+//   - Segment files are created full size and zero-filled through a temporary
+//     file, fsync and rename, so a crash never leaves a half-created segment
+//     under a real name. The next segment is prepared in the background, so a
+//     write that crosses into it rarely waits for the disk.
+//   - Bytes after the end of the WAL in the last segment are zeros: a
+//     truncation zeroes them durably before it returns.
+//   - FlushRecordLSN only covers bytes that were fdatasync'ed and ends on a
+//     record boundary: it is what an AppendResponse may promise.
+//   - A completed segment is fdatasync'ed before it is renamed to its final
+//     name and before any byte of the next segment is written.
+//
+// A Store is not safe for concurrent use; its timeline serializes calls.
+// Readers of the WAL open the files themselves (reader.go).
+package walstore
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"strata.dev/libs/lsn"
+	"strata.dev/libs/wal"
+)
+
+// writeBufferSize is how much WAL is gathered in memory before a write(2):
+// small appends become few system calls, and a flush writes at most this much.
+const writeBufferSize = 1 << 20
+
+// ErrTruncationPending is returned by Write after a restart until the elected
+// proposer's truncation has run (SK §4.4.2).
+var ErrTruncationPending = errors.New("WAL write refused: truncation to the elected proposer's start point is pending")
+
+// Options configure a Store.
+type Options struct {
+	Dir       string
+	SegSize   uint64
+	PgVersion uint32 // PG_VERSION_NUM of the timeline's server
+	SystemID  uint64
+	// NoSync turns every fsync into a no-op (tests only: unsafe).
+	NoSync bool
+	// Observer, if set, is told about writes and flushes (for metrics).
+	Observer Observer
+}
+
+// Observer receives timings and volumes of disk operations.
+type Observer interface {
+	WALWritten(bytes int, d time.Duration)
+	WALFlushed(d time.Duration)
+}
+
+// Store is the WAL of one timeline.
+type Store struct {
+	opts Options
+
+	// writeLSN is the end of the WAL handed to Write (buffered or in the file).
+	writeLSN lsn.LSN
+	// writeRecordLSN is the end of the last complete record written.
+	writeRecordLSN lsn.LSN
+	// flushLSN is the end of the bytes known durable.
+	flushLSN lsn.LSN
+	// flushRecordLSN is the end of the last complete record ≤ flushLSN.
+	flushRecordLSN lsn.LSN
+	// pending is set after a restart (and during a truncation): no writes
+	// until a truncation succeeds.
+	pending bool
+
+	file    *os.File // the .partial segment being written, or nil
+	fileSeg uint64
+	buf     []byte  // WAL not yet written to file, ending at writeLSN
+	bufLSN  lsn.LSN // LSN of buf[0]
+	// dirtyEnd bounds the possibly non-zero bytes of the open segment. After a
+	// restart it is unknown, and a truncation zeroes to the segment's end.
+	dirtyEnd lsn.LSN
+
+	dec *wal.Decoder
+	pre *preparer
+}
+
+// Open loads the WAL in opts.Dir, finding its end by decoding from start, a
+// record boundary known to be durable (the persisted commit LSN or the local
+// start LSN, whichever is higher); start 0 means there is no WAL yet. The
+// store refuses writes until Truncate is called (SK §4.4.2).
+func Open(opts Options, start lsn.LSN) (*Store, error) {
+	if err := wal.ValidateSegmentSize(opts.SegSize); err != nil {
+		return nil, err
+	}
+	if _, err := wal.PageMagic(opts.PgVersion); err != nil {
+		return nil, err
+	}
+	if err := removeTempFiles(opts.Dir); err != nil {
+		return nil, err
+	}
+	s := &Store{opts: opts, buf: make([]byte, 0, writeBufferSize)}
+	s.pre = newPreparer(opts.Dir, opts.SegSize, !opts.NoSync)
+	if start == 0 {
+		return s, nil
+	}
+	end, err := FindEndOfWAL(opts.Dir, opts.SegSize, opts.PgVersion, start)
+	if err != nil {
+		return nil, err
+	}
+	s.writeLSN, s.writeRecordLSN, s.flushLSN, s.flushRecordLSN = end, end, end, end
+	s.pending = true
+	s.dirtyEnd = lsn.LSN(^uint64(0)) // unknown: zero everything after end on truncation
+	return s, nil
+}
+
+// Close releases the open file and stops background work. Unflushed data is dropped.
+func (s *Store) Close() error {
+	s.pre.close()
+	if s.file != nil {
+		err := s.file.Close()
+		s.file = nil
+		return err
+	}
+	return nil
+}
+
+// WriteLSN is the end of the bytes written (durable or not).
+func (s *Store) WriteLSN() lsn.LSN { return s.writeLSN }
+
+// WriteRecordLSN is the end of the last complete record written.
+func (s *Store) WriteRecordLSN() lsn.LSN { return s.writeRecordLSN }
+
+// FlushLSN is the end of the bytes known durable.
+func (s *Store) FlushLSN() lsn.LSN { return s.flushLSN }
+
+// FlushRecordLSN is the end of the last complete durable record: flush_lsn
+// everywhere else (SK §4.3).
+func (s *Store) FlushRecordLSN() lsn.LSN { return s.flushRecordLSN }
+
+// SegSize is the segment size.
+func (s *Store) SegSize() uint64 { return s.opts.SegSize }
+
+// Dir is the timeline directory.
+func (s *Store) Dir() string { return s.opts.Dir }
+
+func (s *Store) segPath(segno uint64, partial bool) string {
+	name := wal.SegmentFileName(1, segno, s.opts.SegSize)
+	if partial {
+		name += ".partial"
+	}
+	return filepath.Join(s.opts.Dir, name)
+}
+
+// Write appends data at start (SK §4.4.3). Nothing is fsync'd except a
+// segment that this write completes.
+func (s *Store) Write(start lsn.LSN, data []byte) error {
+	if s.pending {
+		return ErrTruncationPending
+	}
+	if s.writeLSN > start {
+		return fmt.Errorf("write at %v rewrites WAL written before (written up to %v)", start, s.writeLSN)
+	}
+	if s.writeLSN < start && s.writeLSN != 0 {
+		return fmt.Errorf("write at %v creates a gap after %v", start, s.writeLSN)
+	}
+	t0 := time.Now()
+	if s.writeLSN == 0 {
+		s.writeLSN = start
+	}
+	for rest := data; len(rest) > 0; {
+		seg := s.writeLSN.SegmentNumber(s.opts.SegSize)
+		if err := s.openForWrite(seg); err != nil {
+			return err
+		}
+		segEnd := lsn.SegmentLSN(seg+1, 0, s.opts.SegSize)
+		n := min(uint64(len(rest)), uint64(segEnd-s.writeLSN))
+		if len(s.buf) == 0 {
+			s.bufLSN = s.writeLSN
+		}
+		s.buf = append(s.buf, rest[:n]...)
+		s.writeLSN += lsn.LSN(n)
+		rest = rest[n:]
+		s.dirtyEnd = max(s.dirtyEnd, s.writeLSN)
+		if s.writeLSN == segEnd {
+			if err := s.completeSegment(); err != nil {
+				return err
+			}
+		} else if len(s.buf) >= writeBufferSize {
+			if err := s.writeOut(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.decode(start, data); err != nil {
+		return err
+	}
+	if s.opts.Observer != nil {
+		s.opts.Observer.WALWritten(len(data), time.Since(t0))
+	}
+	return nil
+}
+
+// decode advances the record LSNs over newly written bytes.
+func (s *Store) decode(start lsn.LSN, data []byte) error {
+	if s.writeRecordLSN <= s.flushLSN {
+		s.flushRecordLSN = s.writeRecordLSN
+	}
+	if s.dec == nil || s.dec.FedLSN() != start {
+		s.dec = wal.NewBoundaryDecoder(start, s.opts.PgVersion, s.opts.SegSize)
+	}
+	s.dec.Feed(data)
+	for {
+		rec, ok, err := s.dec.Next()
+		if err != nil {
+			// Incoming WAL that does not decode must not be acknowledged.
+			s.dec = nil
+			return fmt.Errorf("decode WAL appended at %v: %w", start, err)
+		}
+		if !ok {
+			return nil
+		}
+		s.writeRecordLSN = rec.EndLSN
+		if rec.EndLSN <= s.flushLSN {
+			s.flushRecordLSN = rec.EndLSN
+		}
+	}
+}
+
+// openForWrite makes s.file the .partial file of segment seg.
+func (s *Store) openForWrite(seg uint64) error {
+	if s.file != nil && s.fileSeg == seg {
+		return nil
+	}
+	if s.file != nil {
+		// Only reachable if a segment was left without completing it.
+		if err := s.closeFile(); err != nil {
+			return err
+		}
+	}
+	f, err := s.openOrCreate(seg)
+	if err != nil {
+		return err
+	}
+	s.file, s.fileSeg = f, seg
+	s.pre.request()
+	return nil
+}
+
+// openOrCreate opens segment seg for writing (SK §4.4.1): the complete file,
+// else the .partial one, else a freshly prepared zero-filled .partial.
+func (s *Store) openOrCreate(seg uint64) (*os.File, error) {
+	for _, partial := range []bool{false, true} {
+		f, err := os.OpenFile(s.segPath(seg, partial), os.O_RDWR, 0)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("open WAL segment: %w", err)
+		}
+	}
+	if err := s.pre.install(s.segPath(seg, true)); err != nil {
+		return nil, fmt.Errorf("create WAL segment %s: %w", filepath.Base(s.segPath(seg, true)), err)
+	}
+	f, err := os.OpenFile(s.segPath(seg, true), os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open new WAL segment: %w", err)
+	}
+	return f, nil
+}
+
+// writeOut hands the buffered WAL to the kernel.
+func (s *Store) writeOut() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	if s.file == nil {
+		return fmt.Errorf("internal error: %d bytes of WAL at %v buffered with no open segment", len(s.buf), s.bufLSN)
+	}
+	off := int64(s.bufLSN.SegmentOffset(s.opts.SegSize))
+	if _, err := s.file.WriteAt(s.buf, off); err != nil {
+		return fmt.Errorf("write WAL at %v to %s: %w", s.bufLSN, filepath.Base(s.file.Name()), err)
+	}
+	s.buf = s.buf[:0]
+	return nil
+}
+
+func (s *Store) fdatasync(f *os.File) error {
+	if s.opts.NoSync {
+		return nil
+	}
+	return fdatasync(f)
+}
+
+// completeSegment makes a full segment durable and gives it its final name.
+func (s *Store) completeSegment() error {
+	if err := s.writeOut(); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := s.fdatasync(s.file); err != nil {
+		return fmt.Errorf("fdatasync completed WAL segment %s: %w", filepath.Base(s.file.Name()), err)
+	}
+	if s.opts.Observer != nil {
+		s.opts.Observer.WALFlushed(time.Since(t0))
+	}
+	seg := s.fileSeg
+	if err := s.closeFile(); err != nil {
+		return err
+	}
+	if err := os.Rename(s.segPath(seg, true), s.segPath(seg, false)); err != nil {
+		return fmt.Errorf("rename completed WAL segment: %w", err)
+	}
+	s.flushLSN = s.writeLSN
+	s.dirtyEnd = 0
+	return nil
+}
+
+func (s *Store) closeFile() error {
+	f := s.file
+	s.file = nil
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close WAL segment %s: %w", filepath.Base(f.Name()), err)
+	}
+	return nil
+}
+
+// Flush makes all written WAL durable (SK §4.4.6).
+func (s *Store) Flush() error {
+	if s.flushRecordLSN == s.writeRecordLSN {
+		// Nothing, or only part of a record, is unflushed: an fsync would
+		// not let us promise more.
+		return nil
+	}
+	if err := s.writeOut(); err != nil {
+		return err
+	}
+	if s.file != nil {
+		t0 := time.Now()
+		if err := s.fdatasync(s.file); err != nil {
+			return fmt.Errorf("fdatasync WAL segment %s: %w", filepath.Base(s.file.Name()), err)
+		}
+		if s.opts.Observer != nil {
+			s.opts.Observer.WALFlushed(time.Since(t0))
+		}
+	} else if s.flushLSN != s.writeLSN {
+		return fmt.Errorf("internal error: unflushed WAL up to %v but no open segment", s.writeLSN)
+	}
+	s.flushLSN = s.writeLSN
+	s.flushRecordLSN = s.writeRecordLSN
+	return nil
+}
+
+// Truncate removes all WAL from end on (SK §4.4.5): later segments are
+// deleted and the rest of end's segment is zeroed, durably.
+func (s *Store) Truncate(end lsn.LSN) error {
+	if s.writeLSN != 0 && end > s.writeRecordLSN {
+		return fmt.Errorf("truncate at %v is beyond the last complete record %v", end, s.writeRecordLSN)
+	}
+	if !s.pending && end == s.writeLSN && end == s.flushRecordLSN {
+		return nil
+	}
+	// Reset first: deletion cannot be undone, so until this finishes no
+	// write may happen and no LSN may claim what is being removed.
+	s.pending = true
+	oldDirty := s.dirtyEnd
+	if s.writeLSN > end {
+		oldDirty = max(oldDirty, s.writeLSN)
+	}
+	s.writeLSN, s.writeRecordLSN, s.flushLSN, s.flushRecordLSN = end, end, end, end
+	s.buf = s.buf[:0]
+	s.dec = nil
+	if s.file != nil {
+		if err := s.fdatasync(s.file); err != nil {
+			return fmt.Errorf("truncate: fdatasync: %w", err)
+		}
+		if err := s.closeFile(); err != nil {
+			return err
+		}
+	}
+	endSeg := end.SegmentNumber(s.opts.SegSize)
+	segs, err := listSegments(s.opts.Dir, s.opts.SegSize)
+	if err != nil {
+		return err
+	}
+	for _, sg := range segs {
+		if sg.segno > endSeg {
+			if err := os.Remove(filepath.Join(s.opts.Dir, sg.name)); err != nil {
+				return fmt.Errorf("truncate: remove %s: %w", sg.name, err)
+			}
+		}
+	}
+	f, err := s.openOrCreate(endSeg)
+	if err != nil {
+		return fmt.Errorf("truncate: %w", err)
+	}
+	zeroTo := min(max(oldDirty, end), lsn.SegmentLSN(endSeg+1, 0, s.opts.SegSize))
+	if err := zeroRange(f, end.SegmentOffset(s.opts.SegSize), uint64(zeroTo-end)); err != nil {
+		f.Close()
+		return fmt.Errorf("truncate: zero %s after %v: %w", filepath.Base(f.Name()), end, err)
+	}
+	if !s.opts.NoSync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("truncate: fsync %s: %w", filepath.Base(f.Name()), err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("truncate: close: %w", err)
+	}
+	if _, err := os.Stat(s.segPath(endSeg, false)); err == nil {
+		// A complete segment becomes the one being written again.
+		if err := os.Rename(s.segPath(endSeg, false), s.segPath(endSeg, true)); err != nil {
+			return fmt.Errorf("truncate: rename back to .partial: %w", err)
+		}
+		if err := s.syncDir(); err != nil {
+			return err
+		}
+	}
+	s.dirtyEnd = end
+	s.pending = false
+	return nil
+}
+
+// InitializeFirstSegment writes the synthetic headers of SK §4.4.4 in front
+// of start in its segment, so WAL tools can parse the first segment. It is
+// not fsync'd: the truncation that follows every election does that.
+func (s *Store) InitializeFirstSegment(start lsn.LSN) error {
+	seg := start.SegmentNumber(s.opts.SegSize)
+	f, err := s.openOrCreate(seg)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	head, err := wal.InitialImage{Start: start, SystemID: s.opts.SystemID, PGVersion: s.opts.PgVersion, SegSize: s.opts.SegSize}.Prefix()
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(head, 0); err != nil {
+		return fmt.Errorf("write first segment headers: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) syncDir() error {
+	if s.opts.NoSync {
+		return nil
+	}
+	return syncDir(s.opts.Dir)
+}
+
+// zeroRange overwrites n bytes at off with zeros.
+func zeroRange(f *os.File, off, n uint64) error {
+	if n == 0 {
+		return nil
+	}
+	zeros := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		k := min(n, uint64(len(zeros)))
+		if _, err := f.WriteAt(zeros[:k], int64(off)); err != nil {
+			return err
+		}
+		off += k
+		n -= k
+	}
+	return nil
+}
