@@ -145,7 +145,9 @@ func (c *timelineCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, t := range tls {
 		s := t.Status()
 		l := []string{t.TTID.Tenant.String(), t.TTID.Timeline.String()}
-		g := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...) }
+		g := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+		}
 		g(descCommit, float64(s.CommitLSN))
 		g(descFlush, float64(s.FlushLSN))
 		g(descBackup, float64(s.BackupLSN))

@@ -26,9 +26,9 @@ type Reader struct {
 	// localStart is where this safekeeper's WAL begins.
 	localStart lsn.LSN
 
-	pos   lsn.LSN
-	file  *os.File
-	seg   uint64
+	pos  lsn.LSN
+	file *os.File
+	seg  uint64
 }
 
 // ReaderOptions describe the timeline a Reader reads.
