@@ -42,7 +42,9 @@ type ServerError struct {
 	Message string
 }
 
-func (e *ServerError) Error() string { return fmt.Sprintf("safekeeper: %s (SQLSTATE %s)", e.Message, e.Code) }
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("safekeeper: %s (SQLSTATE %s)", e.Message, e.Code)
+}
 
 func (c Config) pgConfig() (*pgconn.Config, error) {
 	host, port, err := net.SplitHostPort(c.Addr)
