@@ -223,6 +223,10 @@ func (p *PushConn) SendAppend(a *pamsg.AppendRequest) error {
 	return p.writeFrame(p.buf, a.WAL)
 }
 
+// SendRaw buffers an arbitrary CopyData payload; tests of the server's
+// parsers use it to send malformed messages.
+func (p *PushConn) SendRaw(payload []byte) error { return p.writeFrame(payload) }
+
 // Flush sends everything buffered.
 func (p *PushConn) Flush() error { return p.w.Flush() }
 
