@@ -55,7 +55,9 @@ func (s *server) cfg(ttid id.TenantTimeline) skclient.Config {
 	return skclient.Config{Addr: s.addr, TTID: ttid, AppName: "test"}
 }
 
-func newTTID() id.TenantTimeline { return id.TenantTimeline{Tenant: id.Generate(), Timeline: id.Generate()} }
+func newTTID() id.TenantTimeline {
+	return id.TenantTimeline{Tenant: id.Generate(), Timeline: id.Generate()}
+}
 
 func greeting(ttid id.TenantTimeline) *pamsg.ProposerGreeting {
 	return &pamsg.ProposerGreeting{TenantID: ttid.Tenant, TimelineID: ttid.Timeline, PgVersion: 150010, SystemID: 77, WalSegSize: 16 << 20}
