@@ -3,6 +3,7 @@ package pq
 import (
 	"errors"
 	"fmt"
+	"io"
 )
 
 // SQLSTATE codes the daemons answer with. PostgreSQL clients branch on them,
@@ -29,6 +30,11 @@ const (
 // ErrCopyFail is returned (wrapped, with the client's message) by
 // Session.ReadCopyData when the client aborts a COPY with CopyFail.
 var ErrCopyFail = errors.New("client sent CopyFail")
+
+// ErrCopyDone is returned by Session.ReadCopyData when the client ends a COPY
+// with CopyDone. It matches io.EOF too, so callers that only care about the
+// stream ending need not tell the two apart.
+var ErrCopyDone = fmt.Errorf("client sent CopyDone: %w", io.EOF)
 
 // ErrReadInterrupted is returned by reads after Session.InterruptRead.
 var ErrReadInterrupted = errors.New("read interrupted by the server")

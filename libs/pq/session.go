@@ -181,10 +181,25 @@ func (s *Session) StartCopyBoth() error {
 	return s.Flush()
 }
 
+// EndCopy leaves COPY BOTH cleanly, as a walsender does when the client
+// sent CopyDone: it sends CopyDone back, and the session goes on after the
+// handler returns (the handler writes its CommandComplete first). The
+// caller must have stopped every goroutine that reads or writes the session.
+func (s *Session) EndCopy() error {
+	if !s.copying.Load() {
+		return Errorf(CodeProtocolViolation, "EndCopy outside COPY")
+	}
+	if err := s.send(&pgproto3.CopyDone{}); err != nil {
+		return err
+	}
+	s.copying.Store(false)
+	return nil
+}
+
 // ReadCopyData returns the payload of the client's next CopyData message. The
 // slice is valid only until the next call. It returns io.EOF when the client
 // ends the stream (CopyDone, Terminate, or closing the connection between
-// messages) and an error wrapping ErrCopyFail when it aborts it. Flush and
+// messages; ErrCopyDone, which also matches io.EOF, for CopyDone) and an error wrapping ErrCopyFail when it aborts it. Flush and
 // Sync are skipped, as PostgreSQL does during COPY; any other message is a
 // protocol violation.
 //
@@ -201,7 +216,9 @@ func (s *Session) ReadCopyData() ([]byte, error) {
 		switch typ {
 		case 'd':
 			return body, nil
-		case 'c', 'X':
+		case 'c':
+			return nil, ErrCopyDone
+		case 'X':
 			return nil, io.EOF
 		case 'f':
 			msg, err := cstring(body, "CopyFail")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -70,6 +71,16 @@ func (s *Service) startReplication(ctx context.Context, sess *pq.Session, ttid i
 		repliesDone <- err
 	}()
 	err = snd.run(ctx)
+	if snd.clientDone.Load() {
+		// The client ended the stream with CopyDone (pg_receivewal at
+		// --endpos): answer like a walsender, CopyDone then
+		// CommandComplete, and keep the session.
+		<-repliesDone
+		if err := sess.EndCopy(); err != nil {
+			return err
+		}
+		return sess.WriteCommandComplete("START_STREAMING")
+	}
 	sess.InterruptRead()
 	rerr := <-repliesDone
 	if rerr != nil {
@@ -94,6 +105,8 @@ type walSender struct {
 	reader *walstore.Reader
 	req    replicationRequest
 	log    zerolog.Logger
+	// clientDone is set when the client sent CopyDone.
+	clientDone atomic.Bool
 }
 
 // endOf is the end of streamable WAL: the commit LSN for ordinary clients,
@@ -221,6 +234,10 @@ func (w *walSender) readReplies() error {
 	for {
 		b, err := w.sess.ReadCopyData()
 		if err != nil {
+			if errors.Is(err, pq.ErrCopyDone) {
+				w.clientDone.Store(true)
+				return nil
+			}
 			if errors.Is(err, io.EOF) || errors.Is(err, pq.ErrReadInterrupted) {
 				return nil
 			}

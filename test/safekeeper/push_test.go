@@ -159,6 +159,9 @@ func TestPgReceivewalFromSafekeeper(t *testing.T) {
 	select {
 	case out := <-done:
 		t.Logf("pg_receivewal:\n%s", out)
+		if strings.Contains(out, "error") {
+			t.Errorf("pg_receivewal reported an error")
+		}
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
 		t.Fatal("pg_receivewal did not reach --endpos in 60 s")
