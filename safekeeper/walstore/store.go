@@ -362,6 +362,12 @@ func (s *Store) Truncate(end lsn.LSN) error {
 	// Reset first: deletion cannot be undone, so until this finishes no
 	// write may happen and no LSN may claim what is being removed.
 	s.pending = true
+	// WAL still in the buffer may lie below end: it must reach the file
+	// before the fdatasync below, or the LSNs would claim bytes that are not
+	// there. What lies past end is zeroed again further down.
+	if err := s.writeOut(); err != nil {
+		return fmt.Errorf("truncate: %w", err)
+	}
 	oldDirty := s.dirtyEnd
 	if s.writeLSN > end {
 		oldDirty = max(oldDirty, s.writeLSN)
