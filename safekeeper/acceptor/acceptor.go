@@ -90,6 +90,11 @@ func New(node id.NodeID, state *control.State, wal WAL, ctrl ControlStore) *Acce
 // State returns a copy of the persisted state.
 func (a *Acceptor) State() *control.State { return a.persisted.Clone() }
 
+// Persisted returns the persisted state without copying it. The caller must
+// not modify it; it stays valid (and unchanged) after later changes, which
+// replace the state instead of editing it.
+func (a *Acceptor) Persisted() *control.State { return a.persisted }
+
 // Term is the current term.
 func (a *Acceptor) Term() pamsg.Term { return a.persisted.AcceptorState.Term }
 

@@ -162,7 +162,7 @@ func (t *Timeline) WaitStatus(ctx context.Context, ok func(Status) bool) (Status
 // publishLocked replaces the status snapshot if anything in it changed.
 func (t *Timeline) publishLocked() {
 	a := t.acc
-	p := a.State()
+	p := a.Persisted()
 	s := Status{
 		Term:                a.Term(),
 		LastLogTerm:         a.LastLogTerm(),
