@@ -8,7 +8,6 @@ package walservice
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -221,8 +220,3 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "..."
 }
-
-// errorf wraps an error with a SQLSTATE for the client.
-func errorf(code, format string, args ...any) error { return pq.Errorf(code, format, args...) }
-
-var _ = fmt.Sprintf

@@ -215,7 +215,7 @@ func TestWithFsync(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.truncate(cut)
-	checkNames(t, dir, 2, 3, false)
+	checkNames(t, dir, 2, cut.SegmentNumber(testSegSize), false)
 	w.fill(r, segLSN(4)+10*kib)
 	writeRange(t, s, w, cut, w.end(), randomChunks(r, 128*kib))
 	if err := s.Flush(); err != nil {
@@ -225,7 +225,7 @@ func TestWithFsync(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = openStore(t, opts, base+lsn.LSN(w.recs[0].End-base))
+	s = openStore(t, opts, w.recs[0].End)
 	checkLSNs(t, "reopened", s, lsns{end, end, end, end})
 	if err := s.Truncate(end); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"strata.dev/libs/walproposer"
 	"strata.dev/test/daemons"
 	"strata.dev/test/pgharness"
+	"strata.dev/test/primarywal"
 )
 
 // env is a primary whose WAL streams through a proposer into safekeepers.
@@ -48,7 +49,7 @@ func newEnv(t *testing.T, v pamsg.Version, nSK int) *env {
 	}
 	// The slot keeps the primary's WAL until the proposer has it committed.
 	e.primary.Exec(t, "SELECT pg_create_physical_replication_slot('strata', true)")
-	e.start = nextSegmentStart(t, e.primary)
+	e.start = primarywal.NextSegmentStart(t, e.primary)
 	e.buf = walproposer.NewWALBuffer(e.start)
 	var addrs []string
 	for _, sk := range e.sks {
@@ -64,7 +65,7 @@ func newEnv(t *testing.T, v pamsg.Version, nSK int) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go func() { e.errs <- e.prop.Run(ctx) }()
-	go func() { e.errs <- primaryWAL(ctx, e.primary, "strata", e.start, e.buf, e.prop.CommitLSN) }()
+	go func() { e.errs <- primarywal.Stream(ctx, e.primary, "strata", e.start, e.buf, e.prop.CommitLSN) }()
 	t.Cleanup(func() {
 		cancel()
 		for i := 0; i < 2; i++ {
