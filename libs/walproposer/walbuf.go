@@ -13,19 +13,28 @@ import (
 // ErrTrimmed means WAL was asked for below what a WALBuffer still holds.
 var ErrTrimmed = errors.New("WAL no longer held by the proposer")
 
+// chunkSize is the unit of WALBuffer storage: appends fill chunks, Trim
+// drops whole chunks, so neither ever moves bytes already stored.
+const chunkSize = 1 << 20
+
 // WALBuffer holds the WAL the proposer streams: bytes from Start() to End(),
 // appended at the end by whoever produces WAL (the primary's stream, a test)
 // and read by one sender per safekeeper. Trim drops what every safekeeper has.
+//
+// Storage is a list of 1 MiB chunks; chunk i holds the bytes from
+// base + i*chunkSize. Start() may lie inside the first chunk.
 type WALBuffer struct {
-	mu    sync.RWMutex
-	start lsn.LSN
-	data  []byte
-	end   watch.Value[lsn.LSN]
+	mu     sync.RWMutex
+	base   lsn.LSN // LSN of chunks[0][0]
+	start  lsn.LSN // lowest LSN still readable
+	chunks [][]byte
+	end    watch.Value[lsn.LSN]
+	free   [][]byte // trimmed chunks kept for reuse
 }
 
 // NewWALBuffer returns an empty buffer whose first byte will be at start.
 func NewWALBuffer(start lsn.LSN) *WALBuffer {
-	b := &WALBuffer{start: start}
+	b := &WALBuffer{base: start, start: start}
 	b.end.Set(start)
 	return b
 }
@@ -33,10 +42,37 @@ func NewWALBuffer(start lsn.LSN) *WALBuffer {
 // Append adds WAL at the end.
 func (b *WALBuffer) Append(p []byte) {
 	b.mu.Lock()
-	b.data = append(b.data, p...)
-	end := b.start + lsn.LSN(len(b.data))
+	for len(p) > 0 {
+		n := len(b.chunks)
+		if n == 0 || len(b.chunks[n-1]) == chunkSize {
+			b.chunks = append(b.chunks, b.newChunk())
+			n++
+		}
+		last := b.chunks[n-1]
+		k := min(len(p), chunkSize-len(last))
+		b.chunks[n-1] = append(last, p[:k]...)
+		p = p[k:]
+	}
+	end := b.endLocked()
 	b.mu.Unlock()
 	b.end.Set(end)
+}
+
+func (b *WALBuffer) newChunk() []byte {
+	if n := len(b.free); n > 0 {
+		c := b.free[n-1]
+		b.free = b.free[:n-1]
+		return c[:0]
+	}
+	return make([]byte, 0, chunkSize)
+}
+
+func (b *WALBuffer) endLocked() lsn.LSN {
+	n := len(b.chunks)
+	if n == 0 {
+		return b.base
+	}
+	return b.base + lsn.LSN((n-1)*chunkSize+len(b.chunks[n-1]))
 }
 
 // Start is the lowest LSN still held.
@@ -56,11 +92,20 @@ func (b *WALBuffer) ReadAt(dst []byte, pos lsn.LSN) (int, error) {
 	if pos < b.start {
 		return 0, fmt.Errorf("%w: %v is below %v", ErrTrimmed, pos, b.start)
 	}
-	off := uint64(pos - b.start)
-	if off > uint64(len(b.data)) {
-		return 0, fmt.Errorf("WAL at %v is beyond the end %v", pos, b.start+lsn.LSN(len(b.data)))
+	if end := b.endLocked(); pos > end {
+		return 0, fmt.Errorf("WAL at %v is beyond the end %v", pos, end)
 	}
-	return copy(dst, b.data[off:]), nil
+	total := 0
+	for len(dst) > 0 {
+		off := uint64(pos - b.base)
+		i, within := int(off/chunkSize), int(off%chunkSize)
+		if i >= len(b.chunks) || within >= len(b.chunks[i]) {
+			break
+		}
+		n := copy(dst, b.chunks[i][within:])
+		dst, pos, total = dst[n:], pos+lsn.LSN(n), total+n
+	}
+	return total, nil
 }
 
 // WaitBeyond blocks until End() > pos and returns the new end.
@@ -71,15 +116,23 @@ func (b *WALBuffer) WaitBeyond(ctx context.Context, pos lsn.LSN) (lsn.LSN, error
 // Watch returns the end and a channel closed when it moves.
 func (b *WALBuffer) Watch() (lsn.LSN, <-chan struct{}) { return b.end.Watch() }
 
-// Trim forgets WAL below upTo.
+// Trim forgets WAL below upTo (whole chunks are released as they empty).
 func (b *WALBuffer) Trim(upTo lsn.LSN) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	upTo = min(upTo, b.endLocked())
 	if upTo <= b.start {
 		return
 	}
-	n := min(uint64(upTo-b.start), uint64(len(b.data)))
-	// Copy down instead of reslicing so the memory can be reused.
-	b.data = append(b.data[:0], b.data[n:]...)
-	b.start += lsn.LSN(n)
+	b.start = upTo
+	// Release chunks wholly below start, but always keep the last one: it
+	// is where appends continue.
+	for len(b.chunks) > 1 && b.base+chunkSize <= b.start {
+		if len(b.free) < 4 {
+			b.free = append(b.free, b.chunks[0])
+		}
+		b.chunks[0] = nil
+		b.chunks = b.chunks[1:]
+		b.base += chunkSize
+	}
 }

@@ -38,8 +38,10 @@ type Config struct {
 	// stream may write before it is fsync'd and acknowledged.
 	MaxUnflushedBytes int      `toml:"max_unflushed_bytes"`
 	MaxUnflushedDelay Duration `toml:"max_unflushed_delay"`
-	LogFormat         string   `toml:"log_format"` // plain or json
-	LogLevel          string   `toml:"log_level"`
+	// WALPrealloc is how new segment files get their blocks: zero, fallocate or none.
+	WALPrealloc string `toml:"wal_prealloc"`
+	LogFormat   string `toml:"log_format"` // plain or json
+	LogLevel    string `toml:"log_level"`
 
 	// Actions that replace running the daemon.
 	DumpControlFile string `toml:"-"`
@@ -73,6 +75,7 @@ func Defaults() Config {
 		ControlFileSaveInterval: Duration{300 * time.Second},
 		MaxUnflushedBytes:       1 << 20,
 		MaxUnflushedDelay:       Duration{5 * time.Millisecond},
+		WALPrealloc:             "fallocate",
 		LogFormat:               "plain",
 		LogLevel:                "info",
 	}
@@ -127,6 +130,7 @@ func Parse(args []string, out io.Writer) (Config, error) {
 	fs.DurationVar(&f.ControlFileSaveInterval.Duration, "control-file-save-interval", d.ControlFileSaveInterval.Duration, "longest time in-memory LSNs stay unpersisted")
 	fs.IntVar(&f.MaxUnflushedBytes, "max-unflushed-bytes", d.MaxUnflushedBytes, "fsync and acknowledge a steady WAL stream after this many bytes")
 	fs.DurationVar(&f.MaxUnflushedDelay.Duration, "max-unflushed-delay", d.MaxUnflushedDelay.Duration, "... or once the oldest unflushed WAL is this old")
+	fs.StringVar(&f.WALPrealloc, "wal-prealloc", d.WALPrealloc, "how new WAL segments get disk blocks: fallocate (reserved, so a full disk fails at segment creation), zero (written ahead: fastest small fsyncs, but every byte is written twice), or none (sparse, as Neon)")
 	fs.StringVar(&f.LogFormat, "log-format", d.LogFormat, "log format: plain or json")
 	fs.StringVar(&f.LogLevel, "log-level", d.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&f.DumpControlFile, "dump-control-file", "", "print the control file at PATH as JSON and exit")
@@ -174,6 +178,8 @@ func Parse(args []string, out io.Writer) (Config, error) {
 			c.MaxUnflushedBytes = f.MaxUnflushedBytes
 		case "max-unflushed-delay":
 			c.MaxUnflushedDelay = f.MaxUnflushedDelay
+		case "wal-prealloc":
+			c.WALPrealloc = f.WALPrealloc
 		case "log-format":
 			c.LogFormat = f.LogFormat
 		case "log-level":
@@ -202,6 +208,11 @@ func (c Config) Validate() error {
 	}
 	if c.Datadir == "" {
 		errs = append(errs, errors.New("--datadir must not be empty"))
+	}
+	switch c.WALPrealloc {
+	case "zero", "fallocate", "none":
+	default:
+		errs = append(errs, fmt.Errorf("--wal-prealloc %q: want zero, fallocate or none", c.WALPrealloc))
 	}
 	if c.LogFormat != "plain" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want plain or json", c.LogFormat))

@@ -63,6 +63,8 @@ type Config struct {
 	ControlFileSaveInterval time.Duration
 	// Observer receives WAL write and flush timings; may be nil.
 	Observer walstore.Observer
+	// Prealloc is how new WAL segment files get their disk blocks.
+	Prealloc walstore.Prealloc
 }
 
 // Timeline is one timeline on this safekeeper.
@@ -113,7 +115,7 @@ func open(dir string, ttid id.TenantTimeline, state *control.State, cfg *Config)
 	}
 	store, err := walstore.Open(walstore.Options{
 		Dir: dir, SegSize: uint64(state.Server.WalSegSize), PgVersion: state.Server.PgVersion,
-		SystemID: state.Server.SystemID, NoSync: cfg.NoSync, Observer: cfg.Observer,
+		SystemID: state.Server.SystemID, NoSync: cfg.NoSync, Observer: cfg.Observer, Prealloc: cfg.Prealloc,
 	}, start)
 	if err != nil {
 		return nil, fmt.Errorf("open WAL of timeline %s: %w", ttid, err)

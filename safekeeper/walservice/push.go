@@ -236,17 +236,22 @@ func (p *pushSession) work(ctx context.Context, in <-chan inbound, replies chan<
 	var (
 		dirty     bool
 		unflushed int
-		oldest    time.Time // arrival of the oldest unacknowledged append
+		// firstWrite is when the oldest unflushed append was written: the
+		// delay bound counts from there, not from arrival, or a backlog
+		// (every queued message already old) would fsync every message.
+		firstWrite time.Time
+		// oldestArrival is when the oldest unacknowledged append arrived.
+		oldestArrival time.Time
 	)
 	flush := func() error {
 		r, err := p.t.FlushWAL()
 		if err != nil {
 			return pq.Errorf(pq.CodeInternalError, "%v", err)
 		}
-		if p.svc.Metrics != nil && !oldest.IsZero() {
-			p.svc.Metrics.AckLatency.Observe(time.Since(oldest).Seconds())
+		if p.svc.Metrics != nil && !oldestArrival.IsZero() {
+			p.svc.Metrics.AckLatency.Observe(time.Since(oldestArrival).Seconds())
 		}
-		dirty, unflushed, oldest = false, 0, time.Time{}
+		dirty, unflushed, firstWrite, oldestArrival = false, 0, time.Time{}, time.Time{}
 		return p.send(ctx, replies, r)
 	}
 	for {
@@ -301,10 +306,10 @@ func (p *pushSession) work(ctx context.Context, in <-chan inbound, replies chan<
 			}
 			dirty = true
 			unflushed += len(m.WAL)
-			if oldest.IsZero() {
-				oldest = ib.at
+			if firstWrite.IsZero() {
+				firstWrite, oldestArrival = time.Now(), ib.at
 			}
-			if dirty && (unflushed >= p.tuning.MaxUnflushedBytes || time.Since(oldest) >= p.tuning.MaxUnflushedDelay) {
+			if unflushed >= p.tuning.MaxUnflushedBytes || time.Since(firstWrite) >= p.tuning.MaxUnflushedDelay {
 				if err := flush(); err != nil {
 					return err
 				}

@@ -3,10 +3,11 @@
 // like PostgreSQL's, the one being written carrying a ".partial" suffix.
 //
 // Guarantees:
-//   - Segment files are created full size and zero-filled through a temporary
-//     file, fsync and rename, so a crash never leaves a half-created segment
-//     under a real name. The next segment is prepared in the background, so a
-//     write that crosses into it rarely waits for the disk.
+//   - Segment files are created full size (reading as zeros) through a
+//     temporary file, fsync and rename, so a crash never leaves a
+//     half-created segment under a real name. The next segment is prepared
+//     in the background (preparer.go), so a write that crosses into it
+//     rarely waits for the disk.
 //   - Bytes after the end of the WAL in the last segment are zeros: a
 //     truncation zeroes them durably before it returns.
 //   - FlushRecordLSN only covers bytes that were fdatasync'ed and ends on a
@@ -46,6 +47,8 @@ type Options struct {
 	SystemID  uint64
 	// NoSync turns every fsync into a no-op (tests only: unsafe).
 	NoSync bool
+	// Prealloc is how new segment files get their blocks (empty: fallocate).
+	Prealloc Prealloc
 	// Observer, if set, is told about writes and flushes (for metrics).
 	Observer Observer
 }
@@ -99,8 +102,22 @@ func Open(opts Options, start lsn.LSN) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{opts: opts, buf: make([]byte, 0, writeBufferSize)}
-	s.pre = newPreparer(opts.Dir, opts.SegSize, !opts.NoSync)
+	prealloc, err := ParsePrealloc(string(opts.Prealloc))
+	if err != nil {
+		return nil, err
+	}
+	s.pre = newPreparer(opts.Dir, opts.SegSize, !opts.NoSync, prealloc)
 	if start == 0 {
+		// No durable WAL, but files may remain from a run that crashed
+		// before it persisted a commit LSN: what they hold must not survive
+		// the first truncation, or it could chain onto new records.
+		segs, err := listSegments(opts.Dir, opts.SegSize)
+		if err != nil {
+			return nil, err
+		}
+		if len(segs) > 0 {
+			s.dirtyEnd = lsn.LSN(^uint64(0))
+		}
 		return s, nil
 	}
 	end, err := FindEndOfWAL(opts.Dir, opts.SegSize, opts.PgVersion, start)
@@ -422,9 +439,38 @@ func (s *Store) Truncate(end lsn.LSN) error {
 			return err
 		}
 	}
+	if end.SegmentOffset(s.opts.SegSize) == 0 && endSeg > 0 {
+		// WAL ends exactly at the end of the previous segment (after an
+		// XLOG_SWITCH whose zero padding never arrived, say): that segment
+		// is complete and gets its final name, as if its last byte had come.
+		if err := s.completeByName(endSeg - 1); err != nil {
+			return err
+		}
+	}
 	s.dirtyEnd = end
 	s.pending = false
 	return nil
+}
+
+// completeByName fsyncs a .partial segment that holds all its WAL and
+// renames it to its final name; it does nothing if there is no such file.
+func (s *Store) completeByName(seg uint64) error {
+	f, err := os.OpenFile(s.segPath(seg, true), os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("truncate: open previous segment: %w", err)
+	}
+	err = s.fdatasync(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("truncate: fdatasync previous segment: %w", err)
+	}
+	if err := os.Rename(s.segPath(seg, true), s.segPath(seg, false)); err != nil {
+		return fmt.Errorf("truncate: rename previous segment: %w", err)
+	}
+	return s.syncDir()
 }
 
 // InitializeFirstSegment writes the synthetic headers of SK §4.4.4 in front

@@ -203,6 +203,14 @@ func (s *Safekeeper) Kill() { s.t.Helper(); s.stop(syscall.SIGKILL) }
 // Stop sends SIGTERM and waits for the process to go.
 func (s *Safekeeper) Stop() { s.t.Helper(); s.stop(syscall.SIGTERM) }
 
+// Pid is the process id while it runs, else 0.
+func (s *Safekeeper) Pid() int {
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Running reports whether the process is up.
 func (s *Safekeeper) Running() bool { return s.cmd != nil }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -32,6 +33,7 @@ import (
 	"strata.dev/safekeeper/metrics"
 	"strata.dev/safekeeper/timeline"
 	"strata.dev/safekeeper/walservice"
+	"strata.dev/safekeeper/walstore"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -112,6 +114,7 @@ func run(cfg config.Config) error {
 	reg, err := timeline.Load(cfg.Datadir, timeline.Config{
 		NodeID: id.NodeID(nodeID), NoSync: cfg.NoSync,
 		ControlFileSaveInterval: cfg.ControlFileSaveInterval.Duration, Observer: m,
+		Prealloc: walstore.Prealloc(cfg.WALPrealloc),
 	}, log)
 	if err != nil {
 		return err
@@ -156,6 +159,9 @@ func run(cfg config.Config) error {
 	}).Register(grpcServer)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"id": nodeID})
