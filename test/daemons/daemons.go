@@ -194,6 +194,9 @@ func (s *Safekeeper) grpcConn() *grpc.ClientConn {
 	return s.conn
 }
 
+// GRPCConn is the shared gRPC connection to the safekeeper.
+func (s *Safekeeper) GRPCConn() *grpc.ClientConn { return s.grpcConn() }
+
 // Client returns a gRPC client of the safekeeper.
 func (s *Safekeeper) Client() pb.SafekeeperClient { return pb.NewSafekeeperClient(s.grpcConn()) }
 

@@ -59,6 +59,39 @@ type Cluster struct {
 // cluster is stopped and its files removed when the test ends.
 func New(t testing.TB, opts ...Option) *Cluster {
 	t.Helper()
+	return newCluster(t, opts, func(c *Cluster, cfg config) error {
+		initdbStart := time.Now()
+		if out, err := c.run("initdb", cfg.initdbCommandArgs(c.dataDir)...); err != nil {
+			return fmt.Errorf("initdb: %v\n%s", err, out)
+		}
+		logIfSlow(t, "initdb", initdbStart)
+		return nil
+	})
+}
+
+// NewStandby creates a cluster from a base backup of primary, taken with
+// pg_basebackup -X none, so every byte of WAL after the backup's start must
+// arrive by streaming, and starts it in standby mode. Say where it streams
+// from with WithConf("primary_conninfo", ...).
+func NewStandby(t testing.TB, primary *Cluster, opts ...Option) *Cluster {
+	t.Helper()
+	return newCluster(t, opts, func(c *Cluster, _ config) error {
+		if err := c.mkdirOwned(c.dataDir); err != nil {
+			return err
+		}
+		out, err := c.run("pg_basebackup", "-D", c.dataDir, "-h", "127.0.0.1", "-p", fmt.Sprint(primary.Port()),
+			"-U", "postgres", "-X", "none", "--checkpoint=fast", "--no-manifest")
+		if err != nil {
+			return fmt.Errorf("pg_basebackup: %v\n%s", err, out)
+		}
+		return c.writeOwned(filepath.Join(c.dataDir, "standby.signal"), "")
+	})
+}
+
+// newCluster makes the cluster's directories, lets create fill the data
+// directory, configures it and starts it unless told not to.
+func newCluster(t testing.TB, opts []Option, create func(*Cluster, config) error) *Cluster {
+	t.Helper()
 	cfg := defaultConfig()
 	for _, o := range opts {
 		o(&cfg)
@@ -97,11 +130,9 @@ func New(t testing.TB, opts ...Option) *Cluster {
 	if err := c.mkdirOwned(c.sockDir); err != nil {
 		t.Fatalf("pgharness: %v", err)
 	}
-	initdbStart := time.Now()
-	if out, err := c.run("initdb", cfg.initdbCommandArgs(c.dataDir)...); err != nil {
-		t.Fatalf("pgharness: initdb: %v\n%s", err, out)
+	if err := create(c, cfg); err != nil {
+		t.Fatalf("pgharness: %v", err)
 	}
-	logIfSlow(t, "initdb", initdbStart)
 	if c.segSize, err = c.readSegmentSize(); err != nil {
 		t.Fatalf("pgharness: %v", err)
 	}
