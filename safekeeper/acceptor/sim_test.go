@@ -3,15 +3,19 @@ package acceptor
 // A deterministic randomized simulation of the proposer–acceptor protocol
 // (SK §10.2), in the spirit of Neon's walproposer_sim random schedules.
 //
-// Up to a few walproposer.State instances (the real proposer logic) run
+// Up to three walproposer.State instances (the real proposer logic) run
 // against N Acceptors (the real acceptor logic) over a simulated network: each
 // (proposer, acceptor) connection is a pair of FIFO queues, and a seeded
 // schedule picks one event per step — deliver a message to an acceptor or a
-// proposer, stream or generate WAL, flush a dirty connection, or a fault: cut
-// a connection, crash an acceptor (its unflushed WAL is lost; it comes back
-// from what is durable), fail one disk operation, crash a proposer, start a
-// competing one. A quiet phase without faults and with a majority of
-// acceptors up closes every schedule and must make progress.
+// proposer, stream or generate WAL, flush a dirty connection, persist lagging
+// LSNs, apply broker gossip, re-send the last AppendResponse (pageserver
+// feedback), or a fault: cut a connection (its in-flight messages are lost,
+// or a prefix still reaches the safekeeper, interleaved with the proposer's
+// next connection), crash an acceptor (its unflushed WAL is lost; it comes
+// back from what is durable, at once or later), fail one control-file write
+// or fsync, crash a proposer, start a competing one. A quiet phase without
+// faults and with a majority of acceptors up ends every schedule and must
+// make progress.
 //
 // Acceptors are driven the way walservice/push.go drives them: appends
 // without fsync, FlushWAL (which replies) when a connection's queue runs dry
@@ -25,14 +29,14 @@ package acceptor
 // histories differ byte by byte.
 //
 // The oracle checks SK §3.12 after every step (checkAcceptor, onTruncate,
-// onElected, onCommit).
+// onElected, onCommit); TestSimulationCatchesMutants shows it is not blind.
 //
-//	go test -run TestSimulation ./safekeeper/acceptor/                  # 300 seeds
-//	STRATA_SIM_SEEDS=100000 go test -run TestSimulation -timeout 2h ... # a campaign
-//	STRATA_SIM_SEED=1234 go test -run TestSimulation -v ...             # replay one seed with its trace
+//	go test -run 'TestSimulation$' ./safekeeper/acceptor/                    # 300 seeds
+//	STRATA_SIM_SEEDS=100000 go test -run 'TestSimulation$' -timeout 2h ...   # a campaign
+//	STRATA_SIM_SEED=1234 go test -run 'TestSimulation$' -v ...               # replay one seed with its trace
 //
-// STRATA_SIM_FIRST_SEED and STRATA_SIM_STEPS (chaos steps per seed) tune the
-// campaign.
+// STRATA_SIM_FIRST_SEED and STRATA_SIM_STEPS (chaos steps per seed, default
+// 1000; a schedule with fewer steps is a prefix of one with more) tune it.
 
 import (
 	"bytes"
@@ -43,6 +47,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -75,7 +80,7 @@ type simConfig struct {
 
 func simConfigFor(seed uint64, chaosSteps int) simConfig {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
-	cfg := simConfig{seed: seed, n: 3, chaosSteps: chaosSteps, quietSteps: 3000}
+	cfg := simConfig{seed: seed, n: 3, chaosSteps: chaosSteps, quietSteps: 10000}
 	if seed%4 == 0 {
 		cfg.n = 5
 	}
@@ -151,6 +156,12 @@ type simAcceptor struct {
 	// is the highest last_log_term its WAL had when it reported one.
 	acked        lsn.LSN
 	ackedLogTerm pamsg.Term
+
+	// published is what the broker last heard from this safekeeper (SK §7.2).
+	published struct {
+		lastLogTerm         pamsg.Term
+		commit, peerHorizon lsn.LSN
+	}
 }
 
 type simProposer struct {
@@ -215,16 +226,17 @@ func newSim(cfg simConfig) *sim {
 	return s
 }
 
-// runSim runs one schedule and returns the first broken invariant.
+// runSim runs one schedule and returns the first broken invariant (or
+// panic of the code under test).
 func runSim(cfg simConfig) (s *sim, err error) {
 	s = newSim(cfg)
 	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(*simFailure)
-			if !ok {
-				panic(r)
-			}
-			err = errors.New(f.msg)
+		switch r := recover().(type) {
+		case nil:
+		case *simFailure:
+			err = errors.New(r.msg)
+		default:
+			err = fmt.Errorf("step %d: panic: %v\n%s", s.step, r, debug.Stack())
 		}
 	}()
 	s.run()
@@ -651,17 +663,24 @@ func (s *sim) restartAcceptor(x *simAcceptor) {
 	s.checkAcceptor(x)
 }
 
-// gossip passes a peer's commit_lsn to a safekeeper with the same last log
-// term, as the broker does (SK §3.7, §7.3).
+// gossip applies what the broker knows of one safekeeper, possibly stale,
+// to another (SK §7.3): the commit LSN only if the last log terms match.
 func (s *sim) gossip() {
-	x := s.pickAcceptor(func(x *simAcceptor) bool { return x.up })
-	y := s.pickAcceptor(func(y *simAcceptor) bool { return y.up && y != x })
-	if x == nil || y == nil || x.a.LastLogTerm() != y.a.LastLogTerm() || y.a.CommitLSN() <= x.a.CommitLSN() {
+	y := s.pickAcceptor(func(y *simAcceptor) bool { return y.up })
+	x := s.pickAcceptor(func(x *simAcceptor) bool { return x.up && x != y })
+	if x == nil || y == nil {
 		return
 	}
-	s.logf("sk%d learns commit %v from sk%d (last log term %d)", x.idx, y.a.CommitLSN(), y.idx, y.a.LastLogTerm())
-	if err := x.a.UpdateCommitLSN(y.a.CommitLSN()); err != nil {
-		s.failf("safekeeper %d: commit_lsn from peer: %v", x.idx, err)
+	if s.rng.IntN(2) == 0 {
+		y.published.lastLogTerm, y.published.commit, y.published.peerHorizon = y.a.LastLogTerm(), y.a.CommitLSN(), y.a.PeerHorizonLSN()
+	}
+	info := y.published
+	x.a.AdvancePeerHorizonLSN(info.peerHorizon)
+	if info.commit != 0 && info.lastLogTerm == x.a.LastLogTerm() && info.commit > x.a.CommitLSN() {
+		s.logf("sk%d learns commit %v from sk%d (last log term %d)", x.idx, info.commit, y.idx, info.lastLogTerm)
+		if err := x.a.UpdateCommitLSN(info.commit); err != nil {
+			s.failf("safekeeper %d: commit_lsn from peer: %v", x.idx, err)
+		}
 	}
 	s.checkAcceptor(x)
 }
@@ -684,8 +703,6 @@ func (s *sim) diskFault() {
 	}
 	if len(c.toAcc) > 0 {
 		s.deliverToAcceptor(c)
-	} else if !c.dirty {
-		return
 	} else {
 		s.flushConn(c)
 	}
@@ -1036,8 +1053,7 @@ func (s *sim) checkAcceptor(x *simAcceptor) {
 	if f < x.acked {
 		s.failf("safekeeper %d: flush_lsn %v is below the acknowledged %v (no newer term truncated it)", x.idx, f, x.acked)
 	}
-	// truncate_lsn (peer horizon) claims everything below it is committed
-	// and on every safekeeper.
+	// truncate_lsn (the peer horizon) never runs ahead of the commit LSN.
 	if h, end := a.PeerHorizonLSN(), simStartLSN+lsn.LSN(len(s.committed)); h > end {
 		s.failf("safekeeper %d: peer horizon (truncate_lsn) %v is past the committed end %v", x.idx, h, end)
 	}
@@ -1206,8 +1222,9 @@ func TestSimulation(t *testing.T) {
 		t.Fatalf("seed %d failed (%v) but passes when replayed: the simulation is not deterministic", seed, failed[seed])
 	}
 	tail := s.trace[max(0, len(s.trace)-80):]
-	t.Fatalf("seed %d (%+v): %v\nreplay: STRATA_SIM_SEED=%d go test -run TestSimulation -v ./safekeeper/acceptor/\nlast events:\n%s",
-		seed, cfg, err, seed, strings.Join(tail, "\n"))
+	steps = min(steps, s.step) // schedules are prefixes of each other: fewer steps, same failure
+	t.Fatalf("seed %d (%+v): %v\nreplay: STRATA_SIM_SEED=%d STRATA_SIM_STEPS=%d go test -run 'TestSimulation$' -v ./safekeeper/acceptor/\nlast events:\n%s",
+		seed, cfg, err, seed, steps, strings.Join(tail, "\n"))
 }
 
 // TestSimulationCatchesMutants breaks the system in ways the invariants must

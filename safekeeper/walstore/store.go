@@ -170,7 +170,11 @@ func (s *Store) segPath(segno uint64, partial bool) string {
 
 // Write appends data at start (SK §4.4.3). Nothing is fsync'd except a
 // segment that this write completes.
-func (s *Store) Write(start lsn.LSN, data []byte) error {
+//
+// A failed write (a full disk, an I/O error) may leave part of data written;
+// the store then refuses writes until a truncation, which an election always
+// does first, puts the WAL back on a record boundary (Neon #11605).
+func (s *Store) Write(start lsn.LSN, data []byte) (err error) {
 	if s.pending {
 		return ErrTruncationPending
 	}
@@ -180,6 +184,12 @@ func (s *Store) Write(start lsn.LSN, data []byte) error {
 	if s.writeLSN < start && s.writeLSN != 0 {
 		return fmt.Errorf("write at %v creates a gap after %v", start, s.writeLSN)
 	}
+	// From here on a failure may leave part of data written.
+	defer func() {
+		if err != nil {
+			s.pending = true
+		}
+	}()
 	t0 := time.Now()
 	if s.writeLSN == 0 {
 		s.writeLSN = start
