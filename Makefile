@@ -57,10 +57,7 @@ test: build
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
 
 run: build
-	@echo "make run: the local cluster (strata local up) arrives with the control-plane issue;"
-	@echo "for now it starts one safekeeper in ./.strata/sk1 on 127.0.0.1:5454."
-	@mkdir -p .strata/sk1
-	$(BIN)/safekeeper --id 1 --datadir .strata/sk1
+	deploy/local/run-safekeepers.sh
 
 bench: build
 	@mkdir -p $(BENCH_DIR)

@@ -37,7 +37,7 @@ func (t *Timeline) RemovalHorizon() lsn.LSN {
 	p := t.ControlState()
 	s := t.Status()
 	h := min(p.RemoteConsistentLSN, p.CommitLSN, s.FlushLSN, p.PeerHorizonLSN)
-	if r := t.senders.minReaderLSN(); r != 0 {
+	if r := t.minReaderLSN(); r != 0 {
 		h = min(h, r)
 	}
 	return h

@@ -45,10 +45,63 @@ type SenderInfo struct {
 	SentLSN lsn.LSN
 }
 
-type senderRegistry struct {
-	mu      sync.Mutex
-	nextID  uint64
-	senders map[uint64]*SenderInfo
+// registry holds the records of connected clients of one kind, keyed by a
+// number it assigns; the connection owning a record updates it through its
+// handle while status readers list them.
+type registry[T any] struct {
+	mu     sync.Mutex
+	nextID uint64
+	m      map[uint64]*T
+}
+
+// add stores the record newRecord makes for the next id and returns that id.
+func (r *registry[T]) add(newRecord func(id uint64) T) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = make(map[uint64]*T)
+	}
+	r.nextID++
+	v := newRecord(r.nextID)
+	r.m[r.nextID] = &v
+	return r.nextID
+}
+
+func (r *registry[T]) update(id uint64, f func(*T)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v, ok := r.m[id]; ok {
+		f(v)
+	}
+}
+
+// remove reports whether the record was there.
+func (r *registry[T]) remove(id uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.m[id]
+	delete(r.m, id)
+	return ok
+}
+
+func (r *registry[T]) get(id uint64) T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v, ok := r.m[id]; ok {
+		return *v
+	}
+	var zero T
+	return zero
+}
+
+func (r *registry[T]) list() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]T, 0, len(r.m))
+	for _, v := range r.m {
+		out = append(out, *v)
+	}
+	return out
 }
 
 // Sender is the handle a WAL sender uses to report on itself.
@@ -59,35 +112,17 @@ type Sender struct {
 
 // AddSender registers a WAL sender; call Remove on the handle when it ends.
 func (t *Timeline) AddSender(info SenderInfo) *Sender {
-	r := &t.senders
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.senders == nil {
-		r.senders = make(map[uint64]*SenderInfo)
-	}
-	r.nextID++
-	info.ID = r.nextID
-	info.Started = time.Now()
-	r.senders[info.ID] = &info
-	return &Sender{t: t, id: info.ID}
+	id := t.senders.add(func(id uint64) SenderInfo {
+		info.ID, info.Started = id, time.Now()
+		return info
+	})
+	return &Sender{t: t, id: id}
 }
 
-func (s *Sender) update(f func(i *SenderInfo)) {
-	r := &s.t.senders
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if i, ok := r.senders[s.id]; ok {
-		f(i)
-	}
-}
+func (s *Sender) update(f func(i *SenderInfo)) { s.t.senders.update(s.id, f) }
 
 // Remove unregisters the sender.
-func (s *Sender) Remove() {
-	r := &s.t.senders
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.senders, s.id)
-}
+func (s *Sender) Remove() { s.t.senders.remove(s.id) }
 
 // Sent records the end of the WAL sent.
 func (s *Sender) Sent(end lsn.LSN) { s.update(func(i *SenderInfo) { i.SentLSN = end }) }
@@ -109,38 +144,19 @@ func (s *Sender) PageserverFeedback(f pamsg.PageserverFeedback) error {
 }
 
 // Info returns the sender's current record.
-func (s *Sender) Info() SenderInfo {
-	r := &s.t.senders
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if i, ok := r.senders[s.id]; ok {
-		return *i
-	}
-	return SenderInfo{}
-}
+func (s *Sender) Info() SenderInfo { return s.t.senders.get(s.id) }
 
 // Senders lists the connected WAL senders.
-func (t *Timeline) Senders() []SenderInfo {
-	r := &t.senders
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]SenderInfo, 0, len(r.senders))
-	for _, i := range r.senders {
-		out = append(out, *i)
-	}
-	return out
-}
+func (t *Timeline) Senders() []SenderInfo { return t.senders.list() }
 
 // hotStandbyFeedback aggregates the standbys' feedback for the proposer
 // (SK §5.6): the lowest non-zero xmin and catalog xmin, the latest timestamp
 // among those that contributed.
-func (r *senderRegistry) hotStandbyFeedback() pamsg.HotStandbyFeedback {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return aggregateHSFeedback(r.senders)
+func (t *Timeline) hotStandbyFeedback() pamsg.HotStandbyFeedback {
+	return aggregateHSFeedback(t.senders.list())
 }
 
-func aggregateHSFeedback(senders map[uint64]*SenderInfo) pamsg.HotStandbyFeedback {
+func aggregateHSFeedback(senders []SenderInfo) pamsg.HotStandbyFeedback {
 	var agg pamsg.HotStandbyFeedback
 	for _, s := range senders {
 		if s.Kind != SenderStandby {
@@ -165,11 +181,9 @@ func aggregateHSFeedback(senders map[uint64]*SenderInfo) pamsg.HotStandbyFeedbac
 
 // minReaderLSN is the lowest position a connected WAL sender's client has
 // (0 if none): WAL a connected reader still needs is not removed.
-func (r *senderRegistry) minReaderLSN() lsn.LSN {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (t *Timeline) minReaderLSN() lsn.LSN {
 	var m lsn.LSN
-	for _, s := range r.senders {
+	for _, s := range t.senders.list() {
 		pos := s.Reply.FlushLSN
 		if s.Kind == SenderPageserver {
 			pos = s.PSFeedback.LastReceivedLSN
@@ -211,12 +225,6 @@ type ProposerInfo struct {
 	Started time.Time
 }
 
-type proposerRegistry struct {
-	mu     sync.Mutex
-	nextID uint64
-	m      map[uint64]*ProposerInfo
-}
-
 // Proposer is the handle of a connected proposer session.
 type Proposer struct {
 	t  *Timeline
@@ -225,49 +233,25 @@ type Proposer struct {
 
 // AddProposer registers a START_WAL_PUSH session; call Remove when it ends.
 func (t *Timeline) AddProposer(info ProposerInfo) *Proposer {
-	r := &t.proposers
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = make(map[uint64]*ProposerInfo)
-	}
-	r.nextID++
-	info.ID = r.nextID
-	info.Started = time.Now()
-	r.m[info.ID] = &info
+	id := t.proposers.add(func(id uint64) ProposerInfo {
+		info.ID, info.Started = id, time.Now()
+		return info
+	})
 	t.computes.Add(1)
-	return &Proposer{t: t, id: info.ID}
+	return &Proposer{t: t, id: id}
 }
 
 // Streaming marks the session elected in term.
 func (p *Proposer) Streaming(term pamsg.Term) {
-	r := &p.t.proposers
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if i, ok := r.m[p.id]; ok {
-		i.State, i.Term = ProposerStreaming, term
-	}
+	p.t.proposers.update(p.id, func(i *ProposerInfo) { i.State, i.Term = ProposerStreaming, term })
 }
 
 // Remove unregisters the session.
 func (p *Proposer) Remove() {
-	r := &p.t.proposers
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.m[p.id]; ok {
-		delete(r.m, p.id)
+	if p.t.proposers.remove(p.id) {
 		p.t.computes.Add(-1)
 	}
 }
 
 // Proposers lists connected proposer sessions.
-func (t *Timeline) Proposers() []ProposerInfo {
-	r := &t.proposers
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]ProposerInfo, 0, len(r.m))
-	for _, i := range r.m {
-		out = append(out, *i)
-	}
-	return out
-}
+func (t *Timeline) Proposers() []ProposerInfo { return t.proposers.list() }

@@ -83,9 +83,9 @@ type Timeline struct {
 	// with every new report, relayed by proposer connections (SK §3.6).
 	psFeedback watch.Value[FeedbackEvent]
 
-	senders   senderRegistry
+	senders   registry[SenderInfo]
+	proposers registry[ProposerInfo]
 	computes  atomic.Int32 // START_WAL_PUSH sessions
-	proposers proposerRegistry
 
 	ctx    context.Context // cancelled on deletion: ends every connection
 	cancel context.CancelFunc
@@ -242,7 +242,7 @@ func (t *Timeline) Elected(m *pamsg.ProposerElected) error {
 func (t *Timeline) Append(m *pamsg.AppendRequest) (r *pamsg.AppendResponse, err error) {
 	err = t.do(func(a *acceptor.Acceptor) error { r, err = a.Append(m, false); return err })
 	if r != nil {
-		r.HSFeedback = t.senders.hotStandbyFeedback()
+		r.HSFeedback = t.hotStandbyFeedback()
 	}
 	return r, err
 }
@@ -251,7 +251,7 @@ func (t *Timeline) Append(m *pamsg.AppendRequest) (r *pamsg.AppendResponse, err 
 func (t *Timeline) FlushWAL() (r *pamsg.AppendResponse, err error) {
 	err = t.do(func(a *acceptor.Acceptor) error { r, err = a.FlushWAL(); return err })
 	if r != nil {
-		r.HSFeedback = t.senders.hotStandbyFeedback()
+		r.HSFeedback = t.hotStandbyFeedback()
 	}
 	return r, err
 }
