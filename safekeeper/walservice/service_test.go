@@ -2,6 +2,8 @@ package walservice
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"io"
 	"net"
@@ -13,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"strata.dev/libs/id"
+	"strata.dev/libs/jwtauth"
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/pamsg"
 	"strata.dev/libs/pq"
@@ -308,5 +311,63 @@ func TestStaleTermAndTimelineCreationOff(t *testing.T) {
 	}
 	if _, err := s.reg.Get(other); err == nil {
 		t.Fatal("timeline created although creation was not allowed")
+	}
+}
+
+// With JWT auth, a tenant token reaches only its own tenant's timelines and
+// a safekeeperdata token reaches all; no token is refused at login.
+func TestJWTAuth(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := jwtauth.NewVerifier(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := timeline.Load(t.TempDir(), timeline.Config{NodeID: 1, NoSync: true}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = (&Service{Registry: reg, NodeID: 1, Log: zerolog.Nop()}).Serve(ctx, ln, pq.Config{Auth: verifier})
+	}()
+	defer func() { cancel(); <-done; reg.Close() }()
+
+	mine, other := newTTID(), newTTID()
+	sign := func(c jwtauth.Claims) string {
+		tok, err := jwtauth.Sign(priv, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tenantTok := sign(jwtauth.Claims{Scope: jwtauth.ScopeTenant, TenantID: &mine.Tenant})
+	adminTok := sign(jwtauth.Claims{Scope: jwtauth.ScopeSafekeeperData})
+	status := func(ttid id.TenantTimeline, tok string) error {
+		_, _, _, err := skclient.TimelineStatus(ctx, skclient.Config{Addr: ln.Addr().String(), TTID: ttid, Token: tok})
+		return err
+	}
+	if err := status(mine, tenantTok); err != nil {
+		t.Errorf("own tenant with a tenant token: %v", err)
+	}
+	if err := status(other, tenantTok); err == nil || !strings.Contains(err.Error(), "tenant") {
+		t.Errorf("other tenant with a tenant token: %v; want refused", err)
+	}
+	if err := status(other, adminTok); err != nil {
+		t.Errorf("safekeeperdata token: %v", err)
+	}
+	if err := status(mine, ""); err == nil {
+		t.Error("no token accepted")
+	}
+	if err := status(mine, sign(jwtauth.Claims{Scope: jwtauth.ScopeTenant, TenantID: &mine.Tenant})+"x"); err == nil {
+		t.Error("a tampered token accepted")
 	}
 }
