@@ -12,7 +12,6 @@ import (
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/pamsg"
-	"strata.dev/libs/skclient"
 	"strata.dev/libs/watch"
 )
 
@@ -21,24 +20,29 @@ type Config struct {
 	Safekeepers []string // host:port of each safekeeper's libpq port
 	TTID        id.TenantTimeline
 	Version     pamsg.Version // default V3
-	PgVersion   uint32        // PG_VERSION_NUM of the primary
-	SystemID    uint64
+	PgVersion   uint32        // PG_VERSION_NUM of the primary; 0 when unknown (sync mode)
+	SystemID    uint64        // 0 when unknown (sync mode)
 	WalSegSize  uint32
-	// StartLSN is where WAL begins if no safekeeper has any (the basebackup LSN).
+	// StartLSN is where WAL begins if no safekeeper has any (the basebackup
+	// LSN of a new timeline); 0 means unknown.
 	StartLSN lsn.LSN
 	AppName  string
 	Token    string
 	// AllowTimelineCreation lets a greeting create the timeline on a safekeeper.
 	AllowTimelineCreation bool
-	// ReconnectDelay is the pause before reconnecting to a safekeeper (default 200 ms).
-	ReconnectDelay time.Duration
+	// ReconnectDelay is the first pause before reconnecting to a safekeeper;
+	// it doubles up to MaxReconnectDelay while attempts keep failing.
+	ReconnectDelay    time.Duration // default 100 ms
+	MaxReconnectDelay time.Duration // default 5 s
 	// HeartbeatInterval is how often an idle stream sends an empty AppendRequest (default 1 s).
 	HeartbeatInterval time.Duration
 	Log               zerolog.Logger
 }
 
-// Proposer drives State over real connections: one goroutine pair per
-// safekeeper (sender, receiver), reconnecting after failures.
+// Proposer drives State over real connections: one session per safekeeper
+// (a sender and a receiver), reconnecting after failures, catching lagging
+// safekeepers up from a donor safekeeper, and trimming the WAL buffer below
+// the commit LSN so memory stays bounded.
 type Proposer struct {
 	cfg Config
 	wal *WALBuffer
@@ -49,20 +53,10 @@ type Proposer struct {
 	elected watch.Value[*TermElected]
 	commit  watch.Value[lsn.LSN]
 	fatal   watch.Value[error]
-}
-
-// peerConn is the proposer's link to one safekeeper.
-type peerConn struct {
-	idx  int
-	addr string
-	// gen numbers connections; control messages of an old connection are dropped.
-	gen     uint64
-	control chan controlMsg
-}
-
-type controlMsg struct {
-	gen uint64
-	msg pamsg.ProposerMessage
+	// acks counts AppendResponses, so waiters on per-safekeeper state wake.
+	acks watch.Value[uint64]
+	// hs is the latest hot-standby feedback of each safekeeper.
+	hs []pamsg.HotStandbyFeedback
 }
 
 // New returns a proposer that streams the WAL in wal.
@@ -71,12 +65,15 @@ func New(cfg Config, wal *WALBuffer) *Proposer {
 		cfg.Version = pamsg.V3
 	}
 	if cfg.ReconnectDelay == 0 {
-		cfg.ReconnectDelay = 200 * time.Millisecond
+		cfg.ReconnectDelay = 100 * time.Millisecond
+	}
+	if cfg.MaxReconnectDelay == 0 {
+		cfg.MaxReconnectDelay = 5 * time.Second
 	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = time.Second
 	}
-	p := &Proposer{cfg: cfg, wal: wal, st: NewState(len(cfg.Safekeepers), cfg.StartLSN)}
+	p := &Proposer{cfg: cfg, wal: wal, st: NewState(len(cfg.Safekeepers), cfg.StartLSN), hs: make([]pamsg.HotStandbyFeedback, len(cfg.Safekeepers))}
 	for i, a := range cfg.Safekeepers {
 		p.conns = append(p.conns, &peerConn{idx: i, addr: a, control: make(chan controlMsg, 16)})
 	}
@@ -86,33 +83,37 @@ func New(cfg Config, wal *WALBuffer) *Proposer {
 // CommitLSN is the LSN a majority of safekeepers holds durably in our term.
 func (p *Proposer) CommitLSN() lsn.LSN { return p.commit.Get() }
 
+// WatchCommit returns the commit LSN and a channel closed when it moves.
+func (p *Proposer) WatchCommit() (lsn.LSN, <-chan struct{}) { return p.commit.Watch() }
+
+// Err is the error that stopped the proposer, if any.
+func (p *Proposer) Err() error { return p.fatal.Get() }
+
 // WaitCommit blocks until the commit LSN reaches l.
 func (p *Proposer) WaitCommit(ctx context.Context, l lsn.LSN) (lsn.LSN, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := p.onFatal(cancel)
-	defer stop()
-	c, err := p.commit.Wait(ctx, func(c lsn.LSN) bool { return c >= l })
-	if ferr := p.fatal.Get(); ferr != nil {
-		return c, ferr
-	}
-	return c, err
+	return waitOr(p, ctx, &p.commit, func(c lsn.LSN) bool { return c >= l })
 }
 
 // WaitElected blocks until the election is won.
 func (p *Proposer) WaitElected(ctx context.Context) (TermElected, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := p.onFatal(cancel)
-	defer stop()
-	e, err := p.elected.Wait(ctx, func(e *TermElected) bool { return e != nil })
-	if ferr := p.fatal.Get(); ferr != nil {
-		return TermElected{}, ferr
-	}
+	e, err := waitOr(p, ctx, &p.elected, func(e *TermElected) bool { return e != nil })
 	if err != nil {
 		return TermElected{}, err
 	}
 	return *e, nil
+}
+
+// waitOr waits on v, giving up when ctx ends or the proposer fails.
+func waitOr[T any](p *Proposer, ctx context.Context, v *watch.Value[T], ok func(T) bool) (T, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := p.onFatal(cancel)
+	defer stop()
+	r, err := v.Wait(ctx, ok)
+	if ferr := p.fatal.Get(); ferr != nil {
+		return r, ferr
+	}
+	return r, err
 }
 
 // onFatal calls f when the proposer fails; the returned func stops watching.
@@ -126,6 +127,25 @@ func (p *Proposer) onFatal(f func()) (stop func()) {
 	return cancel
 }
 
+// PeerStatus is what the proposer knows of one safekeeper.
+type PeerStatus struct {
+	Addr      string
+	Streaming bool    // elected on its current connection
+	FlushLSN  lsn.LSN // acknowledged in our term
+	CommitLSN lsn.LSN // its persisted commit LSN
+}
+
+// Peers reports on every safekeeper, in configuration order.
+func (p *Proposer) Peers() []PeerStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]PeerStatus, len(p.conns))
+	for i, c := range p.conns {
+		out[i] = PeerStatus{Addr: c.addr, Streaming: p.st.Streaming(i), FlushLSN: p.st.PeerFlushLSN(i), CommitLSN: p.st.PeerCommitLSN(i)}
+	}
+	return out
+}
+
 // PeerFlushLSN is what safekeeper i acknowledged in our term.
 func (p *Proposer) PeerFlushLSN(i int) lsn.LSN {
 	p.mu.Lock()
@@ -133,9 +153,30 @@ func (p *Proposer) PeerFlushLSN(i int) lsn.LSN {
 	return p.st.PeerFlushLSN(i)
 }
 
+// HotStandbyFeedback aggregates what the safekeepers relay from their
+// standbys: the oldest non-zero xmins.
+func (p *Proposer) HotStandbyFeedback() pamsg.HotStandbyFeedback {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var agg pamsg.HotStandbyFeedback
+	for _, h := range p.hs {
+		if h.Xmin != 0 && (agg.Xmin == 0 || h.Xmin < agg.Xmin) {
+			agg.Xmin = h.Xmin
+		}
+		if h.CatalogXmin != 0 && (agg.CatalogXmin == 0 || h.CatalogXmin < agg.CatalogXmin) {
+			agg.CatalogXmin = h.CatalogXmin
+		}
+		agg.TS = max(agg.TS, h.TS)
+	}
+	return agg
+}
+
 // Run streams until ctx ends or the proposer fails (another proposer took
 // over), and returns that failure.
 func (p *Proposer) Run(ctx context.Context) error {
+	if len(p.conns) == 0 {
+		return errors.New("no safekeepers configured")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := p.onFatal(cancel)
@@ -166,9 +207,11 @@ func (p *Proposer) apply(actions []Action) {
 		case TermElected:
 			e := a
 			p.elected.Set(&e)
-			p.cfg.Log.Info().Uint64("term", uint64(a.Term)).Stringer("term_start_lsn", a.TermStartLSN).Int("donor", a.Donor).Msg("elected")
+			p.cfg.Log.Info().Uint64("term", uint64(a.Term)).Stringer("term_start_lsn", a.TermStartLSN).
+				Str("donor", p.conns[a.Donor].addr).Msg("elected")
 		case CommitLSNAdvanced:
 			p.commit.Set(a.LSN)
+			p.trim(a.LSN)
 		case Fatal:
 			p.cfg.Log.Error().Err(a.Err).Msg("proposer stops")
 			p.fatal.Set(a.Err)
@@ -187,180 +230,64 @@ func (p *Proposer) enqueue(i int, m pamsg.ProposerMessage) {
 	}
 }
 
-func (p *Proposer) runPeer(ctx context.Context, c *peerConn) {
-	log := p.cfg.Log.With().Str("safekeeper", c.addr).Logger()
-	for ctx.Err() == nil {
-		err := p.session(ctx, c)
-		p.mu.Lock()
-		c.gen++
-		p.st.Disconnected(c.idx)
-		p.mu.Unlock()
-		if ctx.Err() != nil {
-			return
-		}
-		log.Info().Err(err).Msg("safekeeper connection ended; reconnecting")
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(p.cfg.ReconnectDelay):
+// maxBufferLag is how far below the commit LSN the WAL buffer keeps WAL for
+// a connected safekeeper that is slow to take it; beyond that it is caught
+// up from another safekeeper instead.
+const maxBufferLag = 64 << 20
+
+// trim drops buffered WAL that no connected safekeeper still needs: below
+// the commit LSN and below what each streaming connection has been sent.
+func (p *Proposer) trim(commit lsn.LSN) {
+	floor := commit
+	for _, c := range p.conns {
+		if s := lsn.LSN(c.sent.Load()); s != 0 && s < floor {
+			floor = s
 		}
 	}
+	if commit-floor > maxBufferLag {
+		floor = commit - maxBufferLag
+	}
+	p.wal.Trim(floor)
 }
 
-// session runs one connection to a safekeeper until it fails.
-func (p *Proposer) session(ctx context.Context, c *peerConn) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	conn, err := skclient.DialPush(ctx, skclient.Config{
-		Addr: c.addr, TTID: p.cfg.TTID, AppName: p.cfg.AppName, Token: p.cfg.Token, ConnectTimeout: 5 * time.Second,
-	}, p.cfg.Version, p.cfg.AllowTimelineCreation)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	stopClose := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stopClose()
-
+// recoverySource picks a safekeeper that can serve WAL from pos to peer i in
+// recovery mode: one streaming in our term that acknowledged WAL beyond pos,
+// or, below the term start, the election's donor. Returns "" if none.
+func (p *Proposer) recoverySource(i int, pos lsn.LSN) string {
 	p.mu.Lock()
-	gen := c.gen
-	p.mu.Unlock()
-	// Drop control messages meant for an earlier connection.
-	for drained := false; !drained; {
-		select {
-		case <-c.control:
-		default:
-			drained = true
+	defer p.mu.Unlock()
+	best, bestFlush := "", lsn.LSN(0)
+	for j, c := range p.conns {
+		if j != i && p.st.Streaming(j) && p.st.PeerFlushLSN(j) > pos && p.st.PeerFlushLSN(j) > bestFlush {
+			best, bestFlush = c.addr, p.st.PeerFlushLSN(j)
 		}
 	}
-	greeting := &pamsg.ProposerGreeting{
-		TenantID: p.cfg.TTID.Tenant, TimelineID: p.cfg.TTID.Timeline,
-		PgVersion: p.cfg.PgVersion, SystemID: p.cfg.SystemID, WalSegSize: p.cfg.WalSegSize, PgTimeline: 1,
-	}
-	if err := conn.Send(greeting); err != nil {
-		return err
-	}
-	if err := conn.Flush(); err != nil {
-		return err
-	}
-	recvErr := make(chan error, 1)
-	go func() {
-		recvErr <- p.receive(conn, c, gen)
-		cancel()
-	}()
-	err = p.send(ctx, conn, c, gen)
-	cancel()
-	conn.Close()
-	if rerr := <-recvErr; rerr != nil {
-		return rerr
-	}
-	return err
-}
-
-// receive feeds the safekeeper's replies into the state machine.
-func (p *Proposer) receive(conn *skclient.PushConn, c *peerConn, gen uint64) error {
-	for {
-		m, err := conn.Receive()
-		if err != nil {
-			return err
-		}
-		p.mu.Lock()
-		if c.gen != gen {
-			p.mu.Unlock()
-			return errors.New("connection superseded")
-		}
-		switch m := m.(type) {
-		case *pamsg.AcceptorGreeting:
-			p.apply(p.st.Greeted(c.idx, *m))
-		case *pamsg.VoteResponse:
-			p.apply(p.st.Voted(c.idx, *m))
-		case *pamsg.AppendResponse:
-			p.apply(p.st.Acked(c.idx, *m))
-		}
-		p.mu.Unlock()
-	}
-}
-
-// send writes control messages and, once elected on this connection,
-// streams WAL, commit LSNs and heartbeats.
-func (p *Proposer) send(ctx context.Context, conn *skclient.PushConn, c *peerConn, gen uint64) error {
-	var (
-		streaming  bool
-		pos        lsn.LSN
-		term       pamsg.Term
-		sentCommit lsn.LSN
-		buf        = make([]byte, pamsg.MaxWALPerAppend)
-		heartbeat  = time.NewTimer(p.cfg.HeartbeatInterval)
-	)
-	defer heartbeat.Stop()
-	for {
-		var walCh, commitCh <-chan struct{}
-		var end, commit lsn.LSN
-		if streaming {
-			end, walCh = p.wal.Watch()
-			commit, commitCh = p.commit.Watch()
-			if end > pos || commit > sentCommit {
-				// Send everything available, then flush once.
-				for end > pos || commit > sentCommit {
-					n := 0
-					if end > pos {
-						var err error
-						n, err = p.wal.ReadAt(buf[:min(uint64(len(buf)), uint64(end-pos))], pos)
-						if err != nil {
-							return fmt.Errorf("safekeeper needs WAL from %v: %w", pos, err)
-						}
-					}
-					a := &pamsg.AppendRequest{Term: term, BeginLSN: pos, EndLSN: pos + lsn.LSN(n),
-						CommitLSN: commit, TruncateLSN: p.truncateLSN(), WAL: buf[:n]}
-					if err := conn.SendAppend(a); err != nil {
-						return err
-					}
-					pos += lsn.LSN(n)
-					sentCommit = commit
-					end = p.wal.End()
-					commit = p.commit.Get()
-				}
-				if err := conn.Flush(); err != nil {
-					return err
-				}
-				heartbeat.Reset(p.cfg.HeartbeatInterval)
-				continue
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case cm := <-c.control:
-			if cm.gen != gen {
-				continue
-			}
-			if err := conn.Send(cm.msg); err != nil {
-				return err
-			}
-			if err := conn.Flush(); err != nil {
-				return err
-			}
-			if e, ok := cm.msg.(*pamsg.ProposerElected); ok {
-				streaming, pos, term = true, e.StartStreamingAt, e.Term
-			}
-		case <-walCh:
-		case <-commitCh:
-		case <-heartbeat.C:
-			if streaming {
-				a := &pamsg.AppendRequest{Term: term, BeginLSN: pos, EndLSN: pos, CommitLSN: p.commit.Get(), TruncateLSN: p.truncateLSN()}
-				if err := conn.SendAppend(a); err != nil {
-					return err
-				}
-				if err := conn.Flush(); err != nil {
-					return err
-				}
-			}
-			heartbeat.Reset(p.cfg.HeartbeatInterval)
+	if best == "" {
+		if e := p.elected.Get(); e != nil && e.Donor != i && pos < e.TermStartLSN {
+			best = p.conns[e.Donor].addr
 		}
 	}
+	return best
 }
 
 func (p *Proposer) truncateLSN() lsn.LSN {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.st.TruncateLSN()
+}
+
+func (p *Proposer) term() pamsg.Term {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st.Term()
+}
+
+// errSuperseded ends a session whose connection was replaced.
+var errSuperseded = errors.New("connection superseded")
+
+func wrapPeer(addr string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("safekeeper %s: %w", addr, err)
 }

@@ -54,9 +54,14 @@ type peer struct {
 	phase    peerPhase
 	greeting pamsg.AcceptorGreeting
 	vote     pamsg.VoteResponse
-	// flush is the last flush LSN this safekeeper acknowledged in our term.
-	flush  lsn.LSN
-	commit lsn.LSN // its persisted commit LSN, from AppendResponses
+	// flush is the last flush LSN this safekeeper acknowledged in our term
+	// on its current connection.
+	flush lsn.LSN
+	// lastFlush is the last flush LSN it acknowledged in our term on any
+	// connection; 0 if it never did. It survives disconnects, so a lagging
+	// safekeeper that is down keeps holding the peer horizon back.
+	lastFlush lsn.LSN
+	commit    lsn.LSN // its persisted commit LSN, from AppendResponses
 }
 
 // Action is something the I/O layer must do.
@@ -318,6 +323,7 @@ func (s *State) Acked(i int, r pamsg.AppendResponse) []Action {
 		return nil
 	}
 	p.flush = max(p.flush, r.FlushLSN)
+	p.lastFlush = p.flush
 	p.commit = max(p.commit, r.CommitLSN)
 	return s.advanceCommit()
 }
@@ -349,16 +355,22 @@ func (s *State) advanceCommit() []Action {
 		return nil
 	}
 	s.commitLSN = c
-	// The peer horizon: nobody needs WAL below what every live safekeeper
-	// and the commit point have passed.
-	h := c
+	s.advanceTruncateLSN()
+	return []Action{CommitLSNAdvanced{LSN: c}}
+}
+
+// advanceTruncateLSN moves the peer horizon (truncate_lsn) to what every
+// safekeeper, connected or not, has acknowledged, and the commit LSN: no
+// safekeeper needs WAL below it to catch up. A safekeeper never heard from
+// in this term holds it still, as in Neon's walproposer; safekeepers use it
+// to bound WAL removal, so a lagging one can always be caught up from its
+// peers.
+func (s *State) advanceTruncateLSN() {
+	h := s.commitLSN
 	for _, q := range s.peers {
-		if q.phase == peerStreaming {
-			h = min(h, q.flush)
-		}
+		h = min(h, q.lastFlush)
 	}
 	s.truncateLSN = max(s.truncateLSN, h)
-	return []Action{CommitLSNAdvanced{LSN: c}}
 }
 
 // Disconnected forgets safekeeper i's connection; it greets again when it returns.
