@@ -172,6 +172,16 @@ func (p *Proposer) stream(ctx context.Context, conn *skclient.PushConn, c *peerC
 	)
 	defer heartbeat.Stop()
 	defer c.sent.Store(0)
+	// An empty append right after the election gets the first
+	// acknowledgement (and the commit LSN moving) without waiting a
+	// heartbeat interval.
+	first := &pamsg.AppendRequest{Term: term, BeginLSN: pos, EndLSN: pos, CommitLSN: p.commit.Get(), TruncateLSN: p.truncateLSN()}
+	if err := conn.SendAppend(first); err != nil {
+		return err
+	}
+	if err := conn.Flush(); err != nil {
+		return err
+	}
 	for {
 		if pos < p.wal.Start() {
 			c.sent.Store(0)

@@ -241,6 +241,9 @@ func (s *State) Voted(i int, v pamsg.VoteResponse) []Action {
 		}
 		return s.elect()
 	case Elected:
+		if len(s.history) == 0 {
+			return nil // an empty timeline: nothing to send
+		}
 		return s.sendElected(i)
 	}
 	return nil
@@ -265,6 +268,12 @@ func (s *State) elect() []Action {
 	}
 	s.donor = donor
 	d := s.peers[donor].vote
+	if allEmpty && s.startLSN == 0 {
+		// No WAL anywhere and no start point: nothing to reconcile. Only
+		// --sync-safekeepers can use this outcome (its answer is 0/0).
+		s.phase = Elected
+		return []Action{TermElected{Term: s.term, Donor: donor}}
+	}
 	if allEmpty {
 		// A brand-new timeline starts at the compute's basebackup LSN.
 		s.termStartLSN, s.truncateLSN = s.startLSN, s.startLSN

@@ -39,6 +39,20 @@ func NewWALBuffer(start lsn.LSN) *WALBuffer {
 	return b
 }
 
+// Reset moves an empty buffer to start at start: the proposer learns where
+// its WAL continues only when it is elected.
+func (b *WALBuffer) Reset(start lsn.LSN) error {
+	b.mu.Lock()
+	if b.endLocked() != b.start {
+		b.mu.Unlock()
+		return fmt.Errorf("reset of a WAL buffer that holds [%v, %v)", b.start, b.endLocked())
+	}
+	b.base, b.start, b.chunks = start, start, nil
+	b.mu.Unlock()
+	b.end.Set(start)
+	return nil
+}
+
 // Append adds WAL at the end.
 func (b *WALBuffer) Append(p []byte) {
 	b.mu.Lock()

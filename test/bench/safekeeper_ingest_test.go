@@ -342,7 +342,7 @@ func relayPrimary(b *testing.B, c *pgharness.Cluster, size int, volume uint64) r
 	defer cancel()
 	errs := make(chan error, 3)
 	go func() { errs <- prop.Run(ctx) }()
-	go func() { errs <- primarywal.Stream(ctx, c, "relay", start, buf, prop.CommitLSN) }()
+	go func() { errs <- primarywal.Stream(ctx, c, "relay", buf, prop) }()
 	// Keep memory bounded: WAL the safekeeper has is not needed again.
 	go func() {
 		for ctx.Err() == nil {

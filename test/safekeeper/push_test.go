@@ -65,7 +65,7 @@ func newEnv(t *testing.T, v pamsg.Version, nSK int) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go func() { e.errs <- e.prop.Run(ctx) }()
-	go func() { e.errs <- primarywal.Stream(ctx, e.primary, "strata", e.start, e.buf, e.prop.CommitLSN) }()
+	go func() { e.errs <- primarywal.Stream(ctx, e.primary, "strata", e.buf, e.prop) }()
 	t.Cleanup(func() {
 		cancel()
 		for i := 0; i < 2; i++ {
