@@ -12,12 +12,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"strata.dev/libs/id"
+	"strata.dev/libs/lsn"
 	pb "strata.dev/proto/safekeeper/v1"
 )
 
@@ -53,7 +55,7 @@ func Binary(t testing.TB, name string) string {
 			buildErr = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./safekeeper/cmd/...")
+		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./safekeeper/cmd/...", "./libs/walproposer/cmd/...")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -93,20 +95,17 @@ func FreePort(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// Safekeeper is a running (or stopped) safekeeper process.
+// Safekeeper is a safekeeper process with its own data directory and ports.
 type Safekeeper struct {
+	*Process
 	ID       int
 	Dir      string
 	PGAddr   string
 	GRPCAddr string
 	HTTPAddr string
-	Args     []string // extra flags
 
-	t       testing.TB
-	cmd     *exec.Cmd
-	done    chan struct{}
-	logPath string
-	conn    *grpc.ClientConn
+	t    testing.TB
+	conn *grpc.ClientConn
 }
 
 // StartSafekeeper starts safekeeper id with a fresh data directory.
@@ -114,76 +113,31 @@ func StartSafekeeper(t testing.TB, id int, extraArgs ...string) *Safekeeper {
 	t.Helper()
 	s := &Safekeeper{
 		ID: id, Dir: filepath.Join(t.TempDir(), fmt.Sprintf("sk%d", id)),
-		PGAddr: FreePort(t), GRPCAddr: FreePort(t), HTTPAddr: FreePort(t),
-		Args: extraArgs, t: t,
+		PGAddr: FreePort(t), GRPCAddr: FreePort(t), HTTPAddr: FreePort(t), t: t,
 	}
-	s.logPath = s.Dir + ".log"
+	args := append([]string{
+		"--id", strconv.Itoa(id), "--datadir", s.Dir,
+		"--listen-pg", s.PGAddr, "--listen-grpc", s.GRPCAddr, "--listen-http", s.HTTPAddr,
+	}, extraArgs...)
+	s.Process = newProcess(t, fmt.Sprintf("safekeeper %d", id), Binary(t, "safekeeper"), s.Dir+".log", args, s.healthy)
 	t.Cleanup(func() {
-		s.stop(syscall.SIGKILL)
 		if s.conn != nil {
 			s.conn.Close()
-		}
-		if t.Failed() {
-			s.dumpLog()
 		}
 	})
 	s.Start()
 	return s
 }
 
-// Start (re)starts the process on the same directory and ports and waits
-// until its gRPC health check answers.
-func (s *Safekeeper) Start() {
-	t := s.t
-	t.Helper()
-	if s.cmd != nil {
-		t.Fatalf("safekeeper %d is already running", s.ID)
-	}
-	args := append([]string{
-		"--id", strconv.Itoa(s.ID), "--datadir", s.Dir,
-		"--listen-pg", s.PGAddr, "--listen-grpc", s.GRPCAddr, "--listen-http", s.HTTPAddr,
-	}, s.Args...)
-	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(Binary(t, "safekeeper"), args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start safekeeper %d: %v", s.ID, err)
-	}
-	s.cmd = cmd
-	s.done = make(chan struct{})
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-s.done:
-			s.cmd = nil
-			s.dumpLog()
-			t.Fatalf("safekeeper %d exited during startup", s.ID)
-		default:
-		}
-		if s.healthy() {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.dumpLog()
-			t.Fatalf("safekeeper %d did not become healthy in 30 s", s.ID)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func (s *Safekeeper) healthy() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	resp, err := healthpb.NewHealthClient(s.grpcConn()).Check(ctx, &healthpb.HealthCheckRequest{})
+	resp, err := healthpb.NewHealthClient(s.GRPCConn()).Check(ctx, &healthpb.HealthCheckRequest{})
 	return err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING
 }
 
-func (s *Safekeeper) grpcConn() *grpc.ClientConn {
+// GRPCConn is the shared gRPC connection to the safekeeper.
+func (s *Safekeeper) GRPCConn() *grpc.ClientConn {
 	if s.conn == nil {
 		c, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -194,62 +148,76 @@ func (s *Safekeeper) grpcConn() *grpc.ClientConn {
 	return s.conn
 }
 
-// GRPCConn is the shared gRPC connection to the safekeeper.
-func (s *Safekeeper) GRPCConn() *grpc.ClientConn { return s.grpcConn() }
-
 // Client returns a gRPC client of the safekeeper.
-func (s *Safekeeper) Client() pb.SafekeeperClient { return pb.NewSafekeeperClient(s.grpcConn()) }
+func (s *Safekeeper) Client() pb.SafekeeperClient { return pb.NewSafekeeperClient(s.GRPCConn()) }
 
-// Kill sends SIGKILL and waits for the process to go.
-func (s *Safekeeper) Kill() { s.t.Helper(); s.stop(syscall.SIGKILL) }
-
-// Stop sends SIGTERM and waits for the process to go.
-func (s *Safekeeper) Stop() { s.t.Helper(); s.stop(syscall.SIGTERM) }
-
-// Pid is the process id while it runs, else 0.
-func (s *Safekeeper) Pid() int {
-	if s.cmd == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
-
-// Running reports whether the process is up.
-func (s *Safekeeper) Running() bool { return s.cmd != nil }
-
-func (s *Safekeeper) stop(sig syscall.Signal) {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(sig)
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	s.cmd = nil
-}
-
-// Log returns what the process wrote so far.
-func (s *Safekeeper) Log() string {
-	b, _ := os.ReadFile(s.logPath)
-	return string(b)
-}
-
-func (s *Safekeeper) dumpLog() {
-	b, err := os.ReadFile(s.logPath)
+// Timeline returns the safekeeper's view of a timeline, failing the test on error.
+func (s *Safekeeper) Timeline(t testing.TB, ttid id.TenantTimeline) *pb.TimelineInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := s.Client().GetTimeline(ctx, &pb.GetTimelineRequest{TenantId: ttid.Tenant.String(), TimelineId: ttid.Timeline.String()})
 	if err != nil {
-		return
+		t.Fatalf("GetTimeline on safekeeper %d: %v", s.ID, err)
 	}
-	lines := bytes.Split(b, []byte("\n"))
-	if len(lines) > 80 {
-		lines = lines[len(lines)-80:]
+	return info
+}
+
+// WaitFlushed waits (60 s at most) until every safekeeper reports flush_lsn ≥ l.
+func WaitFlushed(t testing.TB, sks []*Safekeeper, ttid id.TenantTimeline, l lsn.LSN) {
+	t.Helper()
+	for _, sk := range sks {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			f := lsn.LSN(sk.Timeline(t, ttid).FlushLsn)
+			if f >= l {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("safekeeper %d did not flush %v in 60 s (at %v)", sk.ID, l, f)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
-	s.t.Logf("--- safekeeper %d log (last %d lines) ---\n%s", s.ID, len(lines), bytes.Join(lines, []byte("\n")))
 }
 
 // TimelineDir is where the safekeeper keeps a timeline's files.
 func (s *Safekeeper) TimelineDir(tenant, timeline string) string {
 	return filepath.Join(s.Dir, tenant, timeline)
+}
+
+// Walproposer is a walproposer process.
+type Walproposer struct {
+	*Process
+	HTTPAddr string
+}
+
+// NewWalproposer prepares a walproposer with args (plus --listen-http); call
+// Start to run it. It counts as ready once its metrics endpoint answers.
+func NewWalproposer(t testing.TB, args ...string) *Walproposer {
+	t.Helper()
+	w := &Walproposer{HTTPAddr: FreePort(t)}
+	args = append(append([]string{}, args...), "--listen-http", w.HTTPAddr)
+	w.Process = newProcess(t, "walproposer", Binary(t, "walproposer"), filepath.Join(t.TempDir(), "walproposer.log"), args, w.ready)
+	return w
+}
+
+func (w *Walproposer) ready() bool {
+	resp, err := http.Get("http://" + w.HTTPAddr + "/metrics")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// RunSyncSafekeepers runs walproposer --sync-safekeepers with args and
+// returns its standard output, standard error and exit error.
+func RunSyncSafekeepers(t testing.TB, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	cmd := exec.Command(Binary(t, "walproposer"), append([]string{"--sync-safekeepers", "--listen-http", ""}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
 }

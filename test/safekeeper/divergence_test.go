@@ -16,6 +16,7 @@ import (
 	"strata.dev/libs/wal/walgen"
 	"strata.dev/libs/walproposer"
 	"strata.dev/test/daemons"
+	"strata.dev/test/walcheck"
 )
 
 // proposerRun is a proposer running in the background over some safekeepers.
@@ -125,7 +126,7 @@ func TestHigherTermTruncatesUncommittedTail(t *testing.T) {
 
 	// Safekeeper 3 returns: the proposer truncates it at x and catches it up.
 	sks[2].Start()
-	waitFlushed(t, sks, ttid, z)
+	daemons.WaitFlushed(t, sks, ttid, z)
 	b.stop()
 	segSize := uint64(lsn.DefaultSegmentSize)
 	dirs := make([]string, 3)
@@ -133,11 +134,11 @@ func TestHigherTermTruncatesUncommittedTail(t *testing.T) {
 		dirs[i] = sk.TimelineDir(ttid.Tenant.String(), ttid.Timeline.String())
 	}
 	for seg := start.SegmentNumber(segSize); seg <= z.SegmentNumber(segSize); seg++ {
-		want, err := readSegment(dirs[0], seg, segSize)
+		want, err := walcheck.ReadSegment(dirs[0], seg, segSize)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := readSegment(dirs[2], seg, segSize)
+		got, err := walcheck.ReadSegment(dirs[2], seg, segSize)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,12 +148,12 @@ func TestHigherTermTruncatesUncommittedTail(t *testing.T) {
 	}
 	// The divergent tail's later segments are gone.
 	for seg := z.SegmentNumber(segSize) + 1; seg <= y.SegmentNumber(segSize); seg++ {
-		if _, err := readSegment(dirs[2], seg, segSize); !os.IsNotExist(err) {
+		if _, err := walcheck.ReadSegment(dirs[2], seg, segSize); !os.IsNotExist(err) {
 			t.Fatalf("segment %s of the divergent tail still exists on safekeeper 3 (%v)", wal.SegmentFileName(1, seg, segSize), err)
 		}
 	}
 	// And the truncated part of z's segment reads as zeros after z.
-	last, _ := readSegment(dirs[2], z.SegmentNumber(segSize), segSize)
+	last, _ := walcheck.ReadSegment(dirs[2], z.SegmentNumber(segSize), segSize)
 	if tail := last[z.SegmentOffset(segSize):]; !bytes.Equal(tail, make([]byte, len(tail))) {
 		t.Fatal("bytes after the end of WAL on safekeeper 3 are not zeros")
 	}

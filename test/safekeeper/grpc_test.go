@@ -22,6 +22,7 @@ import (
 	"strata.dev/libs/walproposer"
 	pb "strata.dev/proto/safekeeper/v1"
 	"strata.dev/test/daemons"
+	"strata.dev/test/walcheck"
 )
 
 // WAL removal is driven by the pageserver's reported durable LSN (over the
@@ -88,11 +89,11 @@ func TestWALRemovalAndStatusAPI(t *testing.T) {
 	})
 	dir := sk.TimelineDir(ttid.Tenant.String(), ttid.Timeline.String())
 	for seg := start.SegmentNumber(lsn.DefaultSegmentSize); seg < end.SegmentNumber(lsn.DefaultSegmentSize); seg++ {
-		if _, err := readSegment(dir, seg, lsn.DefaultSegmentSize); !os.IsNotExist(err) {
+		if _, err := walcheck.ReadSegment(dir, seg, lsn.DefaultSegmentSize); !os.IsNotExist(err) {
 			t.Fatalf("segment %d below the horizon still exists (%v)", seg, err)
 		}
 	}
-	if _, err := readSegment(dir, end.SegmentNumber(lsn.DefaultSegmentSize), lsn.DefaultSegmentSize); err != nil {
+	if _, err := walcheck.ReadSegment(dir, end.SegmentNumber(lsn.DefaultSegmentSize), lsn.DefaultSegmentSize); err != nil {
 		t.Fatalf("the current segment was removed: %v", err)
 	}
 

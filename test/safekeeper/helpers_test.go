@@ -1,23 +1,16 @@
 package safekeeper_test
 
 import (
-	"bytes"
-	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
-	"strata.dev/libs/wal"
 	pb "strata.dev/proto/safekeeper/v1"
 	"strata.dev/test/daemons"
 	"strata.dev/test/pgharness"
+	"strata.dev/test/walcheck"
 )
 
 func walLSN(t *testing.T, c *pgharness.Cluster, expr string) lsn.LSN {
@@ -42,117 +35,12 @@ func pgVersionNum(t *testing.T, c *pgharness.Cluster) uint32 {
 	return uint32(v)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s (last state: %s)", timeout, what, last)
+	walcheck.WaitFor(t, what, timeout, cond)
 }
 
 func timeline(t *testing.T, sk *daemons.Safekeeper, ttid id.TenantTimeline) *pb.TimelineInfo {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	info, err := sk.Client().GetTimeline(ctx, &pb.GetTimelineRequest{TenantId: ttid.Tenant.String(), TimelineId: ttid.Timeline.String()})
-	if err != nil {
-		t.Fatalf("GetTimeline on safekeeper %d: %v", sk.ID, err)
-	}
-	return info
-}
-
-// waitFlushed waits until every safekeeper reports flush_lsn ≥ l.
-func waitFlushed(t *testing.T, sks []*daemons.Safekeeper, ttid id.TenantTimeline, l lsn.LSN) {
-	t.Helper()
-	for _, sk := range sks {
-		waitFor(t, fmt.Sprintf("safekeeper %d to flush %v", sk.ID, l), 60*time.Second, func() (bool, string) {
-			f := lsn.LSN(timeline(t, sk, ttid).FlushLsn)
-			return f >= l, "flush_lsn " + f.String()
-		})
-	}
-}
-
-// readSegment returns a segment file's bytes from dir, trying the plain
-// name, then ".partial".
-func readSegment(dir string, segno, segSize uint64) ([]byte, error) {
-	name := wal.SegmentFileName(1, segno, segSize)
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if errors.Is(err, os.ErrNotExist) {
-		b, err = os.ReadFile(filepath.Join(dir, name+".partial"))
-	}
-	return b, err
-}
-
-// compareWAL checks that dir holds exactly the primary's WAL bytes in [from, to).
-func compareWAL(t *testing.T, what string, primaryDir, dir string, from, to lsn.LSN, segSize uint64) {
-	t.Helper()
-	for seg := from.SegmentNumber(segSize); seg <= (to - 1).SegmentNumber(segSize); seg++ {
-		segStart := lsn.SegmentLSN(seg, 0, segSize)
-		lo := max(from, segStart).SegmentOffset(segSize)
-		hi := uint64(min(to, segStart+lsn.LSN(segSize)) - segStart)
-		want, err := readSegment(primaryDir, seg, segSize)
-		if err != nil {
-			t.Fatalf("primary segment %d: %v", seg, err)
-		}
-		got, err := readSegment(dir, seg, segSize)
-		if err != nil {
-			t.Fatalf("%s segment %d: %v", what, seg, err)
-		}
-		if uint64(len(got)) != segSize {
-			t.Fatalf("%s segment %s is %d bytes, want %d", what, wal.SegmentFileName(1, seg, segSize), len(got), segSize)
-		}
-		if !bytes.Equal(got[lo:hi], want[lo:hi]) {
-			i := 0
-			for i < int(hi-lo) && got[lo+uint64(i)] == want[lo+uint64(i)] {
-				i++
-			}
-			t.Fatalf("%s segment %s differs from the primary's at %v", what, wal.SegmentFileName(1, seg, segSize), segStart+lsn.LSN(lo)+lsn.LSN(i))
-		}
-	}
-}
-
-// pgWaldump copies the segments holding [from, to) out of dir under their
-// plain names and checks that pg_waldump decodes every record in the range.
-func pgWaldump(t *testing.T, c *pgharness.Cluster, dir string, from, to lsn.LSN) string {
-	t.Helper()
-	segSize := c.WALSegmentSize()
-	out := c.MkdirShared(t, fmt.Sprintf("waldump-%d", time.Now().UnixNano()))
-	for seg := from.SegmentNumber(segSize); seg <= (to - 1).SegmentNumber(segSize); seg++ {
-		b, err := readSegment(dir, seg, segSize)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(out, wal.SegmentFileName(1, seg, segSize))
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.User().Chown(p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := c.Command("pg_waldump", "--path", out, "--start", from.String(), "--end", to.String(), "--stats")
-	res, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("pg_waldump over [%v, %v): %v\n%s", from, to, err, res)
-	}
-	return string(res)
-}
-
-// runCmd runs cmd and fails the test with its output on error.
-func runCmd(t *testing.T, cmd *exec.Cmd) string {
-	t.Helper()
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v\n%s", cmd.String(), err, out.String())
-	}
-	return out.String()
+	return sk.Timeline(t, ttid)
 }

@@ -23,6 +23,7 @@ import (
 	"strata.dev/test/daemons"
 	"strata.dev/test/pgharness"
 	"strata.dev/test/primarywal"
+	"strata.dev/test/walcheck"
 )
 
 // env is a primary whose WAL streams through a proposer into safekeepers.
@@ -93,7 +94,7 @@ func (e *env) settle(t *testing.T) lsn.LSN {
 			running = append(running, sk)
 		}
 	}
-	waitFlushed(t, running, e.ttid, end)
+	daemons.WaitFlushed(t, running, e.ttid, end)
 	return end
 }
 
@@ -115,14 +116,14 @@ func TestPrimaryWALToThreeSafekeepers(t *testing.T) {
 			segSize := e.primary.WALSegmentSize()
 			t.Logf("pushed WAL [%v, %v): %d MiB", e.start, end, (end-e.start)>>20)
 			for _, sk := range e.sks {
-				compareWAL(t, fmt.Sprintf("safekeeper %d", sk.ID), e.primary.WALDir(), e.skDir(sk), e.start, end, segSize)
+				walcheck.CompareWAL(t, fmt.Sprintf("safekeeper %d", sk.ID), e.primary.WALDir(), e.skDir(sk), e.start, end, segSize)
 				// Beyond the pushed range the last segment is zeros or WAL still arriving, never garbage.
 				info := timeline(t, sk, e.ttid)
 				if info.TimelineStartLsn != uint64(e.start) || info.Term == 0 || lsn.LSN(info.CommitLsn) < end-lsn.LSN(segSize) {
 					t.Errorf("safekeeper %d status: %+v", sk.ID, info)
 				}
 			}
-			out := pgWaldump(t, e.primary, e.skDir(e.sks[0]), e.start, end)
+			out := walcheck.Waldump(t, e.primary, e.skDir(e.sks[0]), e.start, end)
 			if !strings.Contains(out, "Heap") || !strings.Contains(out, "Transaction") {
 				t.Errorf("pg_waldump --stats shows no heap or transaction records:\n%s", out)
 			}
@@ -156,7 +157,7 @@ func TestPgReceivewalFromSafekeeper(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	done := make(chan string, 1)
-	go func() { done <- runCmd(t, cmd) }()
+	go func() { done <- walcheck.RunCmd(t, cmd) }()
 	select {
 	case out := <-done:
 		t.Logf("pg_receivewal:\n%s", out)
@@ -167,7 +168,7 @@ func TestPgReceivewalFromSafekeeper(t *testing.T) {
 		_ = cmd.Process.Kill()
 		t.Fatal("pg_receivewal did not reach --endpos in 60 s")
 	}
-	compareWAL(t, "pg_receivewal", e.primary.WALDir(), dir, e.start, end, segSize)
+	walcheck.CompareWAL(t, "pg_receivewal", e.primary.WALDir(), dir, e.start, end, segSize)
 }
 
 // kill -9 of a safekeeper in the middle of a pgbench run: commits go on with
@@ -201,7 +202,7 @@ func TestKillSafekeeperMidStream(t *testing.T) {
 	t.Logf("pgbench: %s", lastLine(<-bench))
 	end := e.settle(t)
 	for _, s := range e.sks {
-		compareWAL(t, fmt.Sprintf("safekeeper %d", s.ID), e.primary.WALDir(), e.skDir(s), e.start, end, e.primary.WALSegmentSize())
+		walcheck.CompareWAL(t, fmt.Sprintf("safekeeper %d", s.ID), e.primary.WALDir(), e.skDir(s), e.start, end, e.primary.WALSegmentSize())
 	}
 }
 
