@@ -23,6 +23,11 @@ type peerConn struct {
 	// sent is the end of the WAL sent on the current connection while it
 	// streams from the buffer; 0 otherwise. It keeps that WAL in the buffer.
 	sent atomic.Uint64
+	// greeted is set once the current connection got an AcceptorGreeting.
+	greeted atomic.Bool
+	// refused holds the safekeeper's error if it turned our greeting down
+	// on its last connection (guarded by Proposer.mu).
+	refused error
 }
 
 type controlMsg struct {
@@ -40,11 +45,13 @@ func (p *Proposer) runPeer(ctx context.Context, c *peerConn) {
 	delay := p.cfg.ReconnectDelay
 	for ctx.Err() == nil {
 		started := time.Now()
+		c.greeted.Store(false)
 		err := p.session(ctx, c)
 		p.mu.Lock()
 		c.gen++
 		p.st.Disconnected(c.idx)
 		p.hs[c.idx] = pamsg.HotStandbyFeedback{}
+		p.noteRefusal(c, err)
 		p.mu.Unlock()
 		if ctx.Err() != nil {
 			return
@@ -124,6 +131,8 @@ func (p *Proposer) receive(conn *skclient.PushConn, c *peerConn, gen uint64) err
 		}
 		switch m := m.(type) {
 		case *pamsg.AcceptorGreeting:
+			c.greeted.Store(true)
+			c.refused = nil
 			p.apply(p.st.Greeted(c.idx, *m))
 		case *pamsg.VoteResponse:
 			p.apply(p.st.Voted(c.idx, *m))
@@ -135,6 +144,27 @@ func (p *Proposer) receive(conn *skclient.PushConn, c *peerConn, gen uint64) err
 		if _, ok := m.(*pamsg.AppendResponse); ok {
 			p.acks.Update(func(n *uint64) bool { *n++; return true })
 		}
+	}
+}
+
+// noteRefusal records a safekeeper that turned the greeting down with an
+// error (another cluster's system id, a wrong PostgreSQL version, a deleted
+// timeline) rather than failing to connect. When a majority does, no
+// election can succeed: stop with their reason. Called with p.mu held.
+func (p *Proposer) noteRefusal(c *peerConn, err error) {
+	var se *skclient.ServerError
+	if c.greeted.Load() || !errors.As(err, &se) {
+		return
+	}
+	c.refused = err
+	n := 0
+	for _, o := range p.conns {
+		if o.refused != nil {
+			n++
+		}
+	}
+	if n >= p.st.Quorum() && p.fatal.Get() == nil {
+		p.fatal.Set(fmt.Errorf("%d of %d safekeepers refuse this proposer: %w", n, len(p.conns), err))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,4 +110,51 @@ func RunCmd(t testing.TB, cmd *exec.Cmd) string {
 		t.Fatalf("%s: %v\n%s", cmd.String(), err, out.String())
 	}
 	return out.String()
+}
+
+// EndOfWAL decodes a PostgreSQL pg_wal directory forward from from, a record
+// start, and returns the end of the last intact record and that record's
+// start: the end of WAL, as pg_waldump would show it.
+func EndOfWAL(t testing.TB, dir string, segSize uint64, from lsn.LSN) (end, last lsn.LSN) {
+	t.Helper()
+	dec := wal.NewBoundaryDecoder(from, 15, segSize)
+	end = from
+	for pos := from; ; {
+		seg, err := ReadSegment(dir, pos.SegmentNumber(segSize), segSize)
+		if err != nil {
+			return end, last
+		}
+		dec.Feed(seg[pos.SegmentOffset(segSize):])
+		for {
+			rec, ok, err := dec.Next()
+			if err != nil {
+				return end, last
+			}
+			if !ok {
+				break
+			}
+			end, last = rec.EndLSN, rec.StartLSN
+		}
+		pos = pos.SegmentStart(segSize) + lsn.LSN(segSize)
+	}
+}
+
+// LatestCheckpoint reads "Latest checkpoint location" from pg_controldata.
+func LatestCheckpoint(t testing.TB, c *pgharness.Cluster) lsn.LSN {
+	t.Helper()
+	out, err := c.Command("pg_controldata", "-D", c.DataDir()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_controldata: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "Latest checkpoint location:"); ok {
+			l, err := lsn.Parse(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l
+		}
+	}
+	t.Fatalf("no latest checkpoint location in pg_controldata output:\n%s", out)
+	return 0
 }
