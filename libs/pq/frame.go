@@ -101,6 +101,20 @@ func (f *frameReader) next() (typ byte, body []byte, err error) {
 	return typ, body, nil
 }
 
+// messageBuffered reports whether a whole typed message is already in the
+// read buffer, so that next returns it without blocking.
+func (f *frameReader) messageBuffered() bool {
+	if f.r.Buffered() < len(f.hdr) {
+		return false
+	}
+	h, err := f.r.Peek(len(f.hdr))
+	if err != nil {
+		return false
+	}
+	n := int(binary.BigEndian.Uint32(h[1:]))
+	return f.r.Buffered() >= 1+n
+}
+
 // readBody reads exactly n bytes into the reused buffer, growing it as the
 // bytes arrive rather than trusting the announced length up front.
 func (f *frameReader) readBody(n int) ([]byte, error) {

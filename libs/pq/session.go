@@ -1,6 +1,8 @@
 package pq
 
 import (
+	"syscall"
+
 	"bufio"
 	"encoding/binary"
 	"fmt"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/jackc/pgproto3/v2"
 	"github.com/rs/zerolog"
@@ -232,6 +236,42 @@ func (s *Session) ReadCopyData() ([]byte, error) {
 			return nil, errProtocol("unexpected message type %q during COPY", typ)
 		}
 	}
+}
+
+// MessageBuffered reports whether the client's next message has already
+// arrived whole, so that ReadCopyData will not block. Only the reading
+// goroutine may call it.
+func (s *Session) MessageBuffered() bool { return s.fr.messageBuffered() }
+
+// InputPending reports whether more of the client's input has arrived: a
+// whole message in the read buffer, or unread bytes in the kernel's socket
+// buffer. A streaming handler uses it to act once per burst of messages (one
+// fsync, one reply) rather than once per message: the read buffer alone is
+// too small to tell a burst from its end. Only the reading goroutine may
+// call it.
+func (s *Session) InputPending() bool {
+	if s.fr.messageBuffered() {
+		return true
+	}
+	return socketBytesPending(s.conn)
+}
+
+// socketBytesPending asks the kernel how many received bytes wait unread
+// (SIOCINQ); false when the connection is not a socket it can ask.
+func socketBytesPending(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	_ = rc.Control(func(fd uintptr) {
+		n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	})
+	return n > 0
 }
 
 // InterruptRead makes a ReadCopyData blocked in another goroutine, and every

@@ -255,6 +255,9 @@ func (p *PushConn) Receive() (pamsg.AcceptorMessage, error) {
 	}
 }
 
+// SetWriteDeadline bounds the next writes (Send, SendAppend, Flush).
+func (p *PushConn) SetWriteDeadline(t time.Time) error { return p.conn.SetWriteDeadline(t) }
+
 // SetReadDeadline bounds the next Receive.
 func (p *PushConn) SetReadDeadline(t time.Time) error { return p.conn.SetReadDeadline(t) }
 

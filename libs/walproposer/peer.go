@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,8 @@ type peerConn struct {
 	// sent is the end of the WAL sent on the current connection while it
 	// streams from the buffer; 0 otherwise. It keeps that WAL in the buffer.
 	sent atomic.Uint64
+	// link is the current streaming connection, for WAL's producer.
+	link atomic.Pointer[link]
 	// greeted is set once the current connection got an AcceptorGreeting.
 	greeted atomic.Bool
 	// refused holds the safekeeper's error if it turned our greeting down
@@ -129,6 +132,7 @@ func (p *Proposer) receive(conn *skclient.PushConn, c *peerConn, gen uint64) err
 			p.mu.Unlock()
 			return errSuperseded
 		}
+		before := p.st.CommitLSN()
 		switch m := m.(type) {
 		case *pamsg.AcceptorGreeting:
 			c.greeted.Store(true)
@@ -140,7 +144,11 @@ func (p *Proposer) receive(conn *skclient.PushConn, c *peerConn, gen uint64) err
 			p.hs[c.idx] = m.HSFeedback
 			p.apply(p.st.Acked(c.idx, *m))
 		}
+		after := p.st.CommitLSN()
 		p.mu.Unlock()
+		if after > before && p.cfg.OnCommit != nil {
+			p.cfg.OnCommit(after)
+		}
 		if _, ok := m.(*pamsg.AppendResponse); ok {
 			p.acks.Update(func(n *uint64) bool { *n++; return true })
 		}
@@ -195,82 +203,218 @@ func (p *Proposer) send(ctx context.Context, conn *skclient.PushConn, c *peerCon
 // stream sends WAL from pos on: from the WAL buffer, or, for WAL the buffer
 // no longer holds, from another safekeeper (recover).
 func (p *Proposer) stream(ctx context.Context, conn *skclient.PushConn, c *peerConn, term pamsg.Term, pos lsn.LSN) error {
-	var (
-		sentCommit lsn.LSN
-		buf        = make([]byte, pamsg.MaxWALPerAppend)
-		heartbeat  = time.NewTimer(p.cfg.HeartbeatInterval)
-	)
+	l := &link{p: p, c: c, conn: conn, term: term, pos: pos, poke: make(chan struct{}, 1)}
+	l.commitTimer = time.AfterFunc(time.Hour, l.commitDue)
+	l.commitTimer.Stop()
+	c.link.Store(l)
+	defer func() {
+		c.link.Store(nil)
+		l.mu.Lock()
+		l.commitTimer.Stop()
+		l.closed = true
+		l.mu.Unlock()
+		c.sent.Store(0)
+	}()
+	heartbeat := time.NewTimer(p.cfg.HeartbeatInterval)
 	defer heartbeat.Stop()
-	defer c.sent.Store(0)
+	buf := make([]byte, pamsg.MaxWALPerAppend)
+
 	// An empty append right after the election gets the first
 	// acknowledgement (and the commit LSN moving) without waiting a
 	// heartbeat interval.
-	first := &pamsg.AppendRequest{Term: term, BeginLSN: pos, EndLSN: pos, CommitLSN: p.commit.Get(), TruncateLSN: p.truncateLSN()}
-	if err := conn.SendAppend(first); err != nil {
-		return err
-	}
-	if err := conn.Flush(); err != nil {
+	l.mu.Lock()
+	err := l.sendEmptyLocked()
+	l.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	for {
+		l.mu.Lock()
+		if l.err != nil {
+			err := l.err
+			l.mu.Unlock()
+			return err
+		}
+		pos := l.pos
 		if pos < p.wal.Start() {
+			l.mu.Unlock()
 			c.sent.Store(0)
-			var err error
-			if pos, err = p.recover(ctx, conn, c, term, pos); err != nil {
+			next, err := p.recover(ctx, conn, c, term, pos)
+			if err != nil {
 				return err
 			}
+			l.mu.Lock()
+			l.pos = next
+			l.mu.Unlock()
 			continue
 		}
-		end, walCh := p.wal.Watch()
-		commit, commitCh := p.commit.Watch()
-		if end > pos || commit > sentCommit {
-			// Send everything available, then flush once.
-			for end > pos || commit > sentCommit {
-				n := 0
-				if end > pos {
-					var err error
-					n, err = p.wal.ReadAt(buf[:min(uint64(len(buf)), uint64(end-pos))], pos)
-					if errors.Is(err, ErrTrimmed) {
-						break // recover from another safekeeper
-					}
-					if err != nil {
-						return err
-					}
-				}
-				a := &pamsg.AppendRequest{Term: term, BeginLSN: pos, EndLSN: pos + lsn.LSN(n),
-					CommitLSN: commit, TruncateLSN: p.truncateLSN(), WAL: buf[:n]}
-				if err := conn.SendAppend(a); err != nil {
-					return err
-				}
-				pos += lsn.LSN(n)
-				c.sent.Store(uint64(pos))
-				sentCommit = commit
-				end = p.wal.End()
-				commit = p.commit.Get()
-			}
-			if err := conn.Flush(); err != nil {
+		if end := p.wal.End(); end > pos {
+			err := l.sendRangeLocked(buf, end)
+			l.mu.Unlock()
+			if err != nil {
 				return err
 			}
 			heartbeat.Reset(p.cfg.HeartbeatInterval)
 			continue
 		}
+		// Caught up: from now on whoever appends WAL sends it directly.
+		l.live = true
+		l.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-walCh:
-		case <-commitCh:
+		case <-l.poke:
 		case <-heartbeat.C:
-			a := &pamsg.AppendRequest{Term: term, BeginLSN: pos, EndLSN: pos, CommitLSN: p.commit.Get(), TruncateLSN: p.truncateLSN()}
-			if err := conn.SendAppend(a); err != nil {
-				return err
-			}
-			if err := conn.Flush(); err != nil {
+			l.mu.Lock()
+			err := l.sendEmptyLocked()
+			l.mu.Unlock()
+			if err != nil {
 				return err
 			}
 			heartbeat.Reset(p.cfg.HeartbeatInterval)
 		}
+		l.mu.Lock()
+		l.live = false
+		l.mu.Unlock()
 	}
 }
+
+// link is one streaming connection to a safekeeper. Its stream goroutine
+// owns it, but while that goroutine waits caught up (live), the goroutine
+// that appends WAL to the buffer sends the new WAL itself (sendDirect): on
+// the commit path that saves waking one goroutine per safekeeper per
+// transaction. mu serializes every write to the connection.
+type link struct {
+	p    *Proposer
+	c    *peerConn
+	conn *skclient.PushConn
+	term pamsg.Term
+
+	mu          sync.Mutex
+	pos         lsn.LSN // next LSN to send
+	sentCommit  lsn.LSN
+	live        bool  // the stream goroutine waits for WAL; others may send
+	err         error // a failed direct send, for the stream goroutine to return
+	closed      bool
+	commitTimer *time.Timer
+	poke        chan struct{}
+	hdr         []byte
+}
+
+// directWriteTimeout bounds how long WAL's producer waits for one
+// safekeeper's socket: a safekeeper too slow for that is disconnected and
+// catches up later, instead of holding up the others and the primary.
+const directWriteTimeout = 100 * time.Millisecond
+
+func (l *link) wake() {
+	select {
+	case l.poke <- struct{}{}:
+	default:
+	}
+}
+
+// append sends data (WAL at l.pos) in AppendRequests of at most
+// MaxWALPerAppend bytes; with no data, one empty AppendRequest (a heartbeat
+// that carries the commit LSN).
+func (l *link) append(data []byte, commit lsn.LSN) error {
+	for first := true; first || len(data) > 0; first = false {
+		n := min(len(data), pamsg.MaxWALPerAppend)
+		a := &pamsg.AppendRequest{Term: l.term, BeginLSN: l.pos, EndLSN: l.pos + lsn.LSN(n),
+			CommitLSN: commit, TruncateLSN: l.p.truncateLSN(), WAL: data[:n]}
+		if err := l.conn.SendAppend(a); err != nil {
+			return err
+		}
+		l.pos = a.EndLSN
+		data = data[n:]
+	}
+	l.sentCommit = commit
+	l.c.sent.Store(uint64(l.pos))
+	return nil
+}
+
+// sendRangeLocked sends buffered WAL from l.pos to end.
+func (l *link) sendRangeLocked(buf []byte, end lsn.LSN) error {
+	commit := l.p.commit.Get()
+	for l.pos < end {
+		n, err := l.p.wal.ReadAt(buf[:min(uint64(len(buf)), uint64(end-l.pos))], l.pos)
+		if errors.Is(err, ErrTrimmed) {
+			break // the loop recovers it from another safekeeper
+		}
+		if err != nil {
+			return err
+		}
+		if err := l.append(buf[:n], commit); err != nil {
+			return err
+		}
+	}
+	if err := l.conn.Flush(); err != nil {
+		return err
+	}
+	l.commitTimer.Reset(commitUpdateDelay)
+	return nil
+}
+
+func (l *link) sendEmptyLocked() error {
+	if err := l.append(nil, l.p.commit.Get()); err != nil {
+		return err
+	}
+	return l.conn.Flush()
+}
+
+// sendDirect is called by WAL's producer after data was appended at old. If
+// the stream goroutine waits caught up, the WAL goes out from here;
+// otherwise the stream goroutine is woken to send it.
+func (l *link) sendDirect(old lsn.LSN, data []byte) {
+	if !l.mu.TryLock() {
+		l.wake()
+		return
+	}
+	defer l.mu.Unlock()
+	if !l.live || l.pos != old || l.err != nil || l.closed {
+		l.wake()
+		return
+	}
+	_ = l.conn.SetWriteDeadline(time.Now().Add(directWriteTimeout))
+	err := l.append(data, l.p.commit.Get())
+	if err == nil {
+		err = l.conn.Flush()
+	}
+	_ = l.conn.SetWriteDeadline(time.Time{})
+	if err != nil {
+		// A write cut short leaves a broken frame: this connection is done.
+		l.err = fmt.Errorf("send WAL: %w", err)
+		l.conn.Close()
+		l.wake()
+		return
+	}
+	l.commitTimer.Reset(commitUpdateDelay)
+}
+
+// commitDue runs commitUpdateDelay after WAL was sent: the commit LSN has
+// usually moved since, and if no WAL carried it, it goes out alone.
+func (l *link) commitDue() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.err != nil {
+		return
+	}
+	if l.p.commit.Get() > l.sentCommit {
+		if err := l.sendEmptyLocked(); err != nil {
+			l.err = err
+			l.wake()
+			return
+		}
+	}
+	// WAL sent but not yet known committed: its commit follows soon.
+	if l.sentCommit < l.pos {
+		l.commitTimer.Reset(commitUpdateDelay)
+	}
+}
+
+// commitUpdateDelay is how long a new commit LSN waits for WAL to ride on
+// before it is sent alone. Nothing on the primary waits for it: commits wait
+// for safekeeper flushes, which the proposer learns from their replies.
+const commitUpdateDelay = 3 * time.Millisecond
 
 // recover catches a safekeeper up from pos with WAL read from another
 // safekeeper in recovery mode (START_REPLICATION ... (term='T'), SK §3.9

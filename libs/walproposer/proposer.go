@@ -36,7 +36,12 @@ type Config struct {
 	MaxReconnectDelay time.Duration // default 5 s
 	// HeartbeatInterval is how often an idle stream sends an empty AppendRequest (default 1 s).
 	HeartbeatInterval time.Duration
-	Log               zerolog.Logger
+	// OnCommit, if set, is called with each new commit LSN by the goroutine
+	// that learned it, before anyone else wakes: the walproposer tells the
+	// primary from there, which keeps goroutine handoffs off the commit path.
+	// It must not block for long or call back into the Proposer.
+	OnCommit func(lsn.LSN)
+	Log      zerolog.Logger
 }
 
 // Proposer drives State over real connections: one session per safekeeper
@@ -77,7 +82,20 @@ func New(cfg Config, wal *WALBuffer) *Proposer {
 	for i, a := range cfg.Safekeepers {
 		p.conns = append(p.conns, &peerConn{idx: i, addr: a, control: make(chan controlMsg, 16)})
 	}
+	wal.mu.Lock()
+	wal.onAppend = p.walAppended
+	wal.mu.Unlock()
 	return p
+}
+
+// walAppended hands new WAL to every safekeeper connection that waits
+// caught up, from the producer's goroutine.
+func (p *Proposer) walAppended(old lsn.LSN, data []byte) {
+	for _, c := range p.conns {
+		if l := c.link.Load(); l != nil {
+			l.sendDirect(old, data)
+		}
+	}
 }
 
 // CommitLSN is the LSN a majority of safekeepers holds durably in our term.

@@ -30,6 +30,9 @@ type WALBuffer struct {
 	chunks [][]byte
 	end    watch.Value[lsn.LSN]
 	free   [][]byte // trimmed chunks kept for reuse
+	// onAppend, if set, is called after every Append with where the new
+	// bytes start and the bytes themselves (valid during the call).
+	onAppend func(old lsn.LSN, data []byte)
 }
 
 // NewWALBuffer returns an empty buffer whose first byte will be at start.
@@ -55,7 +58,9 @@ func (b *WALBuffer) Reset(start lsn.LSN) error {
 
 // Append adds WAL at the end.
 func (b *WALBuffer) Append(p []byte) {
+	data := p
 	b.mu.Lock()
+	old := b.endLocked()
 	for len(p) > 0 {
 		n := len(b.chunks)
 		if n == 0 || len(b.chunks[n-1]) == chunkSize {
@@ -68,8 +73,12 @@ func (b *WALBuffer) Append(p []byte) {
 		p = p[k:]
 	}
 	end := b.endLocked()
+	hook := b.onAppend
 	b.mu.Unlock()
 	b.end.Set(end)
+	if hook != nil {
+		hook(old, data)
+	}
 }
 
 func (b *WALBuffer) newChunk() []byte {

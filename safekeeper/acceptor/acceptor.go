@@ -407,6 +407,10 @@ func (a *Acceptor) FlushWAL() (*pamsg.AppendResponse, error) {
 	return a.appendResponse(), nil
 }
 
+// FlushedResponse is the AppendResponse to send after WAL was made durable
+// outside FlushWAL (an asynchronous flush the caller completed).
+func (a *Acceptor) FlushedResponse() *pamsg.AppendResponse { return a.appendResponse() }
+
 func (a *Acceptor) appendResponse() *pamsg.AppendResponse {
 	return &pamsg.AppendResponse{
 		Generation: a.persisted.Mconf.Generation,

@@ -28,8 +28,8 @@ type Metrics struct {
 	WALReceivers     prometheus.Gauge
 	WALReaders       prometheus.Gauge
 	PSFeedbacks      prometheus.Counter
-	// QueueDepth is the number of proposer messages waiting when one is taken.
-	QueueDepth prometheus.Histogram
+	// BatchMessages is how many proposer messages one fsync covered.
+	BatchMessages prometheus.Histogram
 	// AckLatency is how long an AppendRequest waited for the flush that acked it.
 	AckLatency prometheus.Histogram
 }
@@ -73,9 +73,9 @@ func New(r prometheus.Registerer) *Metrics {
 		PSFeedbacks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "safekeeper_received_ps_feedbacks_total", Help: "Pageserver feedback reports received.",
 		}),
-		QueueDepth: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "safekeeper_wal_receiver_queue_depth", Help: "Proposer messages queued behind the one being processed.",
-			Buckets: []float64{0, 1, 2, 4, 8, 16, 32, 64, 128, 256},
+		BatchMessages: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "safekeeper_wal_receiver_batch_messages", Help: "Proposer messages covered by one fsync and reply.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 1024},
 		}),
 		AckLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "safekeeper_append_ack_seconds", Help: "Time from receiving an AppendRequest to sending the AppendResponse that covers it.",
@@ -84,7 +84,7 @@ func New(r prometheus.Registerer) *Metrics {
 	}
 	r.MustRegister(m.WriteWALBytes, m.WriteWALSeconds, m.FlushWALSeconds, m.ReceivedWALBytes, m.SentWALBytes,
 		m.QueriesReceived, m.QueriesFinished, m.PAMessages, m.WALReceivers, m.WALReaders, m.PSFeedbacks,
-		m.QueueDepth, m.AckLatency)
+		m.BatchMessages, m.AckLatency)
 	return m
 }
 

@@ -256,6 +256,31 @@ func (t *Timeline) FlushWAL() (r *pamsg.AppendResponse, err error) {
 	return r, err
 }
 
+// PrepareFlush starts an asynchronous flush: run job (off the lock, on any
+// goroutine, while more WAL is appended), then call CompleteFlush with the
+// target. A nil job means everything written is durable already.
+func (t *Timeline) PrepareFlush() (job func() error, target walstore.FlushTarget, err error) {
+	err = t.do(func(*acceptor.Acceptor) error {
+		job, target, err = t.store.PrepareFlush()
+		return err
+	})
+	return job, target, err
+}
+
+// CompleteFlush records a finished asynchronous flush and returns the
+// AppendResponse that reports it.
+func (t *Timeline) CompleteFlush(target walstore.FlushTarget) (r *pamsg.AppendResponse, err error) {
+	err = t.do(func(a *acceptor.Acceptor) error {
+		t.store.CompleteFlush(target)
+		r = a.FlushedResponse()
+		return nil
+	})
+	if r != nil {
+		r.HSFeedback = t.hotStandbyFeedback()
+	}
+	return r, err
+}
+
 // RecordPageserverFeedback takes a pageserver's progress report: its
 // remote-consistent LSN becomes part of the WAL removal horizon, and the
 // report is relayed to connected proposers.

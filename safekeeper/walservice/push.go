@@ -13,6 +13,7 @@ import (
 	"strata.dev/libs/pamsg"
 	"strata.dev/libs/pq"
 	"strata.dev/safekeeper/timeline"
+	"strata.dev/safekeeper/walstore"
 )
 
 // PushTuning sets when written WAL gets its fsync under a steady stream.
@@ -26,8 +27,6 @@ import (
 type PushTuning struct {
 	MaxUnflushedBytes int
 	MaxUnflushedDelay time.Duration
-	// QueueLen is how many received messages may wait for the worker.
-	QueueLen int
 }
 
 func (t PushTuning) withDefaults() PushTuning {
@@ -37,15 +36,8 @@ func (t PushTuning) withDefaults() PushTuning {
 	if t.MaxUnflushedDelay <= 0 {
 		t.MaxUnflushedDelay = 5 * time.Millisecond
 	}
-	if t.QueueLen <= 0 {
-		t.QueueLen = 256
-	}
 	return t
 }
-
-// walBufs recycles the buffers that carry AppendRequest WAL from the network
-// reader to the worker.
-var walBufs = sync.Pool{New: func() any { b := make([]byte, 0, pamsg.MaxWALPerAppend); return &b }}
 
 // startWALPush runs the proposer–acceptor protocol (SK §2) for one proposer.
 func (s *Service) startWALPush(ctx context.Context, sess *pq.Session, ttid id.TenantTimeline, q string) error {
@@ -125,206 +117,194 @@ type pushSession struct {
 	tuning  PushTuning
 	log     zerolog.Logger
 
-	readErr error // set by the reader before it closes its channel
+	wmu  sync.Mutex // serializes writes: the loop's replies and feedback relays
+	buf  []byte
+	last *pamsg.AppendResponse // the last AppendResponse sent, for relays
 }
 
-// inbound is a decoded proposer message and, for appends, the pooled buffer
-// holding its WAL, to be returned once the worker is done with it.
-type inbound struct {
-	msg pamsg.ProposerMessage
-	buf *[]byte
-	at  time.Time
-}
-
-// run drives the three goroutines of a session: the network reader (here
-// started), the worker (this goroutine: consensus and disk) and the reply
-// writer. Reading the network and writing the disk overlap, and so do
-// fsync and reading the next messages.
+// run is the acceptor loop of SK §3.6. One goroutine reads the network and
+// appends WAL, as pg_receivewal does, so the commit path has no goroutine
+// handoffs: when the burst of messages that has arrived is consumed, it
+// fsyncs and replies itself. Under a continuous stream, once
+// MaxUnflushedBytes or MaxUnflushedDelay is reached, the fsync runs on a
+// flusher goroutine while the loop keeps reading and writing: the network
+// and the disk work concurrently, and the reply goes out when the fsync ends.
 func (p *pushSession) run(ctx context.Context, greeting *pamsg.AcceptorGreeting) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopOnDelete := context.AfterFunc(p.t.Context(), cancel)
 	defer stopOnDelete()
-
-	replies := make(chan pamsg.AcceptorMessage, 16)
-	writerDone := make(chan error, 1)
+	stopRead := context.AfterFunc(ctx, p.sess.InterruptRead)
+	defer stopRead()
+	if err := p.reply(greeting); err != nil {
+		return err
+	}
+	relayDone := make(chan struct{})
 	go func() {
-		err := p.writeLoop(ctx, replies)
-		if err != nil {
-			cancel()
+		defer close(relayDone)
+		p.relayFeedback(ctx)
+	}()
+	jobs := make(chan flushJob, 1)
+	results := make(chan flushResult, 1)
+	go func() {
+		for j := range jobs {
+			results <- flushResult{flushJob: j, err: j.job()}
 		}
-		writerDone <- err
 	}()
-	in := make(chan inbound, p.tuning.QueueLen)
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		p.readLoop(ctx, in)
-	}()
-
-	err := p.send(ctx, replies, greeting)
-	if err == nil {
-		err = p.work(ctx, in, replies)
-	}
-	// Stop the reader, give back the buffers of whatever it queued, and let
-	// the writer send what is left.
-	p.sess.InterruptRead()
+	err := p.loop(ctx, jobs, results)
+	close(jobs)
 	cancel()
-	<-readerDone
-	for m := range in {
-		putBuf(m.buf)
-	}
-	close(replies)
-	werr := <-writerDone
-	if err == nil && werr != nil && !errors.Is(werr, context.Canceled) {
-		err = werr
-	}
+	<-relayDone
 	if err != nil && !errors.Is(err, context.Canceled) {
 		p.log.Info().Err(err).Msg("WAL push session ended")
 	}
-	if errors.Is(err, context.Canceled) && p.t.Context().Err() != nil {
+	if p.t.Context().Err() != nil {
 		return pq.Errorf(pq.CodeAdminShutdown, "timeline %s was deleted", p.t.TTID)
 	}
 	return err
 }
 
-func putBuf(b *[]byte) {
-	if b != nil {
-		*b = (*b)[:0]
-		walBufs.Put(b)
-	}
+// flushJob is an fsync handed to the flusher goroutine.
+type flushJob struct {
+	job           func() error
+	target        walstore.FlushTarget
+	oldestArrival time.Time
+	batch         int
 }
 
-// readLoop decodes CopyData messages into the worker's queue. WAL is copied
-// out of the connection's buffer, which the next read reuses.
-func (p *pushSession) readLoop(ctx context.Context, in chan<- inbound) {
-	defer close(in)
-	for {
-		b, err := p.sess.ReadCopyData()
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, pq.ErrReadInterrupted) {
-				err = nil
-			}
-			p.readErr = err
-			return
-		}
-		m, err := pamsg.DecodeProposerMessage(p.version, b)
-		if err != nil {
-			p.readErr = pq.Errorf(pq.CodeProtocolViolation, "%v", err)
-			return
-		}
-		ib := inbound{msg: m, at: time.Now()}
-		if a, ok := m.(*pamsg.AppendRequest); ok && len(a.WAL) > 0 {
-			ib.buf = walBufs.Get().(*[]byte)
-			*ib.buf = append((*ib.buf)[:0], a.WAL...)
-			a.WAL = *ib.buf
-			if p.svc.Metrics != nil {
-				p.svc.Metrics.ReceivedWALBytes.Add(float64(len(a.WAL)))
-			}
-		}
-		select {
-		case in <- ib:
-		case <-ctx.Done():
-			putBuf(ib.buf)
-			return
-		}
-	}
+type flushResult struct {
+	flushJob
+	err error
 }
 
-// work is the acceptor loop of SK §3.6 with Strata's flush rule (PushTuning).
-func (p *pushSession) work(ctx context.Context, in <-chan inbound, replies chan<- pamsg.AcceptorMessage) error {
+func (p *pushSession) loop(ctx context.Context, jobs chan<- flushJob, results <-chan flushResult) error {
 	var (
-		dirty     bool
+		// owed: WAL or heartbeats arrived that no reply has covered yet.
+		owed      bool
 		unflushed int
 		// firstWrite is when the oldest unflushed append was written: the
-		// delay bound counts from there, not from arrival, or a backlog
-		// (every queued message already old) would fsync every message.
+		// delay bound counts from there.
 		firstWrite time.Time
 		// oldestArrival is when the oldest unacknowledged append arrived.
 		oldestArrival time.Time
+		batch         int // messages since the last flush
+		inflight      bool
 	)
-	flush := func() error {
+	observe := func(arrival time.Time, n int) {
+		if m := p.svc.Metrics; m != nil && !arrival.IsZero() {
+			m.AckLatency.Observe(time.Since(arrival).Seconds())
+			m.BatchMessages.Observe(float64(n))
+		}
+	}
+	// collect takes the flusher's result, waiting for it if wait is set.
+	collect := func(wait bool) error {
+		if !inflight {
+			return nil
+		}
+		var res flushResult
+		if wait {
+			res = <-results
+		} else {
+			select {
+			case res = <-results:
+			default:
+				return nil
+			}
+		}
+		inflight = false
+		if res.err != nil {
+			return pq.Errorf(pq.CodeInternalError, "%v", res.err)
+		}
+		r, err := p.t.CompleteFlush(res.target)
+		if err != nil {
+			return pq.Errorf(pq.CodeInternalError, "%v", err)
+		}
+		observe(res.oldestArrival, res.batch)
+		return p.reply(r)
+	}
+	// flushNow fsyncs on this goroutine and replies.
+	flushNow := func() error {
 		r, err := p.t.FlushWAL()
 		if err != nil {
 			return pq.Errorf(pq.CodeInternalError, "%v", err)
 		}
-		if p.svc.Metrics != nil && !oldestArrival.IsZero() {
-			p.svc.Metrics.AckLatency.Observe(time.Since(oldestArrival).Seconds())
-		}
-		dirty, unflushed, firstWrite, oldestArrival = false, 0, time.Time{}, time.Time{}
-		return p.send(ctx, replies, r)
+		observe(oldestArrival, batch)
+		owed, unflushed, firstWrite, oldestArrival, batch = false, 0, time.Time{}, time.Time{}, 0
+		return p.reply(r)
 	}
 	for {
-		var ib inbound
-		var ok bool
-		if dirty {
-			select {
-			case ib, ok = <-in:
-			default:
-				// The queue ran dry: one fsync and one reply for the burst.
-				if err := flush(); err != nil {
-					return err
-				}
-				continue
-			}
-		} else {
-			select {
-			case ib, ok = <-in:
-			case <-ctx.Done():
-				return ctx.Err()
+		// Never wait for the network while an fsync is in flight: its
+		// reply is what the proposer may be waiting for.
+		if inflight && !p.sess.InputPending() {
+			if err := collect(true); err != nil {
+				return err
 			}
 		}
-		if !ok {
-			if dirty {
+		b, err := p.sess.ReadCopyData()
+		now := time.Now()
+		if err != nil {
+			if cerr := collect(true); cerr != nil && err == nil {
+				err = cerr
+			}
+			if owed {
 				// WAL received before the disconnect must be durable and
 				// visible to the next VoteRequest (Neon #9259).
-				if _, err := p.t.FlushWAL(); err != nil {
-					return pq.Errorf(pq.CodeInternalError, "%v", err)
+				if _, ferr := p.t.FlushWAL(); ferr != nil {
+					return pq.Errorf(pq.CodeInternalError, "%v", ferr)
 				}
 			}
-			if ctx.Err() != nil && p.readErr == nil {
+			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return p.readErr
+			if errors.Is(err, io.EOF) || errors.Is(err, pq.ErrReadInterrupted) {
+				return nil
+			}
+			return err
 		}
-		if p.svc.Metrics != nil {
-			p.svc.Metrics.QueueDepth.Observe(float64(len(in)))
+		m, err := pamsg.DecodeProposerMessage(p.version, b)
+		if err != nil {
+			return pq.Errorf(pq.CodeProtocolViolation, "%v", err)
 		}
-		switch m := ib.msg.(type) {
+		batch++
+		switch m := m.(type) {
 		case *pamsg.AppendRequest:
+			// m.WAL aliases the read buffer; the WAL store copies it.
 			r, err := p.t.Append(m)
-			putBuf(ib.buf)
 			if err != nil {
 				p.svc.countMessage("error")
 				return pq.Errorf(pq.CodeInternalError, "%v", err)
 			}
 			p.svc.countMessage("append")
+			if p.svc.Metrics != nil {
+				p.svc.Metrics.ReceivedWALBytes.Add(float64(len(m.WAL)))
+			}
 			if r != nil {
-				if err := p.send(ctx, replies, r); err != nil {
+				if err := p.reply(r); err != nil {
 					return err
 				}
 			}
-			dirty = true
+			owed = true
 			unflushed += len(m.WAL)
 			if firstWrite.IsZero() {
-				firstWrite, oldestArrival = time.Now(), ib.at
-			}
-			if unflushed >= p.tuning.MaxUnflushedBytes || time.Since(firstWrite) >= p.tuning.MaxUnflushedDelay {
-				if err := flush(); err != nil {
-					return err
-				}
+				firstWrite, oldestArrival = now, now
 			}
 		case *pamsg.VoteRequest:
+			if err := collect(true); err != nil {
+				return err
+			}
 			r, err := p.t.Vote(m)
 			if err != nil {
 				p.svc.countMessage("error")
 				return pq.Errorf(pq.CodeInternalError, "%v", err)
 			}
 			p.svc.countMessage("vote")
-			if err := p.send(ctx, replies, r); err != nil {
+			if err := p.reply(r); err != nil {
 				return err
 			}
 		case *pamsg.ProposerElected:
+			if err := collect(true); err != nil {
+				return err
+			}
 			if err := p.t.Elected(m); err != nil {
 				p.svc.countMessage("error")
 				return pq.Errorf(pq.CodeInternalError, "%v", err)
@@ -334,82 +314,87 @@ func (p *pushSession) work(ctx context.Context, in <-chan inbound, replies chan<
 		case *pamsg.ProposerGreeting:
 			return pq.Errorf(pq.CodeProtocolViolation, "unexpected second ProposerGreeting")
 		}
-	}
-}
-
-// send queues a reply for the writer.
-func (p *pushSession) send(ctx context.Context, replies chan<- pamsg.AcceptorMessage, r pamsg.AcceptorMessage) error {
-	select {
-	case replies <- r:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// writeLoop encodes and sends replies. When a pageserver reports progress,
-// the last AppendResponse is sent again carrying that feedback, so the
-// proposer learns the pageserver's positions (SK §3.6).
-func (p *pushSession) writeLoop(ctx context.Context, replies <-chan pamsg.AcceptorMessage) error {
-	var (
-		last    *pamsg.AppendResponse
-		buf     []byte
-		err     error
-		fb, fch = p.t.WatchPageserverFeedback()
-		seenSeq = fb.Seq
-	)
-	write := func(r pamsg.AcceptorMessage) error {
-		buf, err = pamsg.AppendAcceptorMessage(buf[:0], p.version, r)
-		if err != nil {
+		if err := collect(false); err != nil {
 			return err
 		}
-		return p.sess.WriteCopyData(buf)
+		if !owed {
+			continue
+		}
+		switch {
+		case !p.sess.InputPending():
+			// The burst is over: one fsync and one reply for it, here.
+			if err := collect(true); err != nil {
+				return err
+			}
+			if err := flushNow(); err != nil {
+				return err
+			}
+		case !inflight && (unflushed >= p.tuning.MaxUnflushedBytes || time.Since(firstWrite) >= p.tuning.MaxUnflushedDelay):
+			// A continuous stream: fsync what is written while reading on.
+			job, target, err := p.t.PrepareFlush()
+			if err != nil {
+				return pq.Errorf(pq.CodeInternalError, "%v", err)
+			}
+			if job == nil {
+				continue // only heartbeats: the next idle moment replies
+			}
+			jobs <- flushJob{job: job, target: target, oldestArrival: oldestArrival, batch: batch}
+			inflight = true
+			owed, unflushed, firstWrite, oldestArrival, batch = false, 0, time.Time{}, time.Time{}, 0
+		}
 	}
+}
+
+// reply sends one acceptor message right away.
+func (p *pushSession) reply(r pamsg.AcceptorMessage) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if ar, ok := r.(*pamsg.AppendResponse); ok {
+		cp := *ar
+		p.last = &cp
+	}
+	return p.writeLocked(r)
+}
+
+func (p *pushSession) writeLocked(r pamsg.AcceptorMessage) error {
+	var err error
+	p.buf, err = pamsg.AppendAcceptorMessage(p.buf[:0], p.version, r)
+	if err != nil {
+		return err
+	}
+	if err := p.sess.WriteCopyData(p.buf); err != nil {
+		return err
+	}
+	return p.sess.Flush()
+}
+
+// relayFeedback sends the last AppendResponse again, carrying a
+// pageserver's new feedback, so the proposer learns the pageserver's
+// positions (SK §3.6).
+func (p *pushSession) relayFeedback(ctx context.Context) {
+	fb, ch := p.t.WatchPageserverFeedback()
+	seen := fb.Seq
 	for {
 		select {
-		case r, ok := <-replies:
-			if !ok {
-				return p.sess.Flush()
-			}
-			for {
-				if ar, isAppend := r.(*pamsg.AppendResponse); isAppend {
-					cp := *ar
-					last = &cp
-				}
-				if err := write(r); err != nil {
-					return err
-				}
-				// Send whatever else is ready in the same flush.
-				select {
-				case r, ok = <-replies:
-					if !ok {
-						return p.sess.Flush()
-					}
-					continue
-				default:
-				}
-				break
-			}
-			if err := p.sess.Flush(); err != nil {
-				return err
-			}
-		case <-fch:
-			fb, fch = p.t.WatchPageserverFeedback()
-			if last == nil || fb.Seq == seenSeq {
-				continue
-			}
-			seenSeq = fb.Seq
-			r := *last
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+		fb, ch = p.t.WatchPageserverFeedback()
+		if fb.Seq == seen {
+			continue
+		}
+		seen = fb.Seq
+		p.wmu.Lock()
+		if p.last != nil {
+			r := *p.last
 			f := fb.Feedback
 			r.PageserverFeedback = &f
-			if err := write(&r); err != nil {
-				return err
+			if err := p.writeLocked(&r); err != nil {
+				p.wmu.Unlock()
+				return
 			}
-			if err := p.sess.Flush(); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
 		}
+		p.wmu.Unlock()
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"strata.dev/libs/lsn"
@@ -47,7 +48,7 @@ type Options struct {
 	SystemID  uint64
 	// NoSync turns every fsync into a no-op (tests only: unsafe).
 	NoSync bool
-	// Prealloc is how new segment files get their blocks (empty: fallocate).
+	// Prealloc is how new segment files get their blocks (empty: zero).
 	Prealloc Prealloc
 	// Observer, if set, is told about writes and flushes (for metrics).
 	Observer Observer
@@ -85,6 +86,9 @@ type Store struct {
 
 	dec *wal.Decoder
 	pre *preparer
+	// epoch changes with every truncation, so a flush prepared before one
+	// cannot complete after it (see PrepareFlush).
+	epoch uint64
 }
 
 // Open loads the WAL in opts.Dir, finding its end by decoding from start, a
@@ -377,6 +381,65 @@ func (s *Store) Flush() error {
 	return nil
 }
 
+// FlushTarget is what a prepared flush makes durable.
+type FlushTarget struct {
+	epoch  uint64
+	bytes  lsn.LSN // end of the bytes written when it was prepared
+	record lsn.LSN // end of the last complete record among them
+}
+
+// PrepareFlush is Flush in two steps, so the fsync can run while more WAL
+// is written: it hands the written WAL to the kernel and returns a job that
+// makes it durable (safe to run on another goroutine, concurrently with
+// Write) and the target to give CompleteFlush once the job succeeded. A nil
+// job means there is nothing to flush.
+func (s *Store) PrepareFlush() (job func() error, t FlushTarget, err error) {
+	if s.flushRecordLSN == s.writeRecordLSN {
+		return nil, t, nil
+	}
+	if err := s.writeOut(); err != nil {
+		return nil, t, err
+	}
+	t = FlushTarget{epoch: s.epoch, bytes: s.writeLSN, record: s.writeRecordLSN}
+	if s.file == nil {
+		// The last segment was just completed, which fsync'd it already.
+		return func() error { return nil }, t, nil
+	}
+	if s.opts.NoSync {
+		return func() error { return nil }, t, nil
+	}
+	// A duplicate descriptor: the store may close its file (a segment
+	// completes) while the job runs; fdatasync through either one flushes
+	// the same file.
+	fd, err := syscall.Dup(int(s.file.Fd()))
+	if err != nil {
+		return nil, t, fmt.Errorf("dup WAL segment descriptor: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), s.file.Name())
+	obs := s.opts.Observer
+	return func() error {
+		defer f.Close()
+		t0 := time.Now()
+		if err := fdatasync(f); err != nil {
+			return fmt.Errorf("fdatasync WAL segment %s: %w", filepath.Base(f.Name()), err)
+		}
+		if obs != nil {
+			obs.WALFlushed(time.Since(t0))
+		}
+		return nil
+	}, t, nil
+}
+
+// CompleteFlush records that the job of a PrepareFlush succeeded. A flush
+// prepared before a truncation is ignored: what it covered may be gone.
+func (s *Store) CompleteFlush(t FlushTarget) {
+	if t.epoch != s.epoch {
+		return
+	}
+	s.flushLSN = max(s.flushLSN, t.bytes)
+	s.flushRecordLSN = max(s.flushRecordLSN, t.record)
+}
+
 // Truncate removes all WAL from end on (SK §4.4.5): later segments are
 // deleted and the rest of end's segment is zeroed, durably.
 func (s *Store) Truncate(end lsn.LSN) error {
@@ -389,6 +452,7 @@ func (s *Store) Truncate(end lsn.LSN) error {
 	// Reset first: deletion cannot be undone, so until this finishes no
 	// write may happen and no LSN may claim what is being removed.
 	s.pending = true
+	s.epoch++
 	// WAL still in the buffer may lie below end: it must reach the file
 	// before the fdatasync below, or the LSNs would claim bytes that are not
 	// there. What lies past end is zeroed again further down.

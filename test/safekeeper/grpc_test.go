@@ -65,6 +65,11 @@ func TestWALRemovalAndStatusAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A pageserver only ever has WAL the safekeeper calls committed.
+	waitFor(t, "the safekeeper's commit LSN to reach the end", 10*time.Second, func() (bool, string) {
+		c := lsn.LSN(timeline(t, sk, ttid).CommitLsn)
+		return c >= end, c.String()
+	})
 	report(end)
 	waitFor(t, "the reader to hold the horizon", 10*time.Second, func() (bool, string) {
 		i := timeline(t, sk, ttid)

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,14 @@ type System struct {
 type Source struct {
 	cfg  Config
 	conn *pgconn.PgConn
+
+	// While streaming: the connection's writer, shared by the periodic
+	// status loop and ReportCommit.
+	wmu    sync.Mutex
+	w      io.Writer
+	sink   Sink
+	fb     Feedback
+	status []byte
 }
 
 // Connect opens the replication connection.
@@ -192,13 +201,42 @@ type Sink interface {
 // becomes the flush (and apply) position, and the standbys' xmin horizon
 // relayed by safekeepers.
 type Feedback interface {
-	WatchCommit() (lsn.LSN, <-chan struct{})
+	CommitLSN() lsn.LSN
 	HotStandbyFeedback() pamsg.HotStandbyFeedback
 }
 
+// ReportCommit tells the primary the commit LSN now, if a stream is running.
+// The proposer calls it from the goroutine that learned the new commit LSN,
+// so a waiting commit is released without another goroutine waking up.
+func (s *Source) ReportCommit(commit lsn.LSN) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.w == nil {
+		return nil
+	}
+	return s.sendStatusLocked(commit)
+}
+
+func (s *Source) sendStatusLocked(commit lsn.LSN) error {
+	buf := s.status[:0]
+	st := replication.StandbyStatus{WriteLSN: s.sink.End(), FlushLSN: commit, ApplyLSN: commit, ReplyTime: pgtime.Now()}
+	buf = appendCopyData(buf, st.Append(nil))
+	if hs := s.fb.HotStandbyFeedback(); hs.Xmin != 0 || hs.CatalogXmin != 0 {
+		h := replication.HotStandbyFeedback{ReplyTime: pgtime.Now(),
+			Xmin: uint32(hs.Xmin), XminEpoch: uint32(hs.Xmin >> 32),
+			CatalogXmin: uint32(hs.CatalogXmin), CatalogXminEpoch: uint32(hs.CatalogXmin >> 32)}
+		buf = appendCopyData(buf, h.Append(nil))
+	}
+	s.status = buf
+	if _, err := s.w.Write(buf); err != nil {
+		return fmt.Errorf("send status to the primary: %w", err)
+	}
+	return nil
+}
+
 // Stream streams WAL from sink.End() into sink until ctx ends or the
-// connection fails. A status update goes out whenever the commit LSN moves,
-// when the primary asks for one, and at least every StatusInterval.
+// connection fails. A status update goes out whenever ReportCommit is
+// called, when the primary asks for one, and at least every StatusInterval.
 func (s *Source) Stream(ctx context.Context, sink Sink, fb Feedback) error {
 	start := sink.End()
 	err := pglogrepl.StartReplication(ctx, s.conn, quoteIdent(s.cfg.Slot), pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{Mode: pglogrepl.PhysicalReplication})
@@ -211,6 +249,14 @@ func (s *Source) Stream(ctx context.Context, sink Sink, fb Feedback) error {
 	}
 	conn, fe := hj.Conn, hj.Frontend
 	defer conn.Close()
+	s.wmu.Lock()
+	s.w, s.sink, s.fb = conn, sink, fb
+	s.wmu.Unlock()
+	defer func() {
+		s.wmu.Lock()
+		s.w = nil
+		s.wmu.Unlock()
+	}()
 	outer := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -230,7 +276,7 @@ func (s *Source) Stream(ctx context.Context, sink Sink, fb Feedback) error {
 	go func() {
 		defer wg.Done()
 		defer cancel()
-		writeErr = s.statusLoop(ctx, conn, sink, fb, wakeStatus)
+		writeErr = s.statusLoop(ctx, fb, wakeStatus)
 	}()
 	readErr := func() error {
 		for {
@@ -273,33 +319,22 @@ func (s *Source) Stream(ctx context.Context, sink Sink, fb Feedback) error {
 	return readErr
 }
 
-func (s *Source) statusLoop(ctx context.Context, conn interface{ Write([]byte) (int, error) }, sink Sink, fb Feedback, wake <-chan struct{}) error {
-	var buf []byte
-	send := func(commit lsn.LSN) error {
-		buf = buf[:0]
-		st := replication.StandbyStatus{WriteLSN: sink.End(), FlushLSN: commit, ApplyLSN: commit, ReplyTime: pgtime.Now()}
-		buf = appendCopyData(buf, st.Append(nil))
-		if hs := fb.HotStandbyFeedback(); hs.Xmin != 0 || hs.CatalogXmin != 0 {
-			h := replication.HotStandbyFeedback{ReplyTime: pgtime.Now(),
-				Xmin: uint32(hs.Xmin), XminEpoch: uint32(hs.Xmin >> 32),
-				CatalogXmin: uint32(hs.CatalogXmin), CatalogXminEpoch: uint32(hs.CatalogXmin >> 32)}
-			buf = appendCopyData(buf, h.Append(nil))
-		}
-		_, err := conn.Write(buf)
-		return err
-	}
+// statusLoop sends the periodic status updates and the ones the primary
+// asks for in keepalives.
+func (s *Source) statusLoop(ctx context.Context, fb Feedback, wake <-chan struct{}) error {
 	timer := time.NewTimer(s.cfg.StatusInterval)
 	defer timer.Stop()
 	for {
-		commit, changed := fb.WatchCommit()
-		if err := send(commit); err != nil {
-			return fmt.Errorf("send status to the primary: %w", err)
+		s.wmu.Lock()
+		err := s.sendStatusLocked(fb.CommitLSN())
+		s.wmu.Unlock()
+		if err != nil {
+			return err
 		}
 		timer.Reset(s.cfg.StatusInterval)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-changed:
 		case <-wake:
 		case <-timer.C:
 		}

@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"strata.dev/libs/lsn"
 	"strata.dev/libs/pamsg"
 	"strata.dev/libs/walproposer"
 	"strata.dev/libs/walproposer/primary"
@@ -142,6 +145,16 @@ func run(ctx context.Context, cfg config, log zerolog.Logger) error {
 	}
 	prop.PgVersion, prop.SystemID, prop.WalSegSize = sys.PgVersion, sys.SystemID, sys.WalSegSize
 	prop.StartLSN, prop.AllowTimelineCreation = start, true
+	// On every commit advance, release the primary's waiting commits and
+	// record the latency, straight from the goroutine that learned it.
+	var current atomic.Pointer[primary.Source]
+	var lat latencyTracker
+	prop.OnCommit = func(c lsn.LSN) {
+		if src := current.Load(); src != nil {
+			_ = src.ReportCommit(c)
+		}
+		lat.committed(c)
+	}
 	buf := walproposer.NewWALBuffer(0)
 	p := walproposer.New(prop, buf)
 
@@ -156,6 +169,8 @@ func run(ctx context.Context, cfg config, log zerolog.Logger) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
@@ -187,10 +202,9 @@ func run(ctx context.Context, cfg config, log zerolog.Logger) error {
 	}
 	log.Info().Uint64("term", uint64(el.Term)).Stringer("from", el.TermStartLSN).Msg("elected; streaming the primary's WAL")
 
-	lat := &latencyTracker{observe: func(d time.Duration) { m.commitLatency.Observe(d.Seconds()) }}
-	go lat.run(ctx, p)
-	sink := &trackingSink{buf: buf, lat: lat, m: m}
-	go streamPrimary(ctx, src, pcfg, sink, p, m, cfg.ReconnectDelay.Duration, log)
+	lat.setObserver(func(d time.Duration) { m.commitLatency.Observe(d.Seconds()) })
+	sink := &trackingSink{buf: buf, lat: &lat, m: m}
+	go streamPrimary(ctx, src, pcfg, sink, p, m, &current, cfg.ReconnectDelay.Duration, log)
 
 	err = <-runErr
 	if errors.Is(err, context.Canceled) {
@@ -201,7 +215,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger) error {
 
 // streamPrimary keeps streaming from the primary, reconnecting after
 // failures; each new stream resumes where the buffer ends.
-func streamPrimary(ctx context.Context, src *primary.Source, cfg primary.Config, sink *trackingSink, p *walproposer.Proposer, m *metrics, delay time.Duration, log zerolog.Logger) {
+func streamPrimary(ctx context.Context, src *primary.Source, cfg primary.Config, sink *trackingSink, p *walproposer.Proposer, m *metrics, current *atomic.Pointer[primary.Source], delay time.Duration, log zerolog.Logger) {
 	backoff := delay
 	for ctx.Err() == nil {
 		if src == nil {
@@ -219,7 +233,9 @@ func streamPrimary(ctx context.Context, src *primary.Source, cfg primary.Config,
 		}
 		m.primaryUp.Set(1)
 		started := time.Now()
+		current.Store(src)
 		err := src.Stream(ctx, sink, p)
+		current.Store(nil)
 		m.primaryUp.Set(0)
 		src.Close()
 		src = nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"sync"
 	"time"
 
@@ -89,6 +88,12 @@ type arrival struct {
 // oldest arrivals are dropped first (their samples are lost, not skewed).
 const maxArrivals = 1 << 16
 
+func (l *latencyTracker) setObserver(f func(time.Duration)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.observe = f
+}
+
 func (l *latencyTracker) received(end lsn.LSN) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -104,23 +109,12 @@ func (l *latencyTracker) committed(c lsn.LSN) {
 	defer l.mu.Unlock()
 	n := 0
 	for n < len(l.arrivals) && l.arrivals[n].end <= c {
-		l.observe(now.Sub(l.arrivals[n].at))
+		if l.observe != nil {
+			l.observe(now.Sub(l.arrivals[n].at))
+		}
 		n++
 	}
 	l.arrivals = append(l.arrivals[:0], l.arrivals[n:]...)
-}
-
-// run observes commits until ctx ends.
-func (l *latencyTracker) run(ctx context.Context, prop *walproposer.Proposer) {
-	for {
-		c, ch := prop.WatchCommit()
-		l.committed(c)
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-		}
-	}
 }
 
 // trackingSink is the WAL buffer as the primary's stream sees it: it also
