@@ -177,13 +177,20 @@ type idleTimeoutConn struct {
 	timeout time.Duration
 	set     time.Time // deadline - timeout at the last refresh
 	stopped *atomic.Bool
+	// wait, if set, is a short deadline for the next Read (Session.WaitInput).
+	wait time.Time
 }
 
 func (c *idleTimeoutConn) Read(p []byte) (int, error) {
 	if c.stopped.Load() {
 		return 0, ErrReadInterrupted
 	}
-	if c.timeout > 0 {
+	if !c.wait.IsZero() {
+		if err := c.Conn.SetReadDeadline(c.wait); err != nil {
+			return 0, fmt.Errorf("set read deadline: %w", err)
+		}
+		c.set = time.Time{} // the idle deadline must be set again after
+	} else if c.timeout > 0 {
 		now := time.Now()
 		if now.Sub(c.set) >= c.timeout/16 {
 			if err := c.Conn.SetReadDeadline(now.Add(c.timeout)); err != nil {

@@ -149,7 +149,8 @@ func newSession(conn net.Conn, connID uint32, cfg Config) *Session {
 }
 
 func (s *Session) readSource(conn net.Conn, cfg Config) io.Reader {
-	return &idleTimeoutConn{Conn: conn, timeout: cfg.ReadTimeout, stopped: &s.readStopped}
+	s.rc = &idleTimeoutConn{Conn: conn, timeout: cfg.ReadTimeout, stopped: &s.readStopped}
+	return s.rc
 }
 
 // connection is the state of the protocol engine for one client; the Session

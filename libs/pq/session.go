@@ -1,6 +1,8 @@
 package pq
 
 import (
+	"errors"
+	"os"
 	"syscall"
 
 	"bufio"
@@ -55,6 +57,7 @@ type Session struct {
 
 	// Read side.
 	fr frameReader
+	rc *idleTimeoutConn // what fr reads from
 
 	// Write side.
 	w    *bufio.Writer
@@ -254,6 +257,24 @@ func (s *Session) InputPending() bool {
 		return true
 	}
 	return socketBytesPending(s.conn)
+}
+
+// WaitInput waits up to d for more client input and reports whether any
+// arrived; it never consumes a message. A streaming handler uses it to let
+// a steady stream's next message arrive before it acts on the burst so far.
+// Only the reading goroutine may call it.
+func (s *Session) WaitInput(d time.Duration) bool {
+	if s.InputPending() {
+		return true
+	}
+	s.rc.wait = time.Now().Add(d)
+	_, err := s.fr.r.Peek(1)
+	s.rc.wait = time.Time{}
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && !s.readStopped.Load() {
+		// The next read reports a real failure again.
+		return true
+	}
+	return err == nil
 }
 
 // socketBytesPending asks the kernel how many received bytes wait unread

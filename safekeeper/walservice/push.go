@@ -164,6 +164,13 @@ func (p *pushSession) run(ctx context.Context, greeting *pamsg.AcceptorGreeting)
 	return err
 }
 
+// When at least lingerBytes are unflushed and the input pauses, the loop
+// waits up to lingerDelay for more before it fsyncs.
+const (
+	lingerBytes = 64 << 10
+	lingerDelay = 200 * time.Microsecond
+)
+
 // flushJob is an fsync handed to the flusher goroutine.
 type flushJob struct {
 	job           func() error
@@ -320,7 +327,13 @@ func (p *pushSession) loop(ctx context.Context, jobs chan<- flushJob, results <-
 		if !owed {
 			continue
 		}
+		bound := unflushed >= p.tuning.MaxUnflushedBytes || time.Since(firstWrite) >= p.tuning.MaxUnflushedDelay
 		switch {
+		case !p.sess.InputPending() && !bound && unflushed >= lingerBytes && p.sess.WaitInput(lingerDelay):
+			// A stream relayed at its source's pace arrives in pieces that
+			// each look like the end of a burst; a moment's wait saves an
+			// fsync per piece. A commit after little WAL never waits.
+			continue
 		case !p.sess.InputPending():
 			// The burst is over: one fsync and one reply for it, here.
 			if err := collect(true); err != nil {
@@ -329,7 +342,7 @@ func (p *pushSession) loop(ctx context.Context, jobs chan<- flushJob, results <-
 			if err := flushNow(); err != nil {
 				return err
 			}
-		case !inflight && (unflushed >= p.tuning.MaxUnflushedBytes || time.Since(firstWrite) >= p.tuning.MaxUnflushedDelay):
+		case !inflight && bound:
 			// A continuous stream: fsync what is written while reading on.
 			job, target, err := p.t.PrepareFlush()
 			if err != nil {

@@ -364,5 +364,9 @@ func relayPrimary(b *testing.B, c *pgharness.Cluster, size int, volume uint64) r
 	if _, err := prop.WaitCommit(wctx, l1); err != nil {
 		b.Fatalf("relay: %v", err)
 	}
-	return result{what: "strata safekeeper, relay from primary", bytes: uint64(l1 - l0), elapsed: time.Since(t0), cpu: processCPU(pid) - cpu0}
+	r := result{what: "strata safekeeper, relay from primary", bytes: uint64(l1 - l0), elapsed: time.Since(t0), cpu: processCPU(pid) - cpu0}
+	gib := float64(l1-l0) / (1 << 30)
+	b.Logf("relay: per GiB the safekeeper did %.0f fsyncs and took %.0f messages", metric(sk.HTTPAddr, "safekeeper_flush_wal_seconds_count")/gib,
+		metric(sk.HTTPAddr, "safekeeper_write_wal_seconds_count")/gib)
+	return r
 }
