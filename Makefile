@@ -57,7 +57,7 @@ test: build
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
 
 run: build
-	deploy/local/run-safekeepers.sh
+	deploy/local/run.sh
 
 bench: build
 	@mkdir -p $(BENCH_DIR)

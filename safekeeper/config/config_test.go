@@ -82,3 +82,14 @@ func TestNodeIDFile(t *testing.T) {
 		t.Fatalf("restart with another --id: %v", err)
 	}
 }
+
+// The example in deploy/ must stay valid.
+func TestDeployExample(t *testing.T) {
+	c, err := Parse([]string{"--config", "../../deploy/config/safekeeper.toml"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ID != 1 || c.ListenPG != "0.0.0.0:5454" || c.WALPrealloc != "zero" {
+		t.Fatalf("example parsed as %+v", c)
+	}
+}

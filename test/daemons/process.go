@@ -49,6 +49,8 @@ func (p *Process) Start() {
 	defer logf.Close()
 	cmd := exec.Command(p.Binary, p.Args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// If the test process dies (a timeout, a crash), so do its daemons.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("start %s: %v", p.Name, err)
 	}

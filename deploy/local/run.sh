@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# A local Strata cluster on this machine, for `make run`: three safekeepers,
+# an unmodified PostgreSQL 15 primary, and the walproposer between them, so
+# every commit waits until two of the three safekeepers have it on disk.
+# State lives in $STRATA_DIR (default ./.strata); running it again resumes
+# the same cluster. Ctrl-C stops everything it started.
+#
+# (The pageserver and `strata local up` replace this script as they land.)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${STRATA_BIN_DIR:-$PWD/bin}
+DIR=${STRATA_DIR:-$PWD/.strata}
+PGBIN=${STRATA_PG_BINDIR:-/usr/lib/postgresql/15/bin}
+PGPORT=${STRATA_PG_PORT:-55432}
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+
+say() { printf '%s\n' "$*"; }
+die() { say "run: $*" >&2; exit 1; }
+[ -x "$BIN/safekeeper" ] && [ -x "$BIN/walproposer" ] || die "build first: make build"
+[ -x "$PGBIN/postgres" ] || die "PostgreSQL 15 not found in $PGBIN (apt-get install postgresql-15)"
+
+# PostgreSQL refuses to run as root: run it as the postgres user then.
+if [ "$(id -u)" = 0 ]; then
+  id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user for PostgreSQL"
+  aspg() { runuser -u postgres -- "$@"; }
+  PGDATA_PARENT=$DIR
+  if ! runuser -u postgres -- test -x "$DIR"; then
+    PGDATA_PARENT=/var/tmp/strata-local
+    say "note: $DIR is not reachable by the postgres user; PostgreSQL data goes to $PGDATA_PARENT"
+  fi
+  mkdir -p "$PGDATA_PARENT"
+else
+  aspg() { "$@"; }
+  PGDATA_PARENT=$DIR
+fi
+PGDATA=$PGDATA_PARENT/pg
+PGSOCK=$PGDATA_PARENT/pgsock
+
+# Tenant and timeline ids are made once and kept.
+if [ ! -f "$DIR/ids" ]; then
+  hex() { head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+  printf 'TENANT=%s\nTIMELINE=%s\n' "$(hex)" "$(hex)" > "$DIR/ids"
+fi
+. "$DIR/ids"
+
+pids=()
+stopped=
+cleanup() {
+  [ -n "$stopped" ] && return
+  stopped=1
+  say "stopping..."
+  [ -n "${WP_PID:-}" ] && kill "$WP_PID" 2>/dev/null || true
+  aspg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  say "stopped"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+SKS=
+for i in 1 2 3; do
+  pg=127.0.0.1:$((5453 + i * 10 + 1))
+  "$BIN/safekeeper" --id "$i" --datadir "$DIR/sk$i" --listen-pg "$pg" \
+    --listen-grpc "127.0.0.1:$((5453 + i * 10 + 2))" --listen-http "127.0.0.1:$((7666 + i * 10))" \
+    >>"$DIR/sk$i.log" 2>&1 &
+  pids+=($!)
+  SKS=${SKS:+$SKS,}$pg
+done
+
+if [ ! -f "$PGDATA/PG_VERSION" ]; then
+  say "initdb in $PGDATA"
+  mkdir -p "$PGDATA" "$PGSOCK"
+  [ "$(id -u)" = 0 ] && chown postgres: "$PGDATA" "$PGSOCK"
+  aspg "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust --no-sync >/dev/null
+  cat >>"$PGDATA/postgresql.conf" <<CONF
+# Added by Strata's run.sh
+listen_addresses = '127.0.0.1'
+port = $PGPORT
+unix_socket_directories = '$PGSOCK'
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+synchronous_standby_names = 'walproposer'
+synchronous_commit = on
+CONF
+fi
+PGLOG=$PGDATA_PARENT/postgresql.log
+touch "$PGLOG"
+[ "$(id -u)" = 0 ] && chown postgres: "$PGLOG"
+aspg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w start >/dev/null || die "PostgreSQL did not start: see $PGLOG"
+
+"$BIN/walproposer" --pgconn "host=$PGSOCK port=$PGPORT user=postgres dbname=postgres" --safekeepers "$SKS" \
+  --tenant-id "$TENANT" --timeline-id "$TIMELINE" --listen-http 127.0.0.1:7678 >>"$DIR/walproposer.log" 2>&1 &
+WP_PID=$!
+for _ in $(seq 100); do
+  if aspg "$PGBIN/psql" -h "$PGSOCK" -p "$PGPORT" -U postgres -Atqc \
+      "select 1 from pg_stat_replication where application_name = 'walproposer' and sync_state = 'sync'" postgres 2>/dev/null | grep -q 1; then
+    break
+  fi
+  kill -0 "$WP_PID" 2>/dev/null || die "the walproposer exited: see $DIR/walproposer.log"
+  sleep 0.1
+done
+
+cat <<MSG
+
+Strata is running (state in $DIR; logs there too).
+
+  Connect:   psql "postgresql://postgres@127.0.0.1:$PGPORT/postgres"
+             Every commit returns only once 2 of 3 safekeepers have it on disk.
+
+  Safekeepers (libpq / gRPC / metrics):
+    sk1  127.0.0.1:5464  127.0.0.1:5465  http://127.0.0.1:7676/metrics
+    sk2  127.0.0.1:5474  127.0.0.1:5475  http://127.0.0.1:7686/metrics
+    sk3  127.0.0.1:5484  127.0.0.1:5485  http://127.0.0.1:7696/metrics
+  Walproposer metrics: http://127.0.0.1:7678/metrics
+  Timeline: tenant $TENANT timeline $TIMELINE
+    pg_receivewal -D DIR -d "host=127.0.0.1 port=5464 options='-c tenant_id=$TENANT timeline_id=$TIMELINE'"
+
+Press Ctrl-C to stop.
+MSG
+wait "$WP_PID"
