@@ -27,6 +27,7 @@ import (
 //   - fallocate: blocks reserved, no extra writes; each first write of a
 //     block converts an unwritten extent, so small fsyncs are slower.
 //   - none: sparse, as Neon does: blocks are allocated as WAL is written.
+//
 // Either way the file exists, full size, before WAL needs it, so a full
 // disk fails at segment creation, never in the middle of WAL.
 type preparer struct {
