@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"strata.dev/libs/daemon"
 )
 
 // Config is everything the daemon needs to start.
@@ -144,12 +144,8 @@ func Parse(args []string, out io.Writer) (Config, error) {
 	}
 	c := Defaults()
 	if *configPath != "" {
-		md, err := toml.DecodeFile(*configPath, &c)
-		if err != nil {
-			return Config{}, fmt.Errorf("read config %s: %w", *configPath, err)
-		}
-		if undec := md.Undecoded(); len(undec) > 0 {
-			return Config{}, fmt.Errorf("config %s: unknown key %q", *configPath, undec[0].String())
+		if err := daemon.DecodeConfigFile(*configPath, &c); err != nil {
+			return Config{}, err
 		}
 	}
 	fs.Visit(func(fl *flag.Flag) {

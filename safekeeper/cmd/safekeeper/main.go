@@ -20,10 +20,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 
+	"strata.dev/libs/daemon"
 	"strata.dev/libs/id"
 	"strata.dev/libs/jwtauth"
 	"strata.dev/libs/pq"
@@ -54,20 +54,6 @@ func main() {
 	}
 }
 
-func newLogger(cfg config.Config) (zerolog.Logger, error) {
-	level, err := zerolog.ParseLevel(cfg.LogLevel)
-	if err != nil {
-		return zerolog.Logger{}, fmt.Errorf("--log-level %q: %w", cfg.LogLevel, err)
-	}
-	var l zerolog.Logger
-	if cfg.LogFormat == "json" {
-		l = zerolog.New(os.Stderr)
-	} else {
-		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339Nano, NoColor: true})
-	}
-	return l.Level(level).With().Timestamp().Logger(), nil
-}
-
 func run(cfg config.Config) error {
 	if cfg.ShowVersion {
 		fmt.Println("safekeeper", version)
@@ -76,7 +62,7 @@ func run(cfg config.Config) error {
 	if cfg.DumpControlFile != "" {
 		return dumpControlFile(cfg.DumpControlFile)
 	}
-	log, err := newLogger(cfg)
+	log, err := daemon.NewLogger(cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
 		return err
 	}

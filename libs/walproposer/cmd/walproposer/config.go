@@ -10,8 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
+	"strata.dev/libs/daemon"
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/pamsg"
@@ -126,12 +125,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	}
 	c := defaults()
 	if *configPath != "" {
-		md, err := toml.DecodeFile(*configPath, &c)
-		if err != nil {
-			return config{}, fmt.Errorf("read config %s: %w", *configPath, err)
-		}
-		if u := md.Undecoded(); len(u) > 0 {
-			return config{}, fmt.Errorf("config %s: unknown key %q", *configPath, u[0].String())
+		if err := daemon.DecodeConfigFile(*configPath, &c); err != nil {
+			return config{}, err
 		}
 	}
 	fs.Visit(func(fl *flag.Flag) {

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"strata.dev/libs/daemon"
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/pamsg"
 	"strata.dev/libs/walproposer"
@@ -43,11 +44,12 @@ func main() {
 		fmt.Println("walproposer", version)
 		return
 	}
-	log, err := newLogger(cfg)
+	log, err := daemon.NewLogger(cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "walproposer: %v\n", err)
 		os.Exit(2)
 	}
+	log = log.With().Str("timeline", cfg.ttid.String()).Logger()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if cfg.SyncSafekeepers {
@@ -60,20 +62,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "walproposer: %v\n", err)
 		os.Exit(1)
 	}
-}
-
-func newLogger(cfg config) (zerolog.Logger, error) {
-	level, err := zerolog.ParseLevel(cfg.LogLevel)
-	if err != nil {
-		return zerolog.Logger{}, fmt.Errorf("--log-level %q: %w", cfg.LogLevel, err)
-	}
-	var l zerolog.Logger
-	if cfg.LogFormat == "json" {
-		l = zerolog.New(os.Stderr)
-	} else {
-		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339Nano, NoColor: true})
-	}
-	return l.Level(level).With().Timestamp().Str("timeline", cfg.ttid.String()).Logger(), nil
 }
 
 func proposerConfig(cfg config, log zerolog.Logger) (walproposer.Config, error) {

@@ -1,0 +1,57 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestNewLogger(t *testing.T) {
+	for _, format := range []string{"plain", "json", ""} {
+		if _, err := NewLogger(format, "info"); err != nil {
+			t.Errorf("NewLogger(%q, info): %v", format, err)
+		}
+	}
+	if _, err := NewLogger("xml", "info"); err == nil || !strings.Contains(err.Error(), "log-format") {
+		t.Errorf("bad format: err = %v", err)
+	}
+	if _, err := NewLogger("plain", "loud"); err == nil || !strings.Contains(err.Error(), "log-level") {
+		t.Errorf("bad level: err = %v", err)
+	}
+}
+
+func TestDecodeConfigFile(t *testing.T) {
+	type conf struct {
+		Name  string `toml:"name"`
+		Count int    `toml:"count"`
+	}
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	c := conf{Name: "default", Count: 7}
+	if err := DecodeConfigFile(write("ok.toml", "count = 3\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c != (conf{Name: "default", Count: 3}) {
+		t.Errorf("decoded %+v, want defaults kept and count overridden", c)
+	}
+
+	err := DecodeConfigFile(write("typo.toml", "cuont = 3\n"), &c)
+	if err == nil || !strings.Contains(err.Error(), `unknown key "cuont"`) {
+		t.Errorf("misspelt key: err = %v", err)
+	}
+	err = DecodeConfigFile(write("bad.toml", "count = \n"), &c)
+	if err == nil || !strings.Contains(err.Error(), "bad.toml") {
+		t.Errorf("malformed file: err = %v", err)
+	}
+	if err := DecodeConfigFile(filepath.Join(dir, "missing.toml"), &c); err == nil {
+		t.Error("missing file: no error")
+	}
+}
