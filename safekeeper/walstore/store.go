@@ -36,6 +36,15 @@ import (
 // small appends become few system calls, and a flush writes at most this much.
 const writeBufferSize = 1 << 20
 
+// cachePage is the page size of the kernel's page cache. A write that ends
+// inside a page not in the cache makes the kernel read that page from disk
+// first (about 60 µs here, on every small commit, because zero-filled
+// segments are written around the cache); writeOut pads to it.
+const cachePage = 4096
+
+// zeroPage pads writes to a whole cachePage.
+var zeroPage [cachePage]byte
+
 // ErrTruncationPending is returned by Write after a restart until the elected
 // proposer's truncation has run (SK §4.4.2).
 var ErrTruncationPending = errors.New("WAL write refused: truncation to the elected proposer's start point is pending")
@@ -308,6 +317,12 @@ func (s *Store) writeOut() error {
 		return fmt.Errorf("internal error: %d bytes of WAL at %v buffered with no open segment", len(s.buf), s.bufLSN)
 	}
 	off := int64(s.bufLSN.SegmentOffset(s.opts.SegSize))
+	// The rest of the last page is zeros in the file already (a new segment
+	// is zero-filled, a truncation zeroes what it cuts): writing those zeros
+	// again lets the kernel take the page without reading it.
+	if tail := (off + int64(len(s.buf))) % cachePage; tail != 0 {
+		s.buf = append(s.buf, zeroPage[:cachePage-tail]...)
+	}
 	if _, err := s.file.WriteAt(s.buf, off); err != nil {
 		return fmt.Errorf("write WAL at %v to %s: %w", s.bufLSN, filepath.Base(s.file.Name()), err)
 	}

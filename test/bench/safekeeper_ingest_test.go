@@ -105,6 +105,29 @@ func writeResults(b *testing.B, name string, lines []string) {
 }
 
 // metric reads one unlabelled sample from a daemon's /metrics.
+// profile saves a CPU profile of seconds from the daemon at addr as
+// $STRATA_BENCH_PROFILE/name.pprof, in the background, when that variable
+// names a directory.
+func profile(addr, name string, seconds int) {
+	dir := os.Getenv("STRATA_BENCH_PROFILE")
+	if dir == "" {
+		return
+	}
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds))
+		if err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(dir, name+".pprof"))
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(f, resp.Body)
+		f.Close()
+	}()
+}
+
 func metric(addr, name string) float64 {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -275,17 +298,7 @@ func pushSynthetic(b *testing.B, size int, volume uint64) result {
 	}()
 	pid := sk.Pid()
 	cpu0 := processCPU(pid)
-	if out := os.Getenv("STRATA_BENCH_PROFILE"); out != "" {
-		go func() {
-			resp, err := http.Get("http://" + sk.HTTPAddr + "/debug/pprof/profile?seconds=3")
-			if err == nil {
-				f, _ := os.Create(out)
-				_, _ = io.Copy(f, resp.Body)
-				f.Close()
-				resp.Body.Close()
-			}
-		}()
-	}
+	profile(sk.HTTPAddr, "safekeeper-ingest", 3)
 	t0 := time.Now()
 	pos := start
 	for pos < end {

@@ -161,21 +161,46 @@ func BenchmarkCommitLatency(b *testing.B) {
 	secs := int(envSize("STRATA_BENCH_SECONDS", 30))
 	c := benchPrimary(b, int(envSize("STRATA_BENCH_SCALE", 50)))
 	results := map[string]latencies{}
-	_, stopRecv := receivers(b, c, 3)
+	var lines []string
+	// measure runs pgbench and says how much CPU per transaction the
+	// replication side (walsenders plus receivers) spent on it.
+	measure := func(name, tag string, clients int, receiverPids []int) {
+		senders := walsenderPids(b, c)
+		s0, r0 := cpuOf(senders), cpuOf(receiverPids)
+		r := runPgbench(b, c, tag, clients, secs)
+		results[fmt.Sprintf("%s c=%d", name, clients)] = r
+		perTxn := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(len(r.ms)) }
+		lines = append(lines, fmt.Sprintf("cpu c=%d %-36s %4.0f µs a transaction in walsenders (%d) + %4.0f in receivers (%d)", clients, name,
+			perTxn(cpuOf(senders)-s0), len(senders), perTxn(cpuOf(receiverPids)-r0), len(receiverPids)))
+	}
+	rwPids, stopRecv := receivers(b, c, 3)
 	for _, q := range []struct{ name, names string }{{"vanilla ANY 2 of 3 pg_receivewal", "ANY 2 (rw1,rw2,rw3)"}, {"vanilla 1 sync pg_receivewal", "rw1"}} {
 		setSyncNames(b, c, q.names)
 		for _, clients := range []int{1, 8} {
-			results[fmt.Sprintf("%s c=%d", q.name, clients)] = runPgbench(b, c, fmt.Sprintf("v%d", clients), clients, secs)
+			measure(q.name, fmt.Sprintf("v%d", clients), clients, rwPids)
 		}
 	}
 	setSyncNames(b, c, "")
 	stopRecv()
-	startStrata(b, c)
+	wp, sks, _ := startStrata(b, c)
 	setSyncNames(b, c, "walproposer")
-	for _, clients := range []int{1, 8} {
-		results[fmt.Sprintf("strata walproposer + 3 safekeepers c=%d", clients)] = runPgbench(b, c, fmt.Sprintf("s%d", clients), clients, secs)
+	strataPids := []int{wp.Pid()}
+	for _, sk := range sks {
+		strataPids = append(strataPids, sk.Pid())
 	}
-	var lines []string
+	for _, clients := range []int{1, 8} {
+		name := "strata walproposer + 3 safekeepers"
+		wpSum0, wpN0 := metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_sum"), metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_count")
+		fsSum0, fsN0 := metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_sum"), metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_count")
+		ackSum0, ackN0 := metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_sum"), metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_count")
+		profile(wp.HTTPAddr, fmt.Sprintf("walproposer-c%d", clients), secs/2)
+		profile(sks[0].HTTPAddr, fmt.Sprintf("safekeeper-c%d", clients), secs/2)
+		measure(name, fmt.Sprintf("s%d", clients), clients, strataPids)
+		lines = append(lines, fmt.Sprintf("       c=%d walproposer: WAL received to quorum flush %.0f µs on average; safekeeper 1: append received to acknowledged %.0f µs, fdatasync %.0f µs",
+			clients, 1e6*(metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_sum")-wpSum0)/(metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_count")-wpN0),
+			1e6*(metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_sum")-ackSum0)/(metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_count")-ackN0),
+			1e6*(metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_sum")-fsSum0)/(metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_count")-fsN0)))
+	}
 	for _, clients := range []int{1, 8} {
 		base := results[fmt.Sprintf("vanilla ANY 2 of 3 pg_receivewal c=%d", clients)]
 		for _, name := range []string{"vanilla ANY 2 of 3 pg_receivewal", "vanilla 1 sync pg_receivewal", "strata walproposer + 3 safekeepers"} {
@@ -193,6 +218,27 @@ func BenchmarkCommitLatency(b *testing.B) {
 		fmt.Println(l)
 	}
 	writeResults(b, "commit_latency.txt", lines)
+}
+
+// walsenderPids are the primary's walsender processes.
+func walsenderPids(b *testing.B, c *pgharness.Cluster) []int {
+	var list string
+	c.QueryRow(b, "SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_replication").Scan(&list)
+	var pids []int
+	for _, s := range strings.Split(list, ",") {
+		if pid, err := strconv.Atoi(s); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func cpuOf(pids []int) time.Duration {
+	var d time.Duration
+	for _, pid := range pids {
+		d += processCPU(pid)
+	}
+	return d
 }
 
 // BenchmarkQuorumIngest: 2 GiB of logical messages flushed on a majority of
