@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"strata.dev/libs/jwtauth"
+	"strata.dev/libs/rawconn"
 )
 
 // Defaults for Config fields left zero.
@@ -118,6 +119,7 @@ func ServeConn(ctx context.Context, conn net.Conn, connID uint32, cfg Config, h 
 		}
 	}
 
+	conn = rawconn.Wrap(conn)
 	c := &connection{cfg: cfg, h: h, s: newSession(conn, connID, cfg)}
 	err := c.serve(ctx)
 	if ctx.Err() != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"bufio"
 	"encoding/binary"
@@ -288,9 +289,10 @@ func socketBytesPending(c net.Conn) bool {
 	if err != nil {
 		return false
 	}
-	n := 0
+	var n int32
 	_ = rc.Control(func(fd uintptr) {
-		n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		// Raw: see package rawconn.
+		_, _, _ = syscall.RawSyscall(syscall.SYS_IOCTL, fd, unix.SIOCINQ, uintptr(unsafe.Pointer(&n)))
 	})
 	return n > 0
 }

@@ -24,6 +24,7 @@ import (
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/pamsg"
+	"strata.dev/libs/rawconn"
 )
 
 // Config says how to reach a safekeeper for one timeline.
@@ -63,6 +64,7 @@ func (c Config) pgConfig() (*pgconn.Config, error) {
 	cfg.User, cfg.Database = "strata", "replication"
 	cfg.Password = c.Token
 	cfg.Fallbacks = nil
+	cfg.DialFunc = rawconn.WrapDial(cfg.DialFunc)
 	if c.ConnectTimeout > 0 {
 		cfg.ConnectTimeout = c.ConnectTimeout
 	} else {

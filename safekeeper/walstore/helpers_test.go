@@ -28,7 +28,10 @@ const (
 )
 
 func testOpts(dir string) Options {
-	return Options{Dir: dir, SegSize: testSegSize, PgVersion: testPgVersion, SystemID: walgen.DefaultSystemID, NoSync: true}
+	// RawIO for two processors: writes take the raw path while one token is
+	// free, and the runtime's path when tests run stores in parallel.
+	return Options{Dir: dir, SegSize: testSegSize, PgVersion: testPgVersion, SystemID: walgen.DefaultSystemID, NoSync: true,
+		RawIO: NewRawIO(2)}
 }
 
 func segLSN(segno uint64) lsn.LSN { return lsn.SegmentLSN(segno, 0, testSegSize) }

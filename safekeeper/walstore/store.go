@@ -61,6 +61,9 @@ type Options struct {
 	Prealloc Prealloc
 	// Observer, if set, is told about writes and flushes (for metrics).
 	Observer Observer
+	// RawIO, shared by the process's stores, makes writes and flushes raw
+	// system calls while the disk is fast; nil: ordinary ones.
+	RawIO *RawIO
 }
 
 // Observer receives timings and volumes of disk operations.
@@ -323,7 +326,7 @@ func (s *Store) writeOut() error {
 	if tail := (off + int64(len(s.buf))) % cachePage; tail != 0 {
 		s.buf = append(s.buf, zeroPage[:cachePage-tail]...)
 	}
-	if _, err := s.file.WriteAt(s.buf, off); err != nil {
+	if err := s.opts.RawIO.WriteAt(s.file, s.buf, off); err != nil {
 		return fmt.Errorf("write WAL at %v to %s: %w", s.bufLSN, filepath.Base(s.file.Name()), err)
 	}
 	s.buf = s.buf[:0]
@@ -334,7 +337,7 @@ func (s *Store) fdatasync(f *os.File) error {
 	if s.opts.NoSync {
 		return nil
 	}
-	return fdatasync(f)
+	return s.opts.RawIO.Fdatasync(f)
 }
 
 // completeSegment makes a full segment durable and gives it its final name.
@@ -431,11 +434,11 @@ func (s *Store) PrepareFlush() (job func() error, t FlushTarget, err error) {
 		return nil, t, fmt.Errorf("dup WAL segment descriptor: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), s.file.Name())
-	obs := s.opts.Observer
+	obs, rawIO := s.opts.Observer, s.opts.RawIO
 	return func() error {
 		defer f.Close()
 		t0 := time.Now()
-		if err := fdatasync(f); err != nil {
+		if err := rawIO.Fdatasync(f); err != nil {
 			return fmt.Errorf("fdatasync WAL segment %s: %w", filepath.Base(f.Name()), err)
 		}
 		if obs != nil {

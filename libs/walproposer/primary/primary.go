@@ -24,6 +24,7 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/pamsg"
 	"strata.dev/libs/pgtime"
+	"strata.dev/libs/rawconn"
 	"strata.dev/libs/replication"
 )
 
@@ -80,6 +81,7 @@ func Connect(ctx context.Context, cfg Config) (*Source, error) {
 	}
 	pc.RuntimeParams["replication"] = "true"
 	pc.RuntimeParams["application_name"] = cfg.AppName
+	pc.DialFunc = rawconn.WrapDial(pc.DialFunc)
 	conn, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the primary: %w", err)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -100,7 +101,7 @@ func run(cfg config.Config) error {
 	reg, err := timeline.Load(cfg.Datadir, timeline.Config{
 		NodeID: id.NodeID(nodeID), NoSync: cfg.NoSync,
 		ControlFileSaveInterval: cfg.ControlFileSaveInterval.Duration, Observer: m,
-		Prealloc: walstore.Prealloc(cfg.WALPrealloc),
+		Prealloc: walstore.Prealloc(cfg.WALPrealloc), RawIO: walstore.NewRawIO(runtime.GOMAXPROCS(0)),
 	}, log)
 	if err != nil {
 		return err
