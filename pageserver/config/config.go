@@ -1,0 +1,214 @@
+// Package config is the pageserver's configuration: built-in defaults, then
+// a TOML file (--config), then command-line flags, each overriding the one
+// before.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"strata.dev/libs/daemon"
+)
+
+// Config is everything the daemon needs to start.
+type Config struct {
+	ID         uint64 `toml:"id"`
+	Datadir    string `toml:"datadir"`
+	ListenPG   string `toml:"listen_pg"`
+	ListenGRPC string `toml:"listen_grpc"`
+	ListenHTTP string `toml:"listen_http"`
+	// Safekeepers are the host:port libpq addresses WAL is streamed from.
+	Safekeepers []string `toml:"safekeepers"`
+	// SafekeeperTokenPath is a file holding the JWT presented to the
+	// safekeepers; empty: none (trust).
+	SafekeeperTokenPath string `toml:"safekeeper_token_path"`
+	// CheckpointDistance is how much WAL the open in-memory layer takes
+	// before it is frozen and written out as a delta layer.
+	CheckpointDistance uint64 `toml:"checkpoint_distance"`
+	// ImageCreationThreshold is how many delta layers over a key range make
+	// compaction write an image layer for it.
+	ImageCreationThreshold int `toml:"image_creation_threshold"`
+	// WaitLSNTimeout bounds how long a read waits for WAL to arrive.
+	WaitLSNTimeout Duration `toml:"wait_lsn_timeout"`
+	// NoSync disables every fsync. Unsafe: tests only.
+	NoSync    bool   `toml:"no_sync"`
+	LogFormat string `toml:"log_format"` // plain or json
+	LogLevel  string `toml:"log_level"`
+
+	// ShowVersion replaces running the daemon.
+	ShowVersion bool `toml:"-"`
+}
+
+// Duration is a time.Duration written as "5s" or "300ms" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses Go duration syntax.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes Go duration syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Defaults are what a pageserver uses when nothing else is said. The ports
+// are Neon's (64000 libpq, 9898 HTTP).
+func Defaults() Config {
+	return Config{
+		Datadir:                ".",
+		ListenPG:               "127.0.0.1:64000",
+		ListenGRPC:             "127.0.0.1:64001",
+		ListenHTTP:             "127.0.0.1:9898",
+		CheckpointDistance:     256 << 20,
+		ImageCreationThreshold: 3,
+		WaitLSNTimeout:         Duration{300 * time.Second},
+		LogFormat:              "plain",
+		LogLevel:               "info",
+	}
+}
+
+const usageHead = `pageserver: turns the safekeepers' WAL into versioned pages.
+
+It streams each timeline's WAL from a safekeeper, decodes it, keeps every
+page version in layer files under --datadir, and serves pages and
+basebackups at any LSN on the libpq port. Status and control are on the
+gRPC port, Prometheus metrics on the HTTP port.
+
+Usage:
+  pageserver --id N --datadir DIR --safekeepers host:port,... [flags]
+
+Settings come from built-in defaults, then the TOML file given by --config
+(keys are the flag names with underscores: listen_pg = "127.0.0.1:64000",
+safekeepers = ["127.0.0.1:5454"]), then flags.
+
+Flags:
+`
+
+// Parse builds the configuration from args (without the program name).
+// flag.ErrHelp is returned after the usage was written to out for -h/--help.
+func Parse(args []string, out io.Writer) (Config, error) {
+	// The file's values become the flags' defaults, so a flag given on the
+	// command line wins and --help shows what is in effect.
+	c := Defaults()
+	path, err := configPath(args)
+	if err != nil {
+		return Config{}, err
+	}
+	if path != "" {
+		if err := daemon.DecodeConfigFile(path, &c); err != nil {
+			return Config{}, err
+		}
+	}
+	fs := flag.NewFlagSet("pageserver", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, usageHead)
+		fs.PrintDefaults()
+	}
+	fs.String("config", path, "TOML configuration file")
+	fs.Uint64Var(&c.ID, "id", c.ID, "node id of this pageserver (names it to the safekeepers)")
+	for _, name := range []string{"datadir", "D"} {
+		fs.StringVar(&c.Datadir, name, c.Datadir, "data directory (tenants, timelines, layer files)")
+	}
+	fs.StringVar(&c.ListenPG, "listen-pg", c.ListenPG, "libpq address for pages and basebackups")
+	fs.StringVar(&c.ListenGRPC, "listen-grpc", c.ListenGRPC, "gRPC address for status and control")
+	fs.StringVar(&c.ListenHTTP, "listen-http", c.ListenHTTP, "HTTP address for /metrics")
+	fs.Func("safekeepers", "comma-separated host:port libpq addresses of the safekeepers (default from the file: "+strings.Join(c.Safekeepers, ",")+")", func(s string) error {
+		c.Safekeepers = splitList(s)
+		return nil
+	})
+	fs.StringVar(&c.SafekeeperTokenPath, "safekeeper-token-path", c.SafekeeperTokenPath, "file with the JWT to present to the safekeepers; empty = none")
+	fs.Uint64Var(&c.CheckpointDistance, "checkpoint-distance", c.CheckpointDistance, "bytes of WAL in the in-memory layer before it is written out as a delta layer")
+	fs.IntVar(&c.ImageCreationThreshold, "image-creation-threshold", c.ImageCreationThreshold, "delta layers over a key range that make compaction write an image layer")
+	fs.DurationVar(&c.WaitLSNTimeout.Duration, "wait-lsn-timeout", c.WaitLSNTimeout.Duration, "longest a read waits for the WAL it needs")
+	fs.BoolVar(&c.NoSync, "no-sync", c.NoSync, "disable fsync (UNSAFE: for tests only)")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: plain or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if c.ShowVersion {
+		return c, nil
+	}
+	return c, c.Validate()
+}
+
+// configPath finds --config in args before the real parse, which needs the
+// file's values as its defaults.
+func configPath(args []string) (string, error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "config" {
+			continue
+		}
+		if hasVal {
+			return val, nil
+		}
+		if i+1 == len(args) {
+			return "", errors.New("flag needs an argument: --config")
+		}
+		return args[i+1], nil
+	}
+	return "", nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Validate checks values that would otherwise fail late or obscurely.
+func (c Config) Validate() error {
+	var errs []error
+	for _, l := range []struct{ name, addr string }{{"listen-pg", c.ListenPG}, {"listen-grpc", c.ListenGRPC}, {"listen-http", c.ListenHTTP}} {
+		if l.addr == "" && l.name == "listen-http" {
+			continue // metrics off
+		}
+		if _, _, err := net.SplitHostPort(l.addr); err != nil {
+			errs = append(errs, fmt.Errorf("--%s %q: want host:port", l.name, l.addr))
+		}
+	}
+	for _, sk := range c.Safekeepers {
+		if _, _, err := net.SplitHostPort(sk); err != nil {
+			errs = append(errs, fmt.Errorf("--safekeepers: %q: want host:port", sk))
+		}
+	}
+	if c.Datadir == "" {
+		errs = append(errs, errors.New("--datadir is empty"))
+	}
+	if c.CheckpointDistance < 1<<20 {
+		errs = append(errs, fmt.Errorf("--checkpoint-distance %d: want at least 1 MiB", c.CheckpointDistance))
+	}
+	if c.ImageCreationThreshold < 1 {
+		errs = append(errs, fmt.Errorf("--image-creation-threshold %d: want at least 1", c.ImageCreationThreshold))
+	}
+	if c.WaitLSNTimeout.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("--wait-lsn-timeout %v: want a positive duration", c.WaitLSNTimeout.Duration))
+	}
+	if _, err := daemon.NewLogger(c.LogFormat, c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
