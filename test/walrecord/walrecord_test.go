@@ -316,6 +316,7 @@ func compareWithWaldump(t *testing.T, c *pgharness.Cluster, phases []*phase) sta
 	commits := map[uint32]bool{}
 	copies := map[string][]byte{} // "rel/fork/blk" -> page, from the first phase
 	copyPages := map[*phase]int{}
+	sample := newSampler(t)
 	var r walrecord.Record
 	page := make([]byte, walrecord.BlockSize)
 
@@ -368,6 +369,8 @@ func compareWithWaldump(t *testing.T, c *pgharness.Cluster, phases []*phase) sta
 				}
 			}
 			ph := phaseOf(phases, r.StartLSN)
+			var pages [][]byte // for the sample
+			copyKey, disk := "", false
 			for i := range r.Blocks {
 				b := &r.Blocks[i]
 				if !b.HasImage {
@@ -383,11 +386,16 @@ func compareWithWaldump(t *testing.T, c *pgharness.Cluster, phases []*phase) sta
 					t.Fatalf("record at %s block %d: %v\n%s", r.StartLSN, b.ID, err, d.text)
 				}
 				checkHole(t, &r, b, pg)
+				if sample != nil {
+					pages = append(pages, make([][]byte, i+1-len(pages))...)
+					pages[i] = bytes.Clone(pg)
+				}
 				if ph == nil {
 					continue
 				}
 				if b.Rel.DB == ph.copyDB && r.Header.RmID == walrecord.RmXLOG {
 					key := fmt.Sprintf("%d/%d/%d", b.Rel.Rel, b.Fork, b.Blkno)
+					copyKey = key
 					if ph == phases[0] {
 						copies[key] = bytes.Clone(pg)
 					} else if want, ok := copies[key]; !ok {
@@ -401,8 +409,10 @@ func compareWithWaldump(t *testing.T, c *pgharness.Cluster, phases []*phase) sta
 				if b.Rel == ph.imgRel && b.Blkno == 0 && r.StartLSN >= ph.updFrom && r.StartLSN < ph.updTo {
 					checkDiskPage(t, ph, &r, b, pg)
 					st.diskChecked++
+					disk = true
 				}
 			}
+			sample.consider(&r, &d, copyKey, disk, pages)
 			if r.StartLSN == checkpoint {
 				if _, _, ok := next(); ok {
 					t.Fatalf("pg_waldump lists records after the shutdown checkpoint at %s", checkpoint)
@@ -422,6 +432,7 @@ func compareWithWaldump(t *testing.T, c *pgharness.Cluster, phases []*phase) sta
 					}
 					st.copyPages += copyPages[p]
 				}
+				sample.write(t)
 				return st
 			}
 		}
