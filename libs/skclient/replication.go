@@ -42,23 +42,42 @@ func StartReplication(ctx context.Context, c Config, start lsn.LSN, term *pamsg.
 		q += fmt.Sprintf(" (term='%d')", *term)
 	}
 	r := &ReplicationConn{pc: pc, fe: pc.Frontend(), addr: c.Addr}
-	r.fe.Send(&pgproto3.Query{String: q})
-	if err := r.fe.Flush(); err != nil {
+	// The server may accept the connection and then never answer; ctx
+	// bounds the wait for CopyBothResponse as it bounded the connect.
+	if dl, ok := ctx.Deadline(); ok {
+		_ = r.SetDeadline(dl)
+	}
+	interrupt := context.AfterFunc(ctx, func() { _ = r.SetDeadline(time.Unix(1, 0)) })
+	err = r.start(q)
+	if !interrupt() {
+		err = fmt.Errorf("%s on %s: %w", q, c.Addr, ctx.Err())
+	}
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	if err := r.SetDeadline(time.Time{}); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("%s on %s: %w", q, c.Addr, err)
+	}
+	return r, nil
+}
+
+func (r *ReplicationConn) start(q string) error {
+	r.fe.Send(&pgproto3.Query{String: q})
+	if err := r.fe.Flush(); err != nil {
+		return fmt.Errorf("%s on %s: %w", q, r.addr, err)
 	}
 	for {
 		msg, err := r.fe.Receive()
 		if err != nil {
-			r.Close()
-			return nil, fmt.Errorf("%s on %s: %w", q, c.Addr, err)
+			return fmt.Errorf("%s on %s: %w", q, r.addr, err)
 		}
 		switch m := msg.(type) {
 		case *pgproto3.CopyBothResponse:
-			return r, nil
+			return nil
 		case *pgproto3.ErrorResponse:
-			r.Close()
-			return nil, &ServerError{Code: m.Code, Message: m.Message}
+			return &ServerError{Code: m.Code, Message: m.Message}
 		}
 	}
 }
@@ -95,6 +114,26 @@ func (r *ReplicationConn) SendStatus(write, flush lsn.LSN) error {
 	r.fe.Send(&pgproto3.CopyData{Data: r.buf})
 	return r.fe.Flush()
 }
+
+// SendStandbyStatus sends an 'r' standby status update, the reply a vanilla
+// PostgreSQL walsender understands.
+func (r *ReplicationConn) SendStandbyStatus(s replication.StandbyStatus) error {
+	r.buf = s.Append(r.buf[:0])
+	r.fe.Send(&pgproto3.CopyData{Data: r.buf})
+	return r.fe.Flush()
+}
+
+// SendPageserverFeedback sends a 'z' pageserver feedback message (SK §5.5).
+// Only a safekeeper understands it: a PostgreSQL walsender disconnects.
+func (r *ReplicationConn) SendPageserverFeedback(f *pamsg.PageserverFeedback) error {
+	r.buf = replication.AppendPageserverFeedback(r.buf[:0], f)
+	r.fe.Send(&pgproto3.CopyData{Data: r.buf})
+	return r.fe.Flush()
+}
+
+// Buffered is the number of received bytes not yet returned by Recv. When it
+// is 0 after a Recv, the messages that arrived together have all been read.
+func (r *ReplicationConn) Buffered() int { return r.fe.ReadBufferLen() }
 
 // SetDeadline bounds the next Recv.
 func (r *ReplicationConn) SetDeadline(t time.Time) error { return r.pc.Conn().SetDeadline(t) }
