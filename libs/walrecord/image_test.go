@@ -32,7 +32,7 @@ func TestPage(t *testing.T) {
 					t.Fatalf("Page into buffer: %v, equal %v, reused %v", err, bytes.Equal(got, page), &got[0] == &buf[0])
 				}
 				allocs := testing.AllocsPerRun(20, func() { _, _ = im.Page(buf) })
-				if allocs != 0 {
+				if allocs != 0 && !raceEnabled {
 					t.Fatalf("%v allocations per Page into a big enough buffer", allocs)
 				}
 			})

@@ -62,12 +62,13 @@ const (
 	bkpimageCompressed = BKPIMAGE_COMPRESS_PGLZ | BKPIMAGE_COMPRESS_LZ4 | BKPIMAGE_COMPRESS_ZSTD
 )
 
-// Fork numbers.
+// Fork numbers (ForkNumber). Only ForkMain is typed, so the others also
+// serve where an int is wanted; all compare with BlockRef.Fork.
 const (
 	ForkMain uint8 = 0
-	ForkFSM  uint8 = 1
-	ForkVM   uint8 = 2
-	ForkInit uint8 = 3
+	ForkFSM        = 1
+	ForkVM         = 2
+	ForkInit       = 3
 )
 
 // ErrMalformed matches every error of Decode and BlockImage.Page: the record
@@ -96,7 +97,7 @@ type RelFileNode struct{ Spc, DB, Rel uint32 }
 type BlockRef struct {
 	ID       uint8 // block id, 0 to XLR_MAX_BLOCK_ID
 	Rel      RelFileNode
-	Fork     uint8
+	Fork     uint8 // as stored, 0 to 15: PostgreSQL 15 defines 0 to ForkInit, nothing checks more
 	Blkno    uint32
 	WillInit bool // BKPBLOCK_WILL_INIT: redo initialises the page from scratch
 	HasImage bool

@@ -1,0 +1,5 @@
+//go:build !race
+
+package walrecord
+
+const raceEnabled = false
