@@ -38,8 +38,8 @@ func (t *Timeline) Commit(entries []value.Entry, lastRecord, prevRecord lsn.LSN)
 		return fmt.Errorf("commit to timeline %s: last record LSN %s is below the current %s", t.id, lastRecord, t.last)
 	}
 	floor := t.last + 1
-	if t.ancestor == nil && t.last == t.initDBLSN && lm.open.lsns.Start == t.initDBLSN {
-		floor = t.initDBLSN // the initial import
+	if t.importingLocked() {
+		floor = t.initDBLSN
 	}
 	for _, e := range entries {
 		if e.LSN < floor || e.LSN > lastRecord {
@@ -54,7 +54,9 @@ func (t *Timeline) Commit(entries []value.Entry, lastRecord, prevRecord lsn.LSN)
 	size := open.size
 	open.mu.Unlock()
 	t.last, t.prev = lastRecord, prevRecord
-	if size >= t.opts.CheckpointDistance || t.last.Sub(t.lastFreezeAt) >= t.opts.CheckpointDistance {
+	// The import may take many Commits at one LSN: a freeze would end it.
+	full := size >= t.opts.CheckpointDistance || t.last.Sub(t.lastFreezeAt) >= t.opts.CheckpointDistance
+	if full && !t.importingLocked() {
 		t.freezeLocked()
 	}
 	t.notifyLocked()
@@ -82,4 +84,10 @@ func (t *Timeline) freezeLocked() {
 	case t.flushWake <- struct{}{}:
 	default:
 	}
+}
+
+// importingLocked reports whether the initial import of a root timeline
+// is still open: values at InitDBLSN are accepted. t.mu is held.
+func (t *Timeline) importingLocked() bool {
+	return t.ancestor == nil && t.last == t.initDBLSN && t.layers.Load().open.lsns.Start == t.initDBLSN
 }

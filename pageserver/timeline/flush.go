@@ -48,7 +48,7 @@ func (t *Timeline) freezeIfOld() {
 	m.mu.RLock()
 	old := m.entries > 0 && time.Since(m.firstPut) >= t.opts.CheckpointTimeout
 	m.mu.RUnlock()
-	if old {
+	if old && !t.importingLocked() {
 		t.freezeLocked()
 	}
 }

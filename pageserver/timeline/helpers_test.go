@@ -55,7 +55,9 @@ func img(s string) value.Value { return value.NewImage([]byte(s)) }
 func rec(s string) value.Value { return value.NewPostgres([]byte(s), false) }
 func ini(s string) value.Value { return value.NewPostgres([]byte(s), true) }
 
-func ent(k key.Key, l lsn.LSN, v value.Value) value.Entry { return value.Entry{Key: k, LSN: l, Value: v} }
+func ent(k key.Key, l lsn.LSN, v value.Value) value.Entry {
+	return value.Entry{Key: k, LSN: l, Value: v}
+}
 
 func testID(n byte) id.TenantTimeline {
 	return id.TenantTimeline{Tenant: id.ID{1}, Timeline: id.ID{n}}
