@@ -50,20 +50,7 @@ type Config struct {
 }
 
 // Duration is a time.Duration written as "5s" or "300ms" in TOML.
-type Duration struct{ time.Duration }
-
-// UnmarshalText parses Go duration syntax.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
-}
-
-// MarshalText writes Go duration syntax.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+type Duration = daemon.Duration
 
 // Defaults are what a safekeeper uses when nothing else is said.
 func Defaults() Config {
