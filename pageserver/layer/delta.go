@@ -6,6 +6,7 @@ package layer
 // renamed to its name.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -101,24 +102,42 @@ func (d *Delta) Get(k key.Key, lsns LSNRange, fn func(lsn.LSN, value.Value) bool
 	i := sort.Search(len(d.blocks), func(i int) bool {
 		return compareKL(d.blocks[i].firstKey, d.blocks[i].firstLSN, k, top) > 0
 	}) - 1
+	var target [maxPrefix]byte
+	d.appendPrefix(target[:0], k, top)
+	type hit struct {
+		prefix, val []byte
+		off         int64
+	}
+	var buf [8]hit
 	for ; i >= 0; i-- {
-		entries, err := d.readBlock(i)
+		// Collect the versions of k up to top, oldest first.
+		hits := buf[:0]
+		err := d.walkBlock(i, func(prefix, val []byte, off int64) bool {
+			if bytes.Compare(prefix, target[:]) > 0 {
+				return false
+			}
+			if bytes.Equal(prefix[:key.Size], target[:key.Size]) {
+				hits = append(hits, hit{prefix, val, off})
+			}
+			return true
+		})
 		if err != nil {
 			return err
 		}
-		for j := len(entries) - 1; j >= 0; j-- {
-			e := &entries[j]
-			if compareKL(e.key, e.lsn, k, top) > 0 {
-				continue
-			}
-			if e.key != k || e.lsn < lsns.Start {
+		for j := len(hits) - 1; j >= 0; j-- {
+			h := hits[j]
+			_, l := d.decodePrefix(h.prefix)
+			if l < lsns.Start {
 				return nil
 			}
-			v, err := value.Decode(e.val)
-			if err != nil {
-				return d.corrupt(e.offset, "value of %s@%s: %v", e.key, e.lsn, err)
+			if why := d.checkPosition(k, l); why != "" {
+				return d.corrupt(h.off, "block %d: %s", i, why)
 			}
-			if !fn(e.lsn, v) {
+			v, err := value.Decode(h.val)
+			if err != nil {
+				return d.corrupt(h.off, "value of %s@%s: %v", k, l, err)
+			}
+			if !fn(l, v) {
 				return nil
 			}
 		}

@@ -36,7 +36,7 @@
 //	                           encoded value.Value (PS §1.3)
 //	              image entry: key [18], uvarint n, n bytes of image
 //	            A block holds at least one entry; the writer closes a block
-//	            once it reaches the target size (16 KiB by default), so a
+//	            once it reaches the target size (8 KiB by default), so a
 //	            block is bigger only when a single entry is.
 //	index off   the block index: per block its first key [18], first lsn
 //	            u64 (an image layer's LSN for images), offset u64 and length
@@ -44,9 +44,11 @@
 //	            The file ends right after it.
 //
 // Opening a layer reads the header and the index and keeps the index in
-// memory (38 bytes per block: about 600 KiB for a 256 MiB layer); a point
+// memory (38 bytes per block: about 1.2 MiB for a 256 MiB layer); a point
 // lookup binary-searches it and reads one block, or more when the versions
-// of one key span blocks. The index being complete is why reads never need
+// of one key span blocks, walking the block's entries only up to the one it
+// needs (entries sort as their big-endian key and LSN bytes, so the walk
+// compares bytes). The index being complete is why reads never need
 // the rest of the file.
 //
 // Later work: Neon's on-disk B-tree format (§5.7) if Neon tools must read

@@ -4,6 +4,7 @@ package layer
 // block index, block framing and checksums (the layout is in doc.go).
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ const (
 	indexEntrySize = key.Size + 8 + 8 + 4
 	crcSize        = 4
 	// DefaultBlockSize is the payload size at which a writer closes a block.
-	DefaultBlockSize = 16 << 10
+	DefaultBlockSize = 8 << 10
 )
 
 var (
@@ -247,67 +248,107 @@ type rawEntry struct {
 	offset int64 // in the file, for error messages
 }
 
-// readBlock reads block i, checks its checksum and structure, and splits it
-// into entries.
-func (f *file) readBlock(i int) ([]rawEntry, error) {
+// The sort prefix of an entry is its key and, in a delta layer, its LSN,
+// both big-endian: comparing prefixes as bytes orders entries by (key,
+// LSN), so walks compare bytes instead of decoding every entry.
+const maxPrefix = key.Size + 8
+
+func (f *file) prefixLen() int {
+	if f.hdr.name.Kind == KindImage {
+		return key.Size
+	}
+	return key.Size + 8
+}
+
+// appendPrefix appends the sort prefix of (k, l).
+func (f *file) appendPrefix(b []byte, k key.Key, l lsn.LSN) []byte {
+	b = k.Append(b)
+	if f.hdr.name.Kind == KindDelta {
+		b = binary.BigEndian.AppendUint64(b, uint64(l))
+	}
+	return b
+}
+
+// walkBlock reads block i, checks its checksum, and calls fn with each
+// entry's sort prefix, value and file offset in order until fn returns
+// false. It checks as it goes that entries are strictly increasing from
+// the index's first entry; a walk that reaches the end also checks that
+// the block ends before the next one starts. Entries fn uses must still be
+// checked against the layer's ranges (checkPosition).
+func (f *file) walkBlock(i int, fn func(prefix, val []byte, off int64) bool) error {
 	ref := f.blocks[i]
 	buf := make([]byte, ref.length)
 	if _, err := f.r.ReadAt(buf, ref.offset); err != nil {
-		return nil, fmt.Errorf("layer file %s: read block %d at offset %d: %w", f.path, i, ref.offset, err)
+		return fmt.Errorf("layer file %s: read block %d at offset %d: %w", f.path, i, ref.offset, err)
 	}
 	payload := buf[:len(buf)-crcSize]
 	if got, want := binary.BigEndian.Uint32(buf[len(payload):]), checksum(payload); got != want {
-		return nil, f.corrupt(ref.offset, "block %d checksum %08x, computed %08x", i, got, want)
+		return f.corrupt(ref.offset, "block %d checksum %08x, computed %08x", i, got, want)
 	}
-	image := f.hdr.name.Kind == KindImage
-	entries := make([]rawEntry, 0, 8)
-	for pos := 0; pos < len(payload); {
+	plen := f.prefixLen()
+	var first [maxPrefix]byte
+	prev := f.appendPrefix(first[:0], ref.firstKey, ref.firstLSN)
+	pos := 0
+	for ; pos < len(payload); pos++ {
 		at := ref.offset + int64(pos)
 		rest := payload[pos:]
-		var e rawEntry
-		e.offset = at
-		fixed := key.Size + 8
-		if image {
-			fixed = key.Size
+		if len(rest) < plen {
+			return f.corrupt(at, "block %d: truncated entry", i)
 		}
-		if len(rest) < fixed {
-			return nil, f.corrupt(at, "block %d: truncated entry", i)
+		prefix := rest[:plen:plen]
+		n, w := binary.Uvarint(rest[plen:])
+		if w <= 0 || n > uint64(len(rest)-plen-w) {
+			return f.corrupt(at, "block %d: bad value length", i)
 		}
-		e.key, _ = key.Decode(rest[:key.Size])
-		if image {
-			e.lsn = f.hdr.name.LSNs.Start
-		} else {
-			e.lsn = lsn.LSN(binary.BigEndian.Uint64(rest[key.Size:]))
+		if c := bytes.Compare(prev, prefix); pos == 0 && c != 0 || pos > 0 && c >= 0 {
+			return f.corrupt(at, "block %d: entry out of order or not the index's first", i)
 		}
-		n, w := binary.Uvarint(rest[fixed:])
-		if w <= 0 || n > uint64(len(rest)-fixed-w) {
-			return nil, f.corrupt(at, "block %d: bad value length", i)
+		prev = prefix
+		start := plen + w
+		pos += start + int(n) - 1
+		if !fn(prefix, rest[start:start+int(n):start+int(n)], at) {
+			return nil
 		}
-		start := fixed + w
-		e.val = rest[start : start+int(n) : start+int(n)]
-		pos += start + int(n)
-		if why := f.checkPosition(e.key, e.lsn); why != "" {
-			return nil, f.corrupt(at, "block %d: %s", i, why)
-		}
-		if len(entries) == 0 {
-			if e.key != ref.firstKey || e.lsn != ref.firstLSN {
-				return nil, f.corrupt(at, "block %d starts at %s@%s, index says %s@%s", i, e.key, e.lsn, ref.firstKey, ref.firstLSN)
-			}
-		} else if p := entries[len(entries)-1]; compareKL(p.key, p.lsn, e.key, e.lsn) >= 0 {
-			return nil, f.corrupt(at, "block %d: entry %s@%s not after %s@%s", i, e.key, e.lsn, p.key, p.lsn)
-		}
-		entries = append(entries, e)
 	}
-	if len(entries) == 0 {
-		return nil, f.corrupt(ref.offset, "block %d is empty", i)
+	if pos == 0 {
+		return f.corrupt(ref.offset, "block %d is empty", i)
 	}
 	if i+1 < len(f.blocks) {
-		last, nb := entries[len(entries)-1], f.blocks[i+1]
-		if compareKL(last.key, last.lsn, nb.firstKey, nb.firstLSN) >= 0 {
-			return nil, f.corrupt(last.offset, "block %d ends at %s@%s, not before block %d", i, last.key, last.lsn, i+1)
+		nb := f.blocks[i+1]
+		var next [maxPrefix]byte
+		if bytes.Compare(prev, f.appendPrefix(next[:0], nb.firstKey, nb.firstLSN)) >= 0 {
+			return f.corrupt(nb.offset, "block %d does not end before block %d starts", i, i+1)
 		}
 	}
-	return entries, nil
+	return nil
+}
+
+// decodePrefix reads the key and LSN of an entry's sort prefix.
+func (f *file) decodePrefix(prefix []byte) (key.Key, lsn.LSN) {
+	k, _ := key.Decode(prefix[:key.Size])
+	if f.hdr.name.Kind == KindImage {
+		return k, f.hdr.name.LSNs.Start
+	}
+	return k, lsn.LSN(binary.BigEndian.Uint64(prefix[key.Size:]))
+}
+
+// readBlock reads and checks all of block i.
+func (f *file) readBlock(i int) ([]rawEntry, error) {
+	var entries []rawEntry
+	var bad error
+	err := f.walkBlock(i, func(prefix, val []byte, off int64) bool {
+		k, l := f.decodePrefix(prefix)
+		if why := f.checkPosition(k, l); why != "" {
+			bad = f.corrupt(off, "block %d: %s", i, why)
+			return false
+		}
+		entries = append(entries, rawEntry{key: k, lsn: l, val: val, offset: off})
+		return true
+	})
+	if err == nil {
+		err = bad
+	}
+	return entries, err
 }
 
 // Path is the file the layer was opened from.

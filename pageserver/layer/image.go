@@ -5,6 +5,7 @@ package layer
 // at that LSN. The file is immutable once renamed to its name.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"sort"
 
@@ -80,15 +81,19 @@ func (im *Image) Get(k key.Key) (img []byte, found bool, err error) {
 	if i < 0 {
 		return nil, false, nil
 	}
-	entries, err := im.readBlock(i)
+	var target [key.Size]byte
+	k.Append(target[:0])
+	err = im.walkBlock(i, func(prefix, val []byte, off int64) bool {
+		c := bytes.Compare(prefix, target[:])
+		if c == 0 {
+			img, found = val, true
+		}
+		return c < 0
+	})
 	if err != nil {
 		return nil, false, err
 	}
-	j := sort.Search(len(entries), func(j int) bool { return !entries[j].key.Less(k) })
-	if j < len(entries) && entries[j].key == k {
-		return entries[j].val, true, nil
-	}
-	return nil, false, nil
+	return img, found, nil
 }
 
 // Scan iterates over every image in key order; entries carry the layer's

@@ -43,7 +43,14 @@ func (t *Timeline) Compact(ctx context.Context, keyspace KeySpaceFunc) error {
 	if err := t.Broken(); err != nil {
 		return err
 	}
-	at, _ := t.LastRecordLSN()
+	t.mu.Lock()
+	at, importing := t.last, t.importingLocked()
+	t.mu.Unlock()
+	if importing {
+		// More values may still arrive at InitDBLSN: an image now would
+		// hide them.
+		return nil
+	}
 	ranges, err := keyspace(ctx, at)
 	if err != nil {
 		return fmt.Errorf("compact timeline %s: key space at %s: %w", t.id, at, err)

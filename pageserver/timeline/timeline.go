@@ -190,8 +190,8 @@ func Create(dir string, opts Options) (*Timeline, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create timeline %s: %w", opts.TenantTimeline, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, MetadataFile)); err == nil {
-		return nil, fmt.Errorf("create timeline %s in %s: %w", opts.TenantTimeline, dir, ErrExists)
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) > 0 {
+		return nil, fmt.Errorf("create timeline %s: directory %s is not empty: %w", opts.TenantTimeline, dir, ErrExists)
 	}
 	if err := writeMetadata(dir, m, opts.createFile); err != nil {
 		return nil, fmt.Errorf("create timeline %s: %w", opts.TenantTimeline, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -664,4 +665,65 @@ func TestConcurrentReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustFlush(t, tl)
+}
+
+// TestNoGoroutineLeak: Close waits for the flusher.
+func TestNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	base := t.TempDir()
+	parent, err := Create(tlDir(base, 1), testOptions(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, parent, 0x200, ent(blk(1, 0), 0x200, img("A")))
+	opts := testOptions(t, 2)
+	opts.Ancestor, opts.AncestorLSN = parent, 0x200
+	child, err := Create(tlDir(base, 2), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent.Freeze()
+	child.Close()
+	parent.Close()
+	parent.Close() // twice is fine
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines after Close, %d before", n, before)
+	}
+	if _, err := parent.Get(context.Background(), blk(1, 0), 0x200); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close: %v", err)
+	}
+	if err := parent.Commit(nil, 0x300, 0x200); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Commit after Close: %v", err)
+	}
+}
+
+// TestNoCompactionDuringImport: an image at InitDBLSN while the import
+// goes on would hide the rest of the import.
+func TestNoCompactionDuringImport(t *testing.T) {
+	opts := testOptions(t, 1)
+	opts.ImageThreshold = 1
+	tl, err := Create(tlDir(t.TempDir(), 1), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	a, b := blk(1, 0), blk(1, 1)
+	mustCommit(t, tl, 0x100, ent(a, 0x100, img("A")))
+	keyspace := func(context.Context, lsn.LSN) ([]key.Range, error) {
+		return []key.Range{{Start: a, End: b.Next()}}, nil
+	}
+	if err := tl.Compact(context.Background(), keyspace); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, tl, 0x100, ent(b, 0x100, img("B")))
+	mustRead(t, tl, b, 0x100, "B")
+	for _, li := range tl.Layers() {
+		if !li.InMemory {
+			t.Fatalf("layer %s during the import", li.Name)
+		}
+	}
 }
