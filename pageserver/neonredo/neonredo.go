@@ -1,0 +1,246 @@
+// Package neonredo applies the pageserver's own records (PS §3) to a page
+// in Go: visibility-map bit clears and truncations, CLOG status updates and
+// multixact offsets and members. These are the records ingest writes for
+// changes that PostgreSQL's WAL describes without a block reference to the
+// page changed; they need no WAL-redo process.
+//
+// Unlike Neon's apply_neon.rs, which asserts, every inconsistency (a record
+// applied to the wrong kind of key or to a page it does not map to, a page
+// of the wrong size, no base page) is an error wrapping ErrInvalid.
+//
+// Apply changes the page it is given in place and returns it (a CLOG page
+// may come back 8 bytes longer, see ClogSetCommitted); pass a copy of any
+// page that is shared.
+package neonredo
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/value"
+)
+
+// ErrInvalid is wrapped by every error: the record cannot apply to the
+// page.
+var ErrInvalid = errors.New("invalid neon WAL redo request")
+
+// Page geometry (PS §1.4).
+const (
+	BlockSize               = 8192
+	pageHeaderSize          = 24
+	slruPagesPerSegment     = 32
+	vmHeapBlocksPerPage     = (BlockSize - pageHeaderSize) * 4 // 32672: 2 bits per heap block
+	clogXactsPerPage        = BlockSize * 4                    // 32768
+	multiXactOffsetsPerPage = BlockSize / 4                    // 2048
+	multiXactGroupSize      = 20                               // 4 flag bytes + 4 xids
+	multiXactGroupsPerPage  = BlockSize / multiXactGroupSize   // 409
+	multiXactMembersPerPage = multiXactGroupsPerPage * 4       // 1636
+
+	clogCommitted = 1
+	clogAborted   = 2
+
+	// ClogPageWithTimestamp is the length of a CLOG page that carries the
+	// commit timestamp of its last ClogSetCommitted (PS §3): the page,
+	// then the timestamp as an i64 BE. Serve only the first BlockSize
+	// bytes to PostgreSQL.
+	ClogPageWithTimestamp = BlockSize + 8
+)
+
+// Applicable reports whether Apply handles r (everything but Postgres
+// records, which need the WAL-redo process).
+func Applicable(r value.Record) bool { return r.Kind != value.Postgres }
+
+// Apply applies one record to page, the value of k just below rec.LSN.
+func Apply(k key.Key, page []byte, rec value.Versioned) ([]byte, error) {
+	r := &rec.Record
+	if page == nil && r.Kind != value.AuxFile {
+		return nil, invalid(k, rec, "no base image")
+	}
+	switch r.Kind {
+	case value.ClearVisibilityMapFlags:
+		return clearVM(k, page, rec)
+	case value.TruncateVisibilityMap:
+		return truncateVM(k, page, rec)
+	case value.ClogSetCommitted:
+		return setClog(k, page, rec, clogCommitted)
+	case value.ClogSetAborted:
+		return setClog(k, page, rec, clogAborted)
+	case value.MultixactOffsetCreate:
+		return multixactOffset(k, page, rec)
+	case value.MultixactMembersCreate:
+		return multixactMembers(k, page, rec)
+	case value.AuxFile:
+		return page, nil // legacy: nothing to do
+	case value.Postgres:
+		return nil, invalid(k, rec, "a PostgreSQL record needs the WAL-redo process")
+	}
+	return nil, invalid(k, rec, "unknown record kind %s", r.Kind)
+}
+
+// ApplyAll applies records in order to a copy of base.
+func ApplyAll(k key.Key, base []byte, recs []value.Versioned) ([]byte, error) {
+	page := append([]byte(nil), base...)
+	if base == nil {
+		page = nil
+	}
+	for _, rec := range recs {
+		var err error
+		if page, err = Apply(k, page, rec); err != nil {
+			return nil, err
+		}
+	}
+	return page, nil
+}
+
+func invalid(k key.Key, rec value.Versioned, format string, args ...any) error {
+	return fmt.Errorf("%w: %s on %s at %s: %s", ErrInvalid, rec.Record.Kind, k, rec.LSN, fmt.Sprintf(format, args...))
+}
+
+func isVMBlock(k key.Key) bool { return k.IsRelBlock() && k.Rel().Fork == key.ForkVM }
+
+func clearVM(k key.Key, page []byte, rec value.Versioned) ([]byte, error) {
+	r := &rec.Record
+	if !isVMBlock(k) {
+		return nil, invalid(k, rec, "not a visibility map block")
+	}
+	if len(page) != BlockSize {
+		return nil, invalid(k, rec, "page of %d bytes", len(page))
+	}
+	clear := func(heapBlk uint32) error {
+		if heapBlk/vmHeapBlocksPerPage != k.Block() {
+			return invalid(k, rec, "heap block %d is on visibility map block %d", heapBlk, heapBlk/vmHeapBlocksPerPage)
+		}
+		byteNo := pageHeaderSize + heapBlk%vmHeapBlocksPerPage/4
+		shift := heapBlk % 4 * 2
+		page[byteNo] &^= r.Flags << shift
+		return nil
+	}
+	if r.HasNewHeapBlkno {
+		if err := clear(r.NewHeapBlkno); err != nil {
+			return nil, err
+		}
+	}
+	if r.HasOldHeapBlkno {
+		if err := clear(r.OldHeapBlkno); err != nil {
+			return nil, err
+		}
+	}
+	// As visibilitymap_clear's redo does through the buffer: a page that
+	// was never initialised keeps LSN 0.
+	if !PageIsNew(page) {
+		SetPageLSN(page, uint64(rec.LSN))
+	}
+	return page, nil
+}
+
+func truncateVM(k key.Key, page []byte, rec value.Versioned) ([]byte, error) {
+	r := &rec.Record
+	if !isVMBlock(k) {
+		return nil, invalid(k, rec, "not a visibility map block")
+	}
+	if len(page) != BlockSize {
+		return nil, invalid(k, rec, "page of %d bytes", len(page))
+	}
+	m := page[pageHeaderSize:]
+	if r.TruncByte >= uint64(len(m)) || r.TruncOffs >= 8 {
+		return nil, invalid(k, rec, "trunc_byte %d trunc_offs %d outside the map", r.TruncByte, r.TruncOffs)
+	}
+	clear(m[r.TruncByte+1:])
+	m[r.TruncByte] &= byte(1)<<r.TruncOffs - 1
+	return page, nil
+}
+
+// slruPage checks that k is a page of the given SLRU and returns its page
+// number within the SLRU.
+func slruPage(k key.Key, kind key.SlruKind) (uint32, bool) {
+	if !k.IsSlruBlock() {
+		return 0, false
+	}
+	got, seg := k.Slru()
+	if got != kind || k.Block() >= slruPagesPerSegment {
+		return 0, false
+	}
+	return seg*slruPagesPerSegment + k.Block(), true
+}
+
+func setClog(k key.Key, page []byte, rec value.Versioned, status byte) ([]byte, error) {
+	r := &rec.Record
+	pageno, ok := slruPage(k, key.Clog)
+	if !ok {
+		return nil, invalid(k, rec, "not a CLOG page")
+	}
+	if len(page) != BlockSize && len(page) != ClogPageWithTimestamp {
+		return nil, invalid(k, rec, "CLOG page of %d bytes", len(page))
+	}
+	for _, xid := range r.Xids {
+		if xid/clogXactsPerPage != pageno {
+			return nil, invalid(k, rec, "xid %d is on CLOG page %d", xid, xid/clogXactsPerPage)
+		}
+		byteNo := xid % clogXactsPerPage / 4
+		shift := xid % 4 * 2
+		page[byteNo] = page[byteNo]&^(3<<shift) | status<<shift
+	}
+	if r.Kind == value.ClogSetCommitted {
+		page = binary.BigEndian.AppendUint64(page[:BlockSize], uint64(r.Timestamp))
+	}
+	return page, nil
+}
+
+func multixactOffset(k key.Key, page []byte, rec value.Versioned) ([]byte, error) {
+	r := &rec.Record
+	pageno, ok := slruPage(k, key.MultiXactOffsets)
+	if !ok {
+		return nil, invalid(k, rec, "not a multixact offsets page")
+	}
+	if len(page) != BlockSize {
+		return nil, invalid(k, rec, "page of %d bytes", len(page))
+	}
+	if r.Mid/multiXactOffsetsPerPage != pageno {
+		return nil, invalid(k, rec, "multixact %d is on offsets page %d", r.Mid, r.Mid/multiXactOffsetsPerPage)
+	}
+	binary.LittleEndian.PutUint32(page[r.Mid%multiXactOffsetsPerPage*4:], r.Moff)
+	return page, nil
+}
+
+func multixactMembers(k key.Key, page []byte, rec value.Versioned) ([]byte, error) {
+	r := &rec.Record
+	pageno, ok := slruPage(k, key.MultiXactMembers)
+	if !ok {
+		return nil, invalid(k, rec, "not a multixact members page")
+	}
+	if len(page) != BlockSize {
+		return nil, invalid(k, rec, "page of %d bytes", len(page))
+	}
+	for i, m := range r.Members {
+		off := r.Moff + uint32(i) // member offsets wrap around
+		if off/multiXactMembersPerPage != pageno {
+			return nil, invalid(k, rec, "member offset %d is on members page %d", off, off/multiXactMembersPerPage)
+		}
+		if m.Status > 0xFF {
+			return nil, invalid(k, rec, "member status %d does not fit its 8 bits", m.Status)
+		}
+		flagsOff := off / 4 % multiXactGroupsPerPage * multiXactGroupSize
+		shift := off % 4 * 8
+		flags := binary.LittleEndian.Uint32(page[flagsOff:])
+		flags = flags&^(0xFF<<shift) | m.Status<<shift
+		binary.LittleEndian.PutUint32(page[flagsOff:], flags)
+		binary.LittleEndian.PutUint32(page[flagsOff+4+off%4*4:], m.Xid)
+	}
+	return page, nil
+}
+
+// PageIsNew is PageIsNew: pd_upper is 0 on a page never initialised.
+func PageIsNew(page []byte) bool { return binary.LittleEndian.Uint16(page[14:]) == 0 }
+
+// PageLSN reads pd_lsn: {xlogid u32, xrecoff u32}, little-endian.
+func PageLSN(page []byte) uint64 {
+	return uint64(binary.LittleEndian.Uint32(page[0:]))<<32 | uint64(binary.LittleEndian.Uint32(page[4:]))
+}
+
+// SetPageLSN writes pd_lsn.
+func SetPageLSN(page []byte, l uint64) {
+	binary.LittleEndian.PutUint32(page[0:], uint32(l>>32))
+	binary.LittleEndian.PutUint32(page[4:], uint32(l))
+}
