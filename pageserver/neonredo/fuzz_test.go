@@ -16,7 +16,7 @@ func FuzzApply(f *testing.F) {
 	add(key.SlruBlock(key.Clog, 0, 0), ClogPageWithTimestamp, value.Record{Kind: value.ClogSetCommitted, Xids: []uint32{3}})
 	add(key.SlruBlock(key.MultiXactOffsets, 0, 0), BlockSize, value.Record{Kind: value.MultixactOffsetCreate, Mid: 2047})
 	add(key.SlruBlock(key.MultiXactMembers, 0, 0), BlockSize, value.Record{Kind: value.MultixactMembersCreate, Moff: 1630,
-		Members: []value.MultiXactMember{{1, 2}, {3, 4}}})
+		Members: []value.MultiXactMember{{Xid: 1, Status: 2}, {Xid: 3, Status: 4}}})
 	f.Fuzz(func(t *testing.T, kb []byte, n int, enc []byte) {
 		k, err := key.Decode(kb)
 		if err != nil {
