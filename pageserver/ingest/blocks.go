@@ -51,10 +51,19 @@ func (in *Ingester) blocks(ctx context.Context, rec *walrecord.Record) error {
 	return nil
 }
 
-// putSlruPage stores a page image of an SLRU segment, creating and
-// extending the segment as needed (only zero-page records do this: the
-// CLOG and multixact records that change pages write to existing ones).
+// putSlruPage stores a page image of an SLRU, creating and extending the
+// segment as needed (only zero-page records do this: the CLOG and
+// multixact records that change pages write to existing ones).
 func (in *Ingester) putSlruPage(ctx context.Context, kind key.SlruKind, pageno uint32, page []byte) error {
+	if err := in.extendSlru(ctx, kind, pageno); err != nil {
+		return err
+	}
+	return in.put(slruKey(kind, pageno), value.NewImage(page))
+}
+
+// extendSlru makes the segment of pageno exist and reach past pageno,
+// with zero pages for the pages skipped (not for pageno itself).
+func (in *Ingester) extendSlru(ctx context.Context, kind key.SlruKind, pageno uint32) error {
 	segno, blk := pageno/pgrecords.SlruPagesPerSegment, pageno%pgrecords.SlruPagesPerSegment
 	dir, err := in.slruDir(ctx, kind)
 	if err != nil {
@@ -62,12 +71,8 @@ func (in *Ingester) putSlruPage(ctx context.Context, kind key.SlruKind, pageno u
 	}
 	var n uint32
 	if _, ok := dir[segno]; ok {
-		b, err := in.image(ctx, key.SlruSegSize(kind, segno))
-		if err != nil {
+		if n, err = in.slruSegSize(ctx, kind, segno); err != nil {
 			return err
-		}
-		if n, err = value.DecodeSize(b); err != nil {
-			return fmt.Errorf("size of %s segment %04X: %w", kind, segno, err)
 		}
 	} else {
 		dir[segno] = struct{}{}
@@ -75,23 +80,54 @@ func (in *Ingester) putSlruPage(ctx context.Context, kind key.SlruKind, pageno u
 			return err
 		}
 	}
-	if blk >= n {
-		if err := in.put(key.SlruSegSize(kind, segno), value.NewImage(value.EncodeSize(blk+1))); err != nil {
+	if blk < n {
+		return nil
+	}
+	if err := in.put(key.SlruSegSize(kind, segno), value.NewImage(value.EncodeSize(blk+1))); err != nil {
+		return err
+	}
+	for g := n; g < blk; g++ {
+		if err := in.put(key.SlruBlock(kind, segno, g), value.NewImage(in.zeroPage)); err != nil {
 			return err
 		}
-		for g := n; g < blk; g++ {
-			if err := in.put(key.SlruBlock(kind, segno, g), value.NewImage(in.zeroPage)); err != nil {
-				return err
-			}
-			in.stats.GapPagesZeroed++
-		}
+		in.stats.GapPagesZeroed++
 	}
-	return in.put(key.SlruBlock(kind, segno, blk), value.NewImage(page))
+	return nil
+}
+
+func (in *Ingester) slruSegSize(ctx context.Context, kind key.SlruKind, segno uint32) (uint32, error) {
+	b, err := in.image(ctx, key.SlruSegSize(kind, segno))
+	if err != nil {
+		return 0, err
+	}
+	n, err := value.DecodeSize(b)
+	if err != nil {
+		return 0, fmt.Errorf("size of %s segment %04X: %w", kind, segno, err)
+	}
+	return n, nil
+}
+
+// slruPageExists reports whether an SLRU page is within its segment.
+func (in *Ingester) slruPageExists(ctx context.Context, kind key.SlruKind, pageno uint32) (bool, error) {
+	segno, blk := pageno/pgrecords.SlruPagesPerSegment, pageno%pgrecords.SlruPagesPerSegment
+	dir, err := in.slruDir(ctx, kind)
+	if err != nil {
+		return false, err
+	}
+	if _, ok := dir[segno]; !ok {
+		return false, nil
+	}
+	n, err := in.slruSegSize(ctx, kind, segno)
+	return blk < n, err
+}
+
+func slruKey(kind key.SlruKind, pageno uint32) key.Key {
+	return key.SlruBlock(kind, pageno/pgrecords.SlruPagesPerSegment, pageno%pgrecords.SlruPagesPerSegment)
 }
 
 // putSlruRecord stores a Neon record on an SLRU page, without size checks.
 func (in *Ingester) putSlruRecord(kind key.SlruKind, pageno uint32, r value.Record) error {
-	return in.put(key.SlruBlock(kind, pageno/pgrecords.SlruPagesPerSegment, pageno%pgrecords.SlruPagesPerSegment), value.NewRecord(r))
+	return in.put(slruKey(kind, pageno), value.NewRecord(r))
 }
 
 func (in *Ingester) slruDir(ctx context.Context, kind key.SlruKind) (value.U32Set, error) {

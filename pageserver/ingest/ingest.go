@@ -33,6 +33,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/walrecord"
@@ -112,6 +113,7 @@ type Ingester struct {
 	rec     *walrecord.Record
 	at      lsn.LSN
 	written map[key.Key]int // index in entries of each key written by rec
+	early   []value.Entry   // rec's values one byte below its end LSN, see putEarly
 	rawCopy []byte          // rec.Raw, copied once for its Postgres values
 
 	// relSizes caches the size of relation forks known to exist (the
@@ -193,6 +195,8 @@ func (in *Ingester) ingest(ctx context.Context, rec *walrecord.Record) error {
 	}
 	in.rec, in.at, in.rawCopy = rec, rec.EndLSN, nil
 	clear(in.written)
+	in.early = in.early[:0]
+	recStart := len(in.entries)
 	defer func() { in.rec = nil }()
 
 	if xid := rec.Header.XID; xid != pgrecords.InvalidTransactionID {
@@ -209,6 +213,10 @@ func (in *Ingester) ingest(ctx context.Context, rec *walrecord.Record) error {
 		if err := in.put(key.Checkpoint(), value.NewImage(in.checkpoint.Encode())); err != nil {
 			return err
 		}
+	}
+	if len(in.early) > 0 {
+		in.entries = slices.Insert(in.entries, recStart, in.early...)
+		clear(in.early)
 	}
 	in.lastEnd, in.lastStart = rec.EndLSN, rec.StartLSN
 	in.batchRecords++
@@ -269,6 +277,23 @@ func (in *Ingester) put(k key.Key, v value.Value) error {
 	} else {
 		in.batchBytes += len(v.Record.Raw) + 64 + key.Size
 	}
+	return nil
+}
+
+// putEarly stores v at k one byte below the current record's end LSN,
+// for the rare record that must leave two versions of one page: the page
+// then holds both, applied in order, at every LSN a reader can ask for
+// (readers ask at record boundaries, which are 8-aligned). Only data keys.
+func (in *Ingester) putEarly(k key.Key, v value.Value) error {
+	if !k.IsData() {
+		return fmt.Errorf("metadata key %s written below its record's LSN", k)
+	}
+	if _, ok := in.written[k]; ok {
+		return fmt.Errorf("%s written below its record's LSN after a version at it", k)
+	}
+	in.early = append(in.early, value.Entry{Key: k, LSN: in.at - 1, Value: v})
+	in.stats.Entries++
+	in.batchBytes += 64 + key.Size
 	return nil
 }
 

@@ -422,15 +422,40 @@ func TestMultiXact(t *testing.T) {
 	// two on page 1.
 	main := le(uint32(7), uint32(1635), int32(3), uint32(800), uint32(0), uint32(801), uint32(1), uint32(950), uint32(5))
 	r := h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_CREATE_ID, 800, main)
-	off := h.wantRecord(key.SlruBlock(key.MultiXactOffsets, 0, 0), r.EndLSN, value.MultixactOffsetCreate)
+	// Offsets: its own entry (one byte below the end LSN) and, as
+	// PostgreSQL 15.15+ does, the next multixact's.
+	offs := h.store.Versions(key.SlruBlock(key.MultiXactOffsets, 0, 0))
+	if n := len(offs); n < 3 || offs[n-2].LSN != r.EndLSN-1 || offs[n-1].LSN != r.EndLSN {
+		t.Fatalf("offsets versions %+v", offs)
+	}
+	own, off := offs[len(offs)-2].Value.Record, offs[len(offs)-1].Value.Record
+	if own.Mid != 7 || own.Moff != 1635 || off.Mid != 8 || off.Moff != 1638 {
+		t.Errorf("offset records %+v %+v", own, off)
+	}
+	if p, err := h.store.Page(h.ctx, key.SlruBlock(key.MultiXactOffsets, 0, 0), h.last()); err != nil ||
+		binary.LittleEndian.Uint32(p[7*4:]) != 1635 || binary.LittleEndian.Uint32(p[8*4:]) != 1638 {
+		t.Errorf("offsets page: %v", err)
+	}
 	m0 := h.wantRecord(key.SlruBlock(key.MultiXactMembers, 0, 0), r.EndLSN, value.MultixactMembersCreate)
 	m1 := h.wantRecord(key.SlruBlock(key.MultiXactMembers, 0, 1), r.EndLSN, value.MultixactMembersCreate)
-	if off.Mid != 7 || off.Moff != 1635 || m0.Moff != 1635 || len(m0.Members) != 1 || m1.Moff != 1636 || len(m1.Members) != 2 {
+	if m0.Moff != 1635 || len(m0.Members) != 1 || m1.Moff != 1636 || len(m1.Members) != 2 {
 		t.Errorf("records %+v %+v %+v", off, m0, m1)
 	}
 	cp := h.checkpoint()
 	if cp.NextMulti != 8 || cp.NextMultiOffset != 1638 || cp.NextXid != 951 {
 		t.Errorf("checkpoint next multi %d offset %d xid %d", cp.NextMulti, cp.NextMultiOffset, cp.NextXid)
+	}
+	// The last multixact of a page: the next entry is on the next page,
+	// which is zeroed first if WAL never did (older minor versions).
+	r = h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_CREATE_ID, 0, le(uint32(2047), uint32(1638), int32(1), uint32(800), uint32(0)))
+	h.wantRecord(key.SlruBlock(key.MultiXactOffsets, 0, 0), r.EndLSN, value.MultixactOffsetCreate)
+	h.wantRecord(key.SlruBlock(key.MultiXactOffsets, 0, 1), r.EndLSN, value.MultixactOffsetCreate)
+	if p, err := h.store.Page(h.ctx, key.SlruBlock(key.MultiXactOffsets, 0, 1), h.last()); err != nil ||
+		binary.LittleEndian.Uint32(p[0:]) != 1639 {
+		t.Errorf("next offsets page: %v", err)
+	}
+	if n, _ := datadir.SlruSegmentSize(h.ctx, h.store, key.MultiXactOffsets, 0, h.last()); n != 2 {
+		t.Errorf("offsets segment has %d pages", n)
 	}
 	// Members pages apply in Go on top of the stored zero pages.
 	if p, err := h.store.Page(h.ctx, key.SlruBlock(key.MultiXactMembers, 0, 1), h.last()); err != nil ||

@@ -66,7 +66,7 @@ func (in *Ingester) multixact(ctx context.Context, info uint8, data []byte) erro
 		if err != nil {
 			return err
 		}
-		return in.multixactCreate(&c)
+		return in.multixactCreate(ctx, &c)
 	case pgrecords.XLOG_MULTIXACT_TRUNCATE_ID:
 		t, err := pgrecords.ParseMultiXactTruncate(data)
 		if err != nil {
@@ -80,11 +80,50 @@ func (in *Ingester) multixact(ctx context.Context, info uint8, data []byte) erro
 // multixactCreate records the offset of the multixact and its members,
 // split by members page (offsets wrap around at 2^32), and moves
 // nextMulti, nextMultiOffset and nextXid past them (multixact_redo).
-func (in *Ingester) multixactCreate(c *pgrecords.MultiXactCreate) error {
-	r := value.Record{Kind: value.MultixactOffsetCreate, Mid: c.Mid, Moff: c.Moff}
-	if err := in.putSlruRecord(key.MultiXactOffsets, c.Mid/pgrecords.MultiXactOffsetsPerPage, r); err != nil {
+//
+// PostgreSQL 15.15 and later (RecordNewMultiXact) also store the next
+// multixact's offset, moff + nmembers (never 0), so that the newest
+// multixact's length can be read back; and during recovery they zero the
+// next offsets page if WAL from an older minor version never did. Neon's
+// MultixactOffsetCreate sets one entry, so when both entries are on one
+// page the own entry goes one byte below the record's end LSN (putEarly).
+func (in *Ingester) multixactCreate(ctx context.Context, c *pgrecords.MultiXactCreate) error {
+	next := c.Mid + 1
+	if next < pgrecords.FirstMultiXactID {
+		next = pgrecords.FirstMultiXactID
+	}
+	nextOff := c.Moff + uint32(len(c.Members))
+	if nextOff == 0 {
+		nextOff = 1
+	}
+	page, nextPage := c.Mid/pgrecords.MultiXactOffsetsPerPage, next/pgrecords.MultiXactOffsetsPerPage
+	own := value.Record{Kind: value.MultixactOffsetCreate, Mid: c.Mid, Moff: c.Moff}
+	following := value.Record{Kind: value.MultixactOffsetCreate, Mid: next, Moff: nextOff}
+	if page == nextPage {
+		if err := in.putEarly(slruKey(key.MultiXactOffsets, page), value.NewRecord(own)); err != nil {
+			return err
+		}
+	} else {
+		if err := in.putSlruRecord(key.MultiXactOffsets, page, own); err != nil {
+			return err
+		}
+		exists, err := in.slruPageExists(ctx, key.MultiXactOffsets, nextPage)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			if err := in.extendSlru(ctx, key.MultiXactOffsets, nextPage); err != nil {
+				return err
+			}
+			if err := in.putEarly(slruKey(key.MultiXactOffsets, nextPage), value.NewImage(in.zeroPage)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := in.putSlruRecord(key.MultiXactOffsets, nextPage, following); err != nil {
 		return err
 	}
+
 	off := c.Moff
 	for rest := c.Members; len(rest) > 0; {
 		n := min(len(rest), int(pgrecords.MultiXactMembersPerPage-off%pgrecords.MultiXactMembersPerPage))
