@@ -72,9 +72,7 @@ func ListDatabases(ctx context.Context, r Reader, at lsn.LSN) ([]value.DBKey, er
 	if err != nil {
 		return nil, err
 	}
-	return slices.SortedFunc(maps.Keys(dir), func(a, b value.DBKey) int {
-		return cmp.Or(cmp.Compare(a.Spc, b.Spc), cmp.Compare(a.DB, b.DB))
-	}), nil
+	return sortedDBs(dir), nil
 }
 
 // ListRels lists the relation forks of a database in key order; a database

@@ -155,6 +155,14 @@ func TestBlockRecords(t *testing.T) {
 	if n := h.relSize(pgClass); n != 3 {
 		t.Errorf("size %d", n)
 	}
+	// A record that does not initialise a block past the end gets a zero
+	// base image just below it, as PostgreSQL's redo would extend.
+	vm := fork(pgClass, key.ForkVM)
+	r = h.do(walrecord.RmHeap2, pgrecords.XLOG_HEAP2_VISIBLE, 0, nil, block(0, vm, 0), block(1, pgClass, 0))
+	if vs := h.store.Versions(key.RelBlock(vm, 0)); len(vs) != 2 || !vs[0].Value.IsImage || vs[0].LSN != r.EndLSN-1 ||
+		vs[1].Value.IsImage || vs[1].LSN != r.EndLSN {
+		t.Errorf("VM block versions %+v", vs)
+	}
 	// The nextXid moved to exactly 801.
 	if cp := h.checkpoint(); cp.NextXid != 801 {
 		t.Errorf("nextXid %d", cp.NextXid)

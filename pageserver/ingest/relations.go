@@ -144,6 +144,17 @@ func (in *Ingester) putRelBlock(ctx context.Context, rel key.Rel, blk uint32, v 
 			}
 			in.stats.GapPagesZeroed++
 		}
+		// A record that does not initialise a page past the end finds a
+		// zero page in PostgreSQL's redo, which extends the relation for
+		// it (XLogReadBufferExtended with RBM_ZERO_ON_ERROR, e.g. the VM
+		// page of XLOG_HEAP2_VISIBLE when full_page_writes is off).
+		// Give it that base, just below the record.
+		if !v.WillInit() {
+			if err := in.putEarly(key.RelBlock(rel, blk), value.NewImage(in.zeroPage)); err != nil {
+				return err
+			}
+			in.stats.GapPagesZeroed++
+		}
 	}
 	return in.put(key.RelBlock(rel, blk), v)
 }

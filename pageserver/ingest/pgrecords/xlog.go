@@ -85,7 +85,7 @@ func DecodeCheckPoint(b []byte) (CheckPoint, error) {
 }
 
 // Append appends the 88-byte encoding, padding bytes zero.
-func (c *CheckPoint) Append(dst []byte) []byte {
+func (c CheckPoint) Append(dst []byte) []byte {
 	le := binary.LittleEndian
 	dst = le.AppendUint64(dst, uint64(c.Redo))
 	dst = le.AppendUint32(dst, c.ThisTimeLineID)
@@ -112,7 +112,7 @@ func (c *CheckPoint) Append(dst []byte) []byte {
 }
 
 // Encode is Append to a new slice.
-func (c *CheckPoint) Encode() []byte { return c.Append(make([]byte, 0, CheckPointSize)) }
+func (c CheckPoint) Encode() []byte { return c.Append(make([]byte, 0, CheckPointSize)) }
 
 // TransactionIDIsNormal is TransactionIdIsNormal.
 func TransactionIDIsNormal(xid uint32) bool { return xid >= FirstNormalTransactionID }
