@@ -5,7 +5,9 @@
 // sizes, CLOG and multixact updates, two-phase state, relation maps,
 // replication origins and the checkpoint (nextXid, nextOid, nextMulti ...).
 //
-// Every value of a record is stored at the record's end LSN. Records are
+// Every value of a record is stored at the record's end LSN, except the
+// rare first of two versions one record gives one page (see putEarly),
+// which goes one byte below it. Records are
 // collected into a batch that is committed to the Store every
 // Options.MaxBatchRecords records, once Options.MaxBatchBytes of values are
 // pending, when Flush is called (at the end of each received message), and
@@ -24,6 +26,12 @@
 //     payloads) fails ingest with an error naming the record's LSN. After an
 //     error the Ingester refuses further records; make a new one with New,
 //     which resumes from what was committed.
+//   - Where vanilla PostgreSQL 15 and Neon differ, PostgreSQL's redo is
+//     followed: heap flags at vanilla offsets, FPIs decompressed here,
+//     SMGR_CREATE of an existing fork and truncation to a larger size are
+//     no-ops, checkpoint records also advance nextXid/nextMulti and
+//     oldestMulti, multixact truncation also drops offsets segments, and
+//     multixact creation also sets the next multixact's offset (15.15+).
 //   - nextXid is tracked exactly (PostgreSQL's AdvanceNextFullTransactionIdPastXid,
 //     not Neon's rounding to 1024), so a vanilla server started from a
 //     basebackup finds the CLOG page of its nextXid (PS §7.7).

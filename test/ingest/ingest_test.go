@@ -29,15 +29,28 @@ import (
 )
 
 func TestIngestRealWAL(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []pgharness.Option
+	}{
+		// FPIs compressed with lz4, decompressed in Go.
+		{"lz4", []pgharness.Option{pgharness.WithConf("wal_compression", "lz4")}},
+		// Data checksums: hint bits are WAL-logged as XLOG_FPI_FOR_HINT.
+		{"checksums_zstd", []pgharness.Option{pgharness.WithDataChecksums(), pgharness.WithConf("wal_compression", "zstd")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testIngestRealWAL(t, tc.opts...) })
+	}
+}
+
+func testIngestRealWAL(t *testing.T, opts ...pgharness.Option) {
 	ctx := context.Background()
-	c := pgharness.New(t, pgharness.NoStart(),
+	c := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart(),
 		pgharness.WithConf("wal_keep_size", "4GB"),     // every segment stays for the decode
 		pgharness.WithConf("max_wal_size", "4GB"),      // no checkpoints but the test's
 		pgharness.WithConf("checkpoint_timeout", "1h"), // ditto
 		pgharness.WithConf("autovacuum", "off"),        // pages change only when the test says
 		pgharness.WithConf("max_prepared_transactions", "4"),
-		pgharness.WithConf("wal_compression", "lz4"), // FPIs are decompressed in Go
-	)
+	}, opts...)...)
 
 	// The initial state, imported before the server first starts.
 	start := walcheck.LatestCheckpoint(t, c)
@@ -165,6 +178,10 @@ func ingestWAL(t *testing.T, ctx context.Context, c *pgharness.Cluster, in *inge
 	dec := wal.NewDecoder(start, 15, segSize)
 	var rec walrecord.Record
 	var beforeEnd lsn.LSN
+	var fpi, fpiHint, compressed int
+	defer func() {
+		t.Logf("WAL held %d XLOG_FPI and %d XLOG_FPI_FOR_HINT records, %d compressed images", fpi, fpiHint, compressed)
+	}()
 	for pos := start; ; pos = pos.SegmentStart(segSize) + lsn.LSN(segSize) {
 		seg, err := walcheck.ReadSegment(c.WALDir(), pos.SegmentNumber(segSize), segSize)
 		if err != nil {
@@ -181,6 +198,19 @@ func ingestWAL(t *testing.T, ctx context.Context, c *pgharness.Cluster, in *inge
 			}
 			if err := walrecord.DecodeInto(&rec, r.Data, r.StartLSN, r.EndLSN); err != nil {
 				t.Fatal(err)
+			}
+			if rec.Header.RmID == walrecord.RmXLOG {
+				switch rec.RmInfo() {
+				case 0xB0:
+					fpi++
+				case 0xA0:
+					fpiHint++
+				}
+			}
+			for i := range rec.Blocks {
+				if rec.Blocks[i].HasImage && rec.Blocks[i].Image.Compression() != walrecord.CompressionNone {
+					compressed++
+				}
 			}
 			if rec.StartLSN == end {
 				if err := in.Flush(ctx); err != nil {
