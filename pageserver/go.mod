@@ -5,7 +5,6 @@ go 1.26.0
 require (
 	github.com/rs/zerolog v1.35.1
 	strata.dev/libs v0.0.0
-	strata.dev/proto v0.0.0
 )
 
 require (

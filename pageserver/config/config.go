@@ -57,7 +57,7 @@ func Defaults() Config {
 		ListenHTTP:             "127.0.0.1:9898",
 		CheckpointDistance:     256 << 20,
 		ImageCreationThreshold: 3,
-		WaitLSNTimeout:         Duration{300 * time.Second},
+		WaitLSNTimeout:         Duration{Duration: 300 * time.Second},
 		LogFormat:              "plain",
 		LogLevel:               "info",
 	}
