@@ -8,7 +8,7 @@ require (
 	github.com/rs/zerolog v1.35.1
 	google.golang.org/grpc v1.85.0
 	strata.dev/libs v0.0.0
-	strata.dev/pageserver v0.0.0-00010101000000-000000000000
+	strata.dev/pageserver v0.0.0
 	strata.dev/proto v0.0.0
 )
 
