@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"strata.dev/libs/durable"
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/key"
@@ -196,23 +197,10 @@ func (w *writer) finish() (string, error) {
 		os.Remove(w.tmp)
 		return "", fmt.Errorf("rename layer file %s: %w", w.tmp, err)
 	}
-	if err := SyncDir(w.dir); err != nil {
+	if err := durable.SyncDir(w.dir); err != nil {
 		// The file is complete under its name, but a crash could lose the
 		// rename: report it so the caller does not count on the layer.
 		return "", fmt.Errorf("layer file %s: %w", w.final, err)
 	}
 	return w.final, nil
-}
-
-// SyncDir fsyncs a directory, making renames and creations in it durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s for fsync: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"strata.dev/libs/durable"
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/layer"
@@ -118,7 +119,7 @@ func writeMetadata(dir string, m metadata, create func(string) (layer.File, erro
 		os.Remove(tmp)
 		return fmt.Errorf("write timeline metadata %s: %w", path, err)
 	}
-	if err := layer.SyncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return fmt.Errorf("write timeline metadata %s: %w", path, err)
 	}
 	return nil

@@ -44,6 +44,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"strata.dev/libs/durable"
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/key"
@@ -196,7 +197,7 @@ func Create(dir string, opts Options) (*Timeline, error) {
 	if err := writeMetadata(dir, m, opts.createFile); err != nil {
 		return nil, fmt.Errorf("create timeline %s: %w", opts.TenantTimeline, err)
 	}
-	if err := layer.SyncDir(filepath.Dir(dir)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(dir)); err != nil {
 		return nil, fmt.Errorf("create timeline %s: %w", opts.TenantTimeline, err)
 	}
 	openStart := m.diskConsistentLSN + 1
@@ -292,7 +293,7 @@ func loadLayers(dir string, dcl lsn.LSN, log zerolog.Logger) ([]*historic, error
 		hist = append(hist, &historic{name: n, path: path, size: info.Size()})
 	}
 	if removed {
-		if err := layer.SyncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			return nil, err
 		}
 	}

@@ -11,10 +11,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
 	"strata.dev/libs/daemon"
+	"strata.dev/libs/durable"
 )
 
 // Config is everything the daemon needs to start.
@@ -210,7 +212,7 @@ func (c Config) Validate() error {
 // file wins if --id is absent, a different --id is refused, and the first
 // start writes it durably.
 func NodeIDFile(datadir string, flagID uint64) (uint64, error) {
-	path := datadir + "/safekeeper.id"
+	path := filepath.Join(datadir, "safekeeper.id")
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:
@@ -226,48 +228,11 @@ func NodeIDFile(datadir string, flagID uint64) (uint64, error) {
 		if flagID == 0 {
 			return 0, fmt.Errorf("%s does not exist and no --id was given: pass --id N on the first start", path)
 		}
-		if err := writeDurably(path, []byte(strconv.FormatUint(flagID, 10))); err != nil {
+		if err := durable.WriteFile(path, []byte(strconv.FormatUint(flagID, 10)), 0o600); err != nil {
 			return 0, err
 		}
 		return flagID, nil
 	default:
 		return 0, fmt.Errorf("read %s: %w", path, err)
 	}
-}
-
-func writeDurably(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	d, err := os.Open(dirOf(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-func dirOf(path string) string {
-	for i := len(path) - 1; i >= 0; i-- {
-		if path[i] == '/' {
-			return path[:i]
-		}
-	}
-	return "."
 }

@@ -24,6 +24,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"strata.dev/libs/durable"
 )
 
 const (
@@ -66,7 +68,7 @@ func Persist(dir string, s *State, noSync bool) error {
 		return fmt.Errorf("persist control file: %w", err)
 	}
 	if !noSync {
-		if err := syncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			return fmt.Errorf("persist control file: %w", err)
 		}
 	}
@@ -94,18 +96,4 @@ func writeFile(path string, b []byte, sync bool) (err error) {
 		}
 	}
 	return nil
-}
-
-// syncDir fsyncs a directory, making renames and creations in it durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	serr := f.Sync()
-	cerr := f.Close()
-	if serr != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, serr)
-	}
-	return cerr
 }

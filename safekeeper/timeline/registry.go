@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"strata.dev/libs/durable"
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/pamsg"
@@ -224,7 +225,7 @@ func (r *Registry) install(tmp, final string) error {
 	}
 	if !r.cfg.NoSync {
 		for _, d := range []string{tmp, tenantDir, r.datadir} {
-			if err := fsyncDir(d); err != nil {
+			if err := durable.SyncDir(d); err != nil {
 				return err
 			}
 		}
@@ -233,10 +234,10 @@ func (r *Registry) install(tmp, final string) error {
 		return fmt.Errorf("rename timeline directory into place: %w", err)
 	}
 	if !r.cfg.NoSync {
-		if err := fsyncDir(tenantDir); err != nil {
+		if err := durable.SyncDir(tenantDir); err != nil {
 			return err
 		}
-		if err := fsyncDir(filepath.Dir(tmp)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(tmp)); err != nil {
 			return err
 		}
 	}
@@ -265,7 +266,7 @@ func (r *Registry) Delete(ttid id.TenantTimeline) (bool, error) {
 		return existed, fmt.Errorf("delete timeline %s: %w", ttid, err)
 	}
 	if existed && !r.cfg.NoSync {
-		if err := fsyncDir(filepath.Dir(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := durable.SyncDir(filepath.Dir(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return existed, err
 		}
 	}
@@ -317,18 +318,6 @@ func (r *Registry) Close() {
 		}
 		_ = t.close()
 	}
-}
-
-func fsyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s for fsync: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }
 
 func removeContents(dir string) error {

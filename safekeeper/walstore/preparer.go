@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"strata.dev/libs/durable"
 )
 
 // A preparer keeps one spare, durable, segment-sized file that reads as
@@ -110,7 +112,7 @@ func (p *preparer) syncDir() error {
 	if !p.sync {
 		return nil
 	}
-	return syncDir(p.dir)
+	return durable.SyncDir(p.dir)
 }
 
 // close waits for a background fill and stops further ones.
@@ -191,7 +193,7 @@ func createSegmentFile(dir, path string, size uint64, sync bool, method Prealloc
 		return fmt.Errorf("rename %s to %s: %w", tmpName, filepath.Base(path), err)
 	}
 	if sync {
-		if err := syncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			os.Remove(path)
 			return err
 		}

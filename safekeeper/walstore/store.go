@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"strata.dev/libs/durable"
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
 )
@@ -589,7 +590,7 @@ func (s *Store) syncDir() error {
 	if s.opts.NoSync {
 		return nil
 	}
-	return syncDir(s.opts.Dir)
+	return durable.SyncDir(s.opts.Dir)
 }
 
 // zeroRange overwrites n bytes at off with zeros.
