@@ -3,8 +3,10 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -60,3 +62,52 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 // MarshalText writes Go duration syntax.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// LoadConfigFile finds --config FILE (or --config=FILE) in args and decodes
+// that file into v, which holds the defaults beforehand. It returns the path
+// ("" when there is none) for the flag set's own --config flag. Daemons then
+// declare each flag with a field of v as both its target and its default:
+// a flag given on the command line overrides the file, and --help shows the
+// values in effect.
+func LoadConfigFile(args []string, v any) (string, error) {
+	path, err := configPath(args)
+	if err != nil || path == "" {
+		return "", err
+	}
+	return path, DecodeConfigFile(path, v)
+}
+
+// configPath finds --config in args, before the flags are parsed.
+func configPath(args []string) (string, error) {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name != "config" {
+			continue
+		}
+		if hasVal {
+			return val, nil
+		}
+		if i+1 == len(args) {
+			return "", errors.New("flag needs an argument: --config")
+		}
+		return args[i+1], nil
+	}
+	return "", nil
+}
+
+// SplitList splits a comma-separated flag value, dropping blanks.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -55,3 +55,31 @@ func TestDecodeConfigFile(t *testing.T) {
 		t.Error("missing file: no error")
 	}
 }
+
+func TestConfigPath(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+		err  bool
+	}{
+		{nil, "", false},
+		{[]string{"--id", "3"}, "", false},
+		{[]string{"--config", "a.toml", "--id", "3"}, "a.toml", false},
+		{[]string{"-config=b.toml"}, "b.toml", false},
+		{[]string{"--", "--config", "c.toml"}, "", false},
+		{[]string{"--id", "3", "--config"}, "", true},
+	}
+	for _, c := range cases {
+		got, err := configPath(c.args)
+		if got != c.want || (err != nil) != c.err {
+			t.Errorf("configPath(%q) = %q, %v; want %q (error %v)", c.args, got, err, c.want, c.err)
+		}
+	}
+}
+
+func TestSplitList(t *testing.T) {
+	got := SplitList(" a:1, ,b:2,")
+	if len(got) != 2 || got[0] != "a:1" || got[1] != "b:2" {
+		t.Fatalf("SplitList = %q", got)
+	}
+}

@@ -86,14 +86,9 @@ func Parse(args []string, out io.Writer) (Config, error) {
 	// The file's values become the flags' defaults, so a flag given on the
 	// command line wins and --help shows what is in effect.
 	c := Defaults()
-	path, err := configPath(args)
+	path, err := daemon.LoadConfigFile(args, &c)
 	if err != nil {
 		return Config{}, err
-	}
-	if path != "" {
-		if err := daemon.DecodeConfigFile(path, &c); err != nil {
-			return Config{}, err
-		}
 	}
 	fs := flag.NewFlagSet("pageserver", flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -110,7 +105,7 @@ func Parse(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.ListenGRPC, "listen-grpc", c.ListenGRPC, "gRPC address for status and control")
 	fs.StringVar(&c.ListenHTTP, "listen-http", c.ListenHTTP, "HTTP address for /metrics")
 	fs.Func("safekeepers", "comma-separated host:port libpq addresses of the safekeepers (default from the file: "+strings.Join(c.Safekeepers, ",")+")", func(s string) error {
-		c.Safekeepers = splitList(s)
+		c.Safekeepers = daemon.SplitList(s)
 		return nil
 	})
 	fs.StringVar(&c.SafekeeperTokenPath, "safekeeper-token-path", c.SafekeeperTokenPath, "file with the JWT to present to the safekeepers; empty = none")
@@ -131,39 +126,6 @@ func Parse(args []string, out io.Writer) (Config, error) {
 		return c, nil
 	}
 	return c, c.Validate()
-}
-
-// configPath finds --config in args before the real parse, which needs the
-// file's values as its defaults.
-func configPath(args []string) (string, error) {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			break
-		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") || name != "config" {
-			continue
-		}
-		if hasVal {
-			return val, nil
-		}
-		if i+1 == len(args) {
-			return "", errors.New("flag needs an argument: --config")
-		}
-		return args[i+1], nil
-	}
-	return "", nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // Validate checks values that would otherwise fail late or obscurely.

@@ -90,88 +90,48 @@ Flags:
 // Parse builds the configuration from args (without the program name).
 // flag.ErrHelp is returned after the usage was written to out for -h/--help.
 func Parse(args []string, out io.Writer) (Config, error) {
+	c := Defaults()
+	path, err := daemon.LoadConfigFile(args, &c)
+	if err != nil {
+		return Config{}, err
+	}
 	fs := flag.NewFlagSet("safekeeper", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
 		fmt.Fprint(out, usageHead)
 		fs.PrintDefaults()
 	}
-	// Flags are parsed into a scratch copy; only those actually given are
-	// applied over the file's values.
-	var f Config
-	d := Defaults()
-	configPath := fs.String("config", "", "TOML configuration file")
-	fs.Uint64Var(&f.ID, "id", 0, "node id of this safekeeper; required on first start, then remembered in safekeeper.id")
+	fs.String("config", path, "TOML configuration file")
+	fs.Uint64Var(&c.ID, "id", c.ID, "node id of this safekeeper; required on first start, then remembered in safekeeper.id")
 	for _, name := range []string{"datadir", "D"} {
-		fs.StringVar(&f.Datadir, name, d.Datadir, "data directory (timelines, control files, WAL)")
+		fs.StringVar(&c.Datadir, name, c.Datadir, "data directory (timelines, control files, WAL)")
 	}
 	for _, name := range []string{"listen-pg", "l"} {
-		fs.StringVar(&f.ListenPG, name, d.ListenPG, "libpq address for WAL push and replication")
+		fs.StringVar(&c.ListenPG, name, c.ListenPG, "libpq address for WAL push and replication")
 	}
-	fs.StringVar(&f.ListenGRPC, "listen-grpc", d.ListenGRPC, "gRPC address for status and control")
-	fs.StringVar(&f.ListenHTTP, "listen-http", d.ListenHTTP, "HTTP address for /metrics")
-	fs.StringVar(&f.ListenPGTenantOnly, "listen-pg-tenant-only", "", "extra libpq address that only accepts tenant-scoped tokens")
-	fs.StringVar(&f.PgAuthPublicKeyPath, "pg-auth-public-key-path", "", "Ed25519 public key (PEM file or directory) for JWT auth on --listen-pg; empty = trust")
-	fs.StringVar(&f.PgTenantOnlyAuthPublicKeyPath, "pg-tenant-only-auth-public-key-path", "", "Ed25519 public key for JWT auth on --listen-pg-tenant-only")
+	fs.StringVar(&c.ListenGRPC, "listen-grpc", c.ListenGRPC, "gRPC address for status and control")
+	fs.StringVar(&c.ListenHTTP, "listen-http", c.ListenHTTP, "HTTP address for /metrics")
+	fs.StringVar(&c.ListenPGTenantOnly, "listen-pg-tenant-only", c.ListenPGTenantOnly, "extra libpq address that only accepts tenant-scoped tokens")
+	fs.StringVar(&c.PgAuthPublicKeyPath, "pg-auth-public-key-path", c.PgAuthPublicKeyPath, "Ed25519 public key (PEM file or directory) for JWT auth on --listen-pg; empty = trust")
+	fs.StringVar(&c.PgTenantOnlyAuthPublicKeyPath, "pg-tenant-only-auth-public-key-path", c.PgTenantOnlyAuthPublicKeyPath, "Ed25519 public key for JWT auth on --listen-pg-tenant-only")
 	for _, name := range []string{"no-sync", "n"} {
-		fs.BoolVar(&f.NoSync, name, false, "disable fsync (UNSAFE: for tests only)")
+		fs.BoolVar(&c.NoSync, name, c.NoSync, "disable fsync (UNSAFE: for tests only)")
 	}
-	fs.DurationVar(&f.ControlFileSaveInterval.Duration, "control-file-save-interval", d.ControlFileSaveInterval.Duration, "longest time in-memory LSNs stay unpersisted")
-	fs.IntVar(&f.MaxUnflushedBytes, "max-unflushed-bytes", d.MaxUnflushedBytes, "fsync and acknowledge a steady WAL stream after this many bytes")
-	fs.DurationVar(&f.MaxUnflushedDelay.Duration, "max-unflushed-delay", d.MaxUnflushedDelay.Duration, "... or once the oldest unflushed WAL is this old")
-	fs.StringVar(&f.WALPrealloc, "wal-prealloc", d.WALPrealloc, "how new WAL segments get disk blocks: zero (written ahead in the background, so commits overwrite blocks and fdatasync journals nothing: the fastest commits), fallocate (reserved only: less disk traffic for bulk loads), or none (sparse, as Neon)")
-	fs.StringVar(&f.LogFormat, "log-format", d.LogFormat, "log format: plain or json")
-	fs.StringVar(&f.LogLevel, "log-level", d.LogLevel, "log level: debug, info, warn, error")
-	fs.StringVar(&f.DumpControlFile, "dump-control-file", "", "print the control file at PATH as JSON and exit")
-	fs.BoolVar(&f.Init, "init", false, "only write safekeeper.id (with --id) and exit")
-	fs.BoolVar(&f.ShowVersion, "version", false, "print the version and exit")
+	fs.DurationVar(&c.ControlFileSaveInterval.Duration, "control-file-save-interval", c.ControlFileSaveInterval.Duration, "longest time in-memory LSNs stay unpersisted")
+	fs.IntVar(&c.MaxUnflushedBytes, "max-unflushed-bytes", c.MaxUnflushedBytes, "fsync and acknowledge a steady WAL stream after this many bytes")
+	fs.DurationVar(&c.MaxUnflushedDelay.Duration, "max-unflushed-delay", c.MaxUnflushedDelay.Duration, "... or once the oldest unflushed WAL is this old")
+	fs.StringVar(&c.WALPrealloc, "wal-prealloc", c.WALPrealloc, "how new WAL segments get disk blocks: zero (written ahead in the background, so commits overwrite blocks and fdatasync journals nothing: the fastest commits), fallocate (reserved only: less disk traffic for bulk loads), or none (sparse, as Neon)")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: plain or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	fs.StringVar(&c.DumpControlFile, "dump-control-file", "", "print the control file at PATH as JSON and exit")
+	fs.BoolVar(&c.Init, "init", false, "only write safekeeper.id (with --id) and exit")
+	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
-	c := Defaults()
-	if *configPath != "" {
-		if err := daemon.DecodeConfigFile(*configPath, &c); err != nil {
-			return Config{}, err
-		}
-	}
-	fs.Visit(func(fl *flag.Flag) {
-		switch fl.Name {
-		case "id":
-			c.ID = f.ID
-		case "datadir", "D":
-			c.Datadir = f.Datadir
-		case "listen-pg", "l":
-			c.ListenPG = f.ListenPG
-		case "listen-grpc":
-			c.ListenGRPC = f.ListenGRPC
-		case "listen-http":
-			c.ListenHTTP = f.ListenHTTP
-		case "listen-pg-tenant-only":
-			c.ListenPGTenantOnly = f.ListenPGTenantOnly
-		case "pg-auth-public-key-path":
-			c.PgAuthPublicKeyPath = f.PgAuthPublicKeyPath
-		case "pg-tenant-only-auth-public-key-path":
-			c.PgTenantOnlyAuthPublicKeyPath = f.PgTenantOnlyAuthPublicKeyPath
-		case "no-sync", "n":
-			c.NoSync = f.NoSync
-		case "control-file-save-interval":
-			c.ControlFileSaveInterval = f.ControlFileSaveInterval
-		case "max-unflushed-bytes":
-			c.MaxUnflushedBytes = f.MaxUnflushedBytes
-		case "max-unflushed-delay":
-			c.MaxUnflushedDelay = f.MaxUnflushedDelay
-		case "wal-prealloc":
-			c.WALPrealloc = f.WALPrealloc
-		case "log-format":
-			c.LogFormat = f.LogFormat
-		case "log-level":
-			c.LogLevel = f.LogLevel
-		}
-	})
-	c.DumpControlFile, c.Init, c.ShowVersion = f.DumpControlFile, f.Init, f.ShowVersion
 	if c.DumpControlFile != "" || c.ShowVersion {
 		return c, nil
 	}

@@ -46,21 +46,16 @@ type config struct {
 	start lsn.LSN
 }
 
-type duration struct{ time.Duration }
-
-func (d *duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	d.Duration = v
-	return err
-}
+// duration is a time.Duration written as "5s" or "300ms" in TOML.
+type duration = daemon.Duration
 
 func defaults() config {
 	return config{
 		Slot: "walproposer", AppName: "walproposer", ProtoVersion: 3,
 		ListenHTTP: "127.0.0.1:7678", WalSegSize: lsn.DefaultSegmentSize,
-		SyncTimeout:    duration{60 * time.Second},
-		ReconnectDelay: duration{100 * time.Millisecond},
-		Heartbeat:      duration{time.Second},
+		SyncTimeout:    duration{Duration: 60 * time.Second},
+		ReconnectDelay: duration{Duration: 100 * time.Millisecond},
+		Heartbeat:      duration{Duration: time.Second},
 		LogFormat:      "plain", LogLevel: "info",
 	}
 }
@@ -87,103 +82,51 @@ Flags:
 `
 
 func parseConfig(args []string, out io.Writer) (config, error) {
+	c := defaults()
+	path, err := daemon.LoadConfigFile(args, &c)
+	if err != nil {
+		return config{}, err
+	}
 	fs := flag.NewFlagSet("walproposer", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
 		fmt.Fprint(out, usage)
 		fs.PrintDefaults()
 	}
-	d := defaults()
-	var f config
-	var sks string
-	configPath := fs.String("config", "", "TOML configuration file")
-	fs.StringVar(&f.PgConn, "pgconn", "", "connection string of the primary (libpq key=value or URI)")
-	fs.StringVar(&sks, "safekeepers", "", "comma-separated host:port of the safekeepers' libpq ports")
-	fs.StringVar(&f.TenantID, "tenant-id", "", "tenant id (32 hex characters)")
-	fs.StringVar(&f.TimelineID, "timeline-id", "", "timeline id (32 hex characters)")
-	fs.StringVar(&f.StartLSN, "start-lsn", "", "where a new timeline's WAL starts (default: the slot's restart LSN)")
-	fs.StringVar(&f.Slot, "slot", d.Slot, "physical replication slot on the primary (created if missing)")
-	fs.StringVar(&f.AppName, "app-name", d.AppName, "application_name on the primary: list it in synchronous_standby_names")
-	fs.IntVar(&f.ProtoVersion, "proto-version", d.ProtoVersion, "safekeeper protocol version (2 or 3)")
-	fs.StringVar(&f.ListenHTTP, "listen-http", d.ListenHTTP, "HTTP address for /metrics (empty: none)")
-	fs.StringVar(&f.AuthTokenFile, "auth-token-file", "", "file holding the JWT for the safekeepers (or set $STRATA_AUTH_TOKEN)")
-	fs.UintVar(&f.PgVersion, "pg-version", 0, "--sync-safekeepers: PG_VERSION_NUM to greet with (0: unknown)")
-	fs.Uint64Var(&f.SystemID, "system-id", 0, "--sync-safekeepers: database system identifier to greet with (0: unknown)")
-	fs.UintVar(&f.WalSegSize, "wal-seg-size", d.WalSegSize, "--sync-safekeepers: WAL segment size")
-	fs.DurationVar(&f.SyncTimeout.Duration, "sync-timeout", d.SyncTimeout.Duration, "--sync-safekeepers: give up after this long")
-	fs.DurationVar(&f.ReconnectDelay.Duration, "reconnect-delay", d.ReconnectDelay.Duration, "first delay before reconnecting to a safekeeper or the primary")
-	fs.DurationVar(&f.Heartbeat.Duration, "heartbeat-interval", d.Heartbeat.Duration, "empty AppendRequest to idle safekeepers this often")
-	fs.StringVar(&f.LogFormat, "log-format", d.LogFormat, "plain or json")
-	fs.StringVar(&f.LogLevel, "log-level", d.LogLevel, "debug, info, warn, error")
-	fs.BoolVar(&f.SyncSafekeepers, "sync-safekeepers", false, "no primary: elect, bring a majority to the same end of WAL, commit it, print that LSN and exit")
-	fs.BoolVar(&f.ShowVersion, "version", false, "print the version and exit")
+	fs.String("config", path, "TOML configuration file")
+	fs.StringVar(&c.PgConn, "pgconn", c.PgConn, "connection string of the primary (libpq key=value or URI)")
+	fs.Func("safekeepers", "comma-separated host:port of the safekeepers' libpq ports", func(s string) error {
+		c.Safekeepers = daemon.SplitList(s)
+		return nil
+	})
+	fs.StringVar(&c.TenantID, "tenant-id", c.TenantID, "tenant id (32 hex characters)")
+	fs.StringVar(&c.TimelineID, "timeline-id", c.TimelineID, "timeline id (32 hex characters)")
+	fs.StringVar(&c.StartLSN, "start-lsn", c.StartLSN, "where a new timeline's WAL starts (default: the slot's restart LSN)")
+	fs.StringVar(&c.Slot, "slot", c.Slot, "physical replication slot on the primary (created if missing)")
+	fs.StringVar(&c.AppName, "app-name", c.AppName, "application_name on the primary: list it in synchronous_standby_names")
+	fs.IntVar(&c.ProtoVersion, "proto-version", c.ProtoVersion, "safekeeper protocol version (2 or 3)")
+	fs.StringVar(&c.ListenHTTP, "listen-http", c.ListenHTTP, "HTTP address for /metrics (empty: none)")
+	fs.StringVar(&c.AuthTokenFile, "auth-token-file", c.AuthTokenFile, "file holding the JWT for the safekeepers (or set $STRATA_AUTH_TOKEN)")
+	fs.UintVar(&c.PgVersion, "pg-version", c.PgVersion, "--sync-safekeepers: PG_VERSION_NUM to greet with (0: unknown)")
+	fs.Uint64Var(&c.SystemID, "system-id", c.SystemID, "--sync-safekeepers: database system identifier to greet with (0: unknown)")
+	fs.UintVar(&c.WalSegSize, "wal-seg-size", c.WalSegSize, "--sync-safekeepers: WAL segment size")
+	fs.DurationVar(&c.SyncTimeout.Duration, "sync-timeout", c.SyncTimeout.Duration, "--sync-safekeepers: give up after this long")
+	fs.DurationVar(&c.ReconnectDelay.Duration, "reconnect-delay", c.ReconnectDelay.Duration, "first delay before reconnecting to a safekeeper or the primary")
+	fs.DurationVar(&c.Heartbeat.Duration, "heartbeat-interval", c.Heartbeat.Duration, "empty AppendRequest to idle safekeepers this often")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "plain or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn, error")
+	fs.BoolVar(&c.SyncSafekeepers, "sync-safekeepers", false, "no primary: elect, bring a majority to the same end of WAL, commit it, print that LSN and exit")
+	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
-	c := defaults()
-	if *configPath != "" {
-		if err := daemon.DecodeConfigFile(*configPath, &c); err != nil {
-			return config{}, err
-		}
-	}
-	fs.Visit(func(fl *flag.Flag) {
-		switch fl.Name {
-		case "pgconn":
-			c.PgConn = f.PgConn
-		case "safekeepers":
-			c.Safekeepers = splitList(sks)
-		case "tenant-id":
-			c.TenantID = f.TenantID
-		case "timeline-id":
-			c.TimelineID = f.TimelineID
-		case "start-lsn":
-			c.StartLSN = f.StartLSN
-		case "slot":
-			c.Slot = f.Slot
-		case "app-name":
-			c.AppName = f.AppName
-		case "proto-version":
-			c.ProtoVersion = f.ProtoVersion
-		case "listen-http":
-			c.ListenHTTP = f.ListenHTTP
-		case "auth-token-file":
-			c.AuthTokenFile = f.AuthTokenFile
-		case "pg-version":
-			c.PgVersion = f.PgVersion
-		case "system-id":
-			c.SystemID = f.SystemID
-		case "wal-seg-size":
-			c.WalSegSize = f.WalSegSize
-		case "sync-timeout":
-			c.SyncTimeout = f.SyncTimeout
-		case "reconnect-delay":
-			c.ReconnectDelay = f.ReconnectDelay
-		case "heartbeat-interval":
-			c.Heartbeat = f.Heartbeat
-		case "log-format":
-			c.LogFormat = f.LogFormat
-		case "log-level":
-			c.LogLevel = f.LogLevel
-		}
-	})
-	c.SyncSafekeepers, c.ShowVersion = f.SyncSafekeepers, f.ShowVersion
 	if c.ShowVersion {
 		return c, nil
 	}
 	return c, c.validate()
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func (c *config) validate() error {
