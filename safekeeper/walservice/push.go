@@ -328,13 +328,15 @@ func (p *pushSession) loop(ctx context.Context, jobs chan<- flushJob, results <-
 			continue
 		}
 		bound := unflushed >= p.tuning.MaxUnflushedBytes || time.Since(firstWrite) >= p.tuning.MaxUnflushedDelay
+		// Asked once: with nothing buffered it is an ioctl, on every message.
+		pending := p.sess.InputPending()
 		switch {
-		case !p.sess.InputPending() && !bound && unflushed >= lingerBytes && p.sess.WaitInput(lingerDelay):
+		case !pending && !bound && unflushed >= lingerBytes && p.sess.WaitInput(lingerDelay):
 			// A stream relayed at its source's pace arrives in pieces that
 			// each look like the end of a burst; a moment's wait saves an
 			// fsync per piece. A commit after little WAL never waits.
 			continue
-		case !p.sess.InputPending():
+		case !pending:
 			// The burst is over: one fsync and one reply for it, here.
 			if err := collect(true); err != nil {
 				return err
