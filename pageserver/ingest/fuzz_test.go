@@ -7,6 +7,7 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
 	"strata.dev/libs/walrecord"
+	"strata.dev/pageserver/ingest/ingesttest"
 	"strata.dev/pageserver/ingest/pgrecords"
 	"strata.dev/pageserver/key"
 )
@@ -57,29 +58,29 @@ func FuzzIngest(f *testing.F) {
 		return b
 	}
 	f.Add(cat(
-		rawRecord(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, le(rfn(tblA), int32(0))),
+		rawRecord(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, ingesttest.LE(rfn(tblA), int32(0))),
 		rawRecord(walrecord.RmXLOG, pgrecords.XLOG_FPI, 0, nil, seedBlock{rel: tblA, blk: 3, image: page(1)}),
-		rawRecord(walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, 800, le(uint16(1), uint8(1)), seedBlock{rel: tblA, blk: 3}),
+		rawRecord(walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, 800, ingesttest.LE(uint16(1), uint8(1)), seedBlock{rel: tblA, blk: 3}),
 		rawRecord(walrecord.RmTransaction, pgrecords.XLOG_XACT_COMMIT|pgrecords.XLOG_XACT_HAS_INFO, 800,
-			le(int64(1), uint32(pgrecords.XACT_XINFO_HAS_RELFILENODES), int32(1), rfn(tblA))),
+			ingesttest.LE(int64(1), uint32(pgrecords.XACT_XINFO_HAS_RELFILENODES), int32(1), rfn(tblA))),
 	))
 	f.Add(cat(
-		rawRecord(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_CREATE_ID, 0, le(uint32(2047), uint32(5), int32(1), uint32(800), uint32(0))),
-		rawRecord(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_TRUNCATE_ID, 0, le(uint32(5), uint32(1), uint32(3), uint32(0), uint32(70000))),
-		rawRecord(walrecord.RmCLOG, pgrecords.CLOG_ZEROPAGE, 0, le(int32(40))),
-		rawRecord(walrecord.RmCLOG, pgrecords.CLOG_TRUNCATE, 0, le(int32(40), uint32(1), uint32(1))),
+		rawRecord(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_CREATE_ID, 0, ingesttest.LE(uint32(2047), uint32(5), int32(1), uint32(800), uint32(0))),
+		rawRecord(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_TRUNCATE_ID, 0, ingesttest.LE(uint32(5), uint32(1), uint32(3), uint32(0), uint32(70000))),
+		rawRecord(walrecord.RmCLOG, pgrecords.CLOG_ZEROPAGE, 0, ingesttest.LE(int32(40))),
+		rawRecord(walrecord.RmCLOG, pgrecords.CLOG_TRUNCATE, 0, ingesttest.LE(int32(40), uint32(1), uint32(1))),
 	))
 	f.Add(cat(
-		rawRecord(walrecord.RmStorage, pgrecords.XLOG_SMGR_TRUNCATE, 0, le(uint32(1), rfn(pgClass), uint32(7))),
-		rawRecord(walrecord.RmDatabase, pgrecords.XLOG_DBASE_CREATE_FILE_COPY, 0, le(uint32(16500), uint32(dflt), uint32(db), uint32(dflt))),
-		rawRecord(walrecord.RmDatabase, pgrecords.XLOG_DBASE_DROP, 0, le(uint32(db), int32(1), uint32(dflt))),
-		rawRecord(walrecord.RmRelMap, pgrecords.XLOG_RELMAP_UPDATE, 0, le(uint32(db), uint32(dflt), int32(512), relmapFile(1))),
+		rawRecord(walrecord.RmStorage, pgrecords.XLOG_SMGR_TRUNCATE, 0, ingesttest.LE(uint32(1), rfn(pgClass), uint32(7))),
+		rawRecord(walrecord.RmDatabase, pgrecords.XLOG_DBASE_CREATE_FILE_COPY, 0, ingesttest.LE(uint32(16500), uint32(dflt), uint32(db), uint32(dflt))),
+		rawRecord(walrecord.RmDatabase, pgrecords.XLOG_DBASE_DROP, 0, ingesttest.LE(uint32(db), int32(1), uint32(dflt))),
+		rawRecord(walrecord.RmRelMap, pgrecords.XLOG_RELMAP_UPDATE, 0, ingesttest.LE(uint32(db), uint32(dflt), int32(512), relmapFile(1))),
 	))
 	f.Add(cat(
-		rawRecord(walrecord.RmTransaction, pgrecords.XLOG_XACT_PREPARE, 801, le(uint32(1), uint32(2), uint32(801), uint32(5), int64(0), uint32(10))),
+		rawRecord(walrecord.RmTransaction, pgrecords.XLOG_XACT_PREPARE, 801, ingesttest.LE(uint32(1), uint32(2), uint32(801), uint32(5), int64(0), uint32(10))),
 		rawRecord(walrecord.RmXLOG, pgrecords.XLOG_CHECKPOINT_SHUTDOWN, 0, initialCheckpoint().Encode()),
 		rawRecord(walrecord.RmTransaction, pgrecords.XLOG_XACT_ABORT_PREPARED|pgrecords.XLOG_XACT_HAS_INFO, 0,
-			le(int64(1), uint32(pgrecords.XACT_XINFO_HAS_TWOPHASE), uint32(801))),
+			ingesttest.LE(int64(1), uint32(pgrecords.XACT_XINFO_HAS_TWOPHASE), uint32(801))),
 	))
 	f.Fuzz(func(t *testing.T, raws []byte) {
 		h := newHarness(t, Options{MaxBatchRecords: 2})

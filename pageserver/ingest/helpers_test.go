@@ -211,32 +211,7 @@ func fpiBlock(id uint8, rel key.Rel, blk uint32, p []byte) walrecord.BlockRef {
 
 func fork(r key.Rel, f uint8) key.Rel { r.Fork = f; return r }
 
-func le(parts ...any) []byte {
-	var b []byte
-	for _, p := range parts {
-		switch v := p.(type) {
-		case uint8:
-			b = append(b, v)
-		case uint16:
-			b = binary.LittleEndian.AppendUint16(b, v)
-		case uint32:
-			b = binary.LittleEndian.AppendUint32(b, v)
-		case int32:
-			b = binary.LittleEndian.AppendUint32(b, uint32(v))
-		case uint64:
-			b = binary.LittleEndian.AppendUint64(b, v)
-		case int64:
-			b = binary.LittleEndian.AppendUint64(b, uint64(v))
-		case []byte:
-			b = append(b, v...)
-		default:
-			panic("le: unsupported type")
-		}
-	}
-	return b
-}
-
-func rfn(r key.Rel) []byte { return le(r.Spc, r.DB, r.Rel) }
+func rfn(r key.Rel) []byte { return ingesttest.LE(r.Spc, r.DB, r.Rel) }
 
 var (
 	_ = errors.Is

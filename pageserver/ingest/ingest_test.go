@@ -11,6 +11,7 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/walrecord"
 	"strata.dev/pageserver/datadir"
+	"strata.dev/pageserver/ingest/ingesttest"
 	"strata.dev/pageserver/ingest/pgrecords"
 	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/neonredo"
@@ -144,7 +145,7 @@ func TestBlockRecords(t *testing.T) {
 	init := block(1, pgClass, 2)
 	init.WillInit = true
 	withImage := fpiBlock(2, pgClass, 0, page(1)) // a heap record's FPI: stored as a record
-	r := h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, 800, le(uint16(1), uint8(0)), plain, init, withImage)
+	r := h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, 800, ingesttest.LE(uint16(1), uint8(0)), plain, init, withImage)
 	for blk, willInit := range map[uint32]bool{0: true, 1: false, 2: true} {
 		v, at := h.latest(key.RelBlock(pgClass, blk))
 		if v.IsImage || v.Record.Kind != value.Postgres || v.Record.WillInit != willInit || at != r.EndLSN ||
@@ -171,7 +172,7 @@ func TestBlockRecords(t *testing.T) {
 	// initialise the page.
 	check := fpiBlock(0, pgClass, 1, page(2))
 	check.Image.Info = 0
-	h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, 0, le(uint16(1), uint8(0)), check)
+	h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, 0, ingesttest.LE(uint16(1), uint8(0)), check)
 	if v, _ := h.latest(key.RelBlock(pgClass, 1)); v.Record.WillInit {
 		t.Error("consistency-check image taken as will_init")
 	}
@@ -184,14 +185,14 @@ func TestErrorsNameTheLSNAndStop(t *testing.T) {
 		blocks     []walrecord.BlockRef
 		want       string
 	}{
-		"user tablespace block": {walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, le(uint16(1), uint8(0)),
+		"user tablespace block": {walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, ingesttest.LE(uint16(1), uint8(0)),
 			[]walrecord.BlockRef{block(0, key.Rel{Spc: 16500, DB: db, Rel: 16384}, 0)}, "user tablespace 16500"},
-		"tablespace record":  {walrecord.RmTablespace, pgrecords.XLOG_TBLSPC_CREATE, le(uint32(16500)), nil, "not supported"},
+		"tablespace record":  {walrecord.RmTablespace, pgrecords.XLOG_TBLSPC_CREATE, ingesttest.LE(uint32(16500)), nil, "not supported"},
 		"bad fork":           {walrecord.RmBtree, 0, nil, []walrecord.BlockRef{block(0, fork(pgClass, 7), 0)}, "fork number 7"},
 		"invalid block":      {walrecord.RmBtree, 0, nil, []walrecord.BlockRef{block(0, pgClass, 0xFFFFFFFF)}, "invalid block number"},
-		"malformed smgr":     {walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, le(uint32(1)), nil, "XLOG_SMGR_CREATE"},
+		"malformed smgr":     {walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, ingesttest.LE(uint32(1)), nil, "XLOG_SMGR_CREATE"},
 		"unknown rmgr":       {60, 0, nil, nil, "unknown resource manager 60"},
-		"user tablespace db": {walrecord.RmDatabase, pgrecords.XLOG_DBASE_DROP, le(uint32(16400), int32(1), uint32(16500)), nil, "user tablespace"},
+		"user tablespace db": {walrecord.RmDatabase, pgrecords.XLOG_DBASE_DROP, ingesttest.LE(uint32(16400), int32(1), uint32(16500)), nil, "user tablespace"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t, Options{})
@@ -213,7 +214,7 @@ func TestErrorsNameTheLSNAndStop(t *testing.T) {
 func TestSmgr(t *testing.T) {
 	h := newHarness(t, Options{})
 	create := func(r key.Rel) {
-		h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, le(rfn(r), int32(r.Fork)))
+		h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, ingesttest.LE(rfn(r), int32(r.Fork)))
 	}
 	create(tblA)
 	create(tblA) // an existing fork is fine, as in smgrcreate(isRedo)
@@ -224,7 +225,7 @@ func TestSmgr(t *testing.T) {
 	fsm, vm := fork(tblA, key.ForkFSM), fork(tblA, key.ForkVM)
 	h.do(walrecord.RmHeap2, pgrecords.XLOG_HEAP2_VISIBLE, 0, nil,
 		block(0, vm, 2), block(1, fsm, 29), block(2, tblA, 69999))
-	r := h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_TRUNCATE, 0, le(uint32(40000), rfn(tblA), uint32(pgrecords.SMGR_TRUNCATE_ALL)))
+	r := h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_TRUNCATE, 0, ingesttest.LE(uint32(40000), rfn(tblA), uint32(pgrecords.SMGR_TRUNCATE_ALL)))
 	if n := h.relSize(tblA); n != 40000 {
 		t.Errorf("heap size %d", n)
 	}
@@ -245,19 +246,19 @@ func TestSmgr(t *testing.T) {
 		t.Errorf("truncate record %+v", tv)
 	}
 	// Truncating "to" a larger size changes nothing (mdtruncate in recovery).
-	h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_TRUNCATE, 0, le(uint32(50000), rfn(tblA), uint32(pgrecords.SMGR_TRUNCATE_HEAP)))
+	h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_TRUNCATE, 0, ingesttest.LE(uint32(50000), rfn(tblA), uint32(pgrecords.SMGR_TRUNCATE_HEAP)))
 	if n := h.relSize(tblA); n != 40000 {
 		t.Errorf("heap grew to %d", n)
 	}
 	// At a VM page boundary no record, just the size.
-	h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_TRUNCATE, 0, le(uint32(32672), rfn(tblA), uint32(pgrecords.SMGR_TRUNCATE_VM)))
+	h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_TRUNCATE, 0, ingesttest.LE(uint32(32672), rfn(tblA), uint32(pgrecords.SMGR_TRUNCATE_VM)))
 	if n := h.relSize(vm); n != 1 {
 		t.Errorf("VM size %d, want 1", n)
 	}
 	// Forks that do not exist stay absent.
 	other := key.Rel{Spc: dflt, DB: db, Rel: 17000}
 	create(other)
-	h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_TRUNCATE, 0, le(uint32(5), rfn(other), uint32(pgrecords.SMGR_TRUNCATE_ALL)))
+	h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_TRUNCATE, 0, ingesttest.LE(uint32(5), rfn(other), uint32(pgrecords.SMGR_TRUNCATE_ALL)))
 	if h.relExists(fork(other, key.ForkFSM)) || h.relExists(fork(other, key.ForkVM)) {
 		t.Error("truncation created forks")
 	}
@@ -270,7 +271,7 @@ func TestVisibilityMapClears(t *testing.T) {
 	h.do(walrecord.RmHeap2, pgrecords.XLOG_HEAP2_VISIBLE, 0, nil, block(0, vm, 1), block(1, tblA, 32672+7))
 
 	insert := func(flags uint8, blk uint32) *walrecord.Record {
-		return h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, 900, le(uint16(1), flags), block(0, tblA, blk))
+		return h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, 900, ingesttest.LE(uint16(1), flags), block(0, tblA, blk))
 	}
 	r := insert(pgrecords.XLH_INSERT_ALL_VISIBLE_CLEARED, 5)
 	c := h.wantRecord(key.RelBlock(vm, 0), r.EndLSN, value.ClearVisibilityMapFlags)
@@ -279,7 +280,7 @@ func TestVisibilityMapClears(t *testing.T) {
 	}
 	// Vanilla update layout: flags at byte 7. Old page (last block) and new
 	// page (block 0) on different VM pages: two records.
-	upd := le(uint32(900), uint16(1), uint8(0), uint8(3), uint32(0), uint16(2))
+	upd := ingesttest.LE(uint32(900), uint16(1), uint8(0), uint8(3), uint32(0), uint16(2))
 	r = h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_UPDATE, 901, upd, block(0, tblA, 32672+7), block(1, tblA, 6))
 	n := h.wantRecord(key.RelBlock(vm, 1), r.EndLSN, value.ClearVisibilityMapFlags)
 	o := h.wantRecord(key.RelBlock(vm, 0), r.EndLSN, value.ClearVisibilityMapFlags)
@@ -293,13 +294,13 @@ func TestVisibilityMapClears(t *testing.T) {
 		t.Errorf("update same page %+v", b)
 	}
 	// Lock: ALL_FROZEN only, on block 0 as the old page.
-	r = h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_LOCK, 903, le(uint32(903), uint16(1), uint8(0), uint8(1)), block(0, tblA, 10))
+	r = h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_LOCK, 903, ingesttest.LE(uint32(903), uint16(1), uint8(0), uint8(1)), block(0, tblA, 10))
 	l := h.wantRecord(key.RelBlock(vm, 0), r.EndLSN, value.ClearVisibilityMapFlags)
 	if !l.HasOldHeapBlkno || l.OldHeapBlkno != 10 || l.Flags != pgrecords.VISIBILITYMAP_ALL_FROZEN {
 		t.Errorf("lock clear %+v", l)
 	}
 	// Multi-insert (flags at byte 0).
-	r = h.do(walrecord.RmHeap2, pgrecords.XLOG_HEAP2_MULTI_INSERT|pgrecords.XLOG_HEAP_INIT_PAGE, 904, le(uint8(1), uint8(0), uint16(3)), block(0, tblA, 11))
+	r = h.do(walrecord.RmHeap2, pgrecords.XLOG_HEAP2_MULTI_INSERT|pgrecords.XLOG_HEAP_INIT_PAGE, 904, ingesttest.LE(uint8(1), uint8(0), uint16(3)), block(0, tblA, 11))
 	h.wantRecord(key.RelBlock(vm, 0), r.EndLSN, value.ClearVisibilityMapFlags)
 	// A heap page past the VM's end: skipped, counted.
 	before := h.in.Stats().VMClearsSkipped
@@ -308,11 +309,11 @@ func TestVisibilityMapClears(t *testing.T) {
 		t.Error("clear past the VM end not skipped")
 	}
 	// Neon's fork layout (flags at 13 after t_cid) is not read: byte 7 = 0.
-	r = h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_DELETE, 905, le(uint32(905), uint16(1), uint8(0), uint8(0), uint32(0), uint8(0), uint8(1)), block(0, tblA, 12))
+	r = h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_DELETE, 905, ingesttest.LE(uint32(905), uint16(1), uint8(0), uint8(0), uint32(0), uint8(0), uint8(1)), block(0, tblA, 12))
 	if _, at := h.latest(key.RelBlock(vm, 0)); at == r.EndLSN {
 		t.Error("delete without the vanilla flag cleared VM bits")
 	}
-	r = h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_DELETE, 906, le(uint32(906), uint16(1), uint8(0), uint8(1)), block(0, tblA, 13))
+	r = h.do(walrecord.RmHeap, pgrecords.XLOG_HEAP_DELETE, 906, ingesttest.LE(uint32(906), uint16(1), uint8(0), uint8(1)), block(0, tblA, 13))
 	if d := h.wantRecord(key.RelBlock(vm, 0), r.EndLSN, value.ClearVisibilityMapFlags); d.NewHeapBlkno != 13 {
 		t.Errorf("delete clear %+v", d)
 	}
@@ -320,14 +321,14 @@ func TestVisibilityMapClears(t *testing.T) {
 
 func TestXactCommitAbort(t *testing.T) {
 	h := newHarness(t, Options{})
-	h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, le(rfn(tblA), int32(0)))
-	h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, le(rfn(tblA), int32(key.ForkInit)))
+	h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, ingesttest.LE(rfn(tblA), int32(0)))
+	h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, ingesttest.LE(rfn(tblA), int32(key.ForkInit)))
 	// Commit of xid 32767 with subxacts 32768 (next CLOG page) and 32769,
 	// dropping tblA (main and init forks exist) and pg_class of another
 	// database that does not exist; with a replication origin.
 	xinfo := uint32(pgrecords.XACT_XINFO_HAS_SUBXACTS | pgrecords.XACT_XINFO_HAS_RELFILENODES |
 		pgrecords.XACT_XINFO_HAS_DROPPED_STATS | pgrecords.XACT_XINFO_HAS_ORIGIN)
-	main := le(int64(123456), xinfo, int32(2), uint32(32768), uint32(32769),
+	main := ingesttest.LE(int64(123456), xinfo, int32(2), uint32(32768), uint32(32769),
 		int32(2), rfn(tblA), rfn(key.Rel{Spc: dflt, DB: 999, Rel: 1259}),
 		int32(1), int32(1), uint32(5), uint32(16384), uint64(0xABC), int64(7))
 	r := h.record(walrecord.RmTransaction, pgrecords.XLOG_XACT_COMMIT|pgrecords.XLOG_XACT_HAS_INFO, 32767, main)
@@ -349,7 +350,7 @@ func TestXactCommitAbort(t *testing.T) {
 		t.Errorf("origin %x", v.Image)
 	}
 	// Abort.
-	r = h.do(walrecord.RmTransaction, pgrecords.XLOG_XACT_ABORT, 40000, le(int64(1)))
+	r = h.do(walrecord.RmTransaction, pgrecords.XLOG_XACT_ABORT, 40000, ingesttest.LE(int64(1)))
 	a := h.wantRecord(key.SlruBlock(key.Clog, 0, 1), r.EndLSN, value.ClogSetAborted)
 	if !slices.Equal(a.Xids, []uint32{40000}) {
 		t.Errorf("abort %+v", a)
@@ -358,7 +359,7 @@ func TestXactCommitAbort(t *testing.T) {
 
 func TestTwoPhase(t *testing.T) {
 	h := newHarness(t, Options{})
-	state := le(uint32(0x57F94534), uint32(100), uint32(801), uint32(db), int64(1), uint32(10), make([]byte, 60))
+	state := ingesttest.LE(uint32(0x57F94534), uint32(100), uint32(801), uint32(db), int64(1), uint32(10), make([]byte, 60))
 	prep := h.do(walrecord.RmTransaction, pgrecords.XLOG_XACT_PREPARE, 801, state)
 	if xids, _ := datadir.TwoPhaseXids(h.ctx, h.store, h.last()); !slices.Equal(xids, []uint32{801}) {
 		t.Fatalf("prepared %v", xids)
@@ -382,7 +383,7 @@ func TestTwoPhase(t *testing.T) {
 	}
 	h = newHarness(t, Options{})
 	h.do(walrecord.RmTransaction, pgrecords.XLOG_XACT_PREPARE, 801, state)
-	main := le(int64(5), uint32(pgrecords.XACT_XINFO_HAS_TWOPHASE|pgrecords.XACT_XINFO_HAS_GID), uint32(801), []byte("g1\x00"))
+	main := ingesttest.LE(int64(5), uint32(pgrecords.XACT_XINFO_HAS_TWOPHASE|pgrecords.XACT_XINFO_HAS_GID), uint32(801), []byte("g1\x00"))
 	r := h.do(walrecord.RmTransaction, pgrecords.XLOG_XACT_COMMIT_PREPARED|pgrecords.XLOG_XACT_HAS_INFO, 900, main)
 	if xids, _ := datadir.TwoPhaseXids(h.ctx, h.store, h.last()); len(xids) != 0 {
 		t.Errorf("prepared after commit %v", xids)
@@ -396,7 +397,7 @@ func TestTwoPhase(t *testing.T) {
 func TestClog(t *testing.T) {
 	h := newHarness(t, Options{})
 	// Zero page 35: segment 1 appears with pages 0..3, 0..2 zero-filled.
-	r := h.do(walrecord.RmCLOG, pgrecords.CLOG_ZEROPAGE, 0, le(int32(35)))
+	r := h.do(walrecord.RmCLOG, pgrecords.CLOG_ZEROPAGE, 0, ingesttest.LE(int32(35)))
 	if n, err := datadir.SlruSegmentSize(h.ctx, h.store, key.Clog, 1, h.last()); err != nil || n != 4 {
 		t.Fatalf("segment 1 size %d %v", n, err)
 	}
@@ -408,7 +409,7 @@ func TestClog(t *testing.T) {
 	}
 	// Truncate before page 32 (segment 1's first): segment 0 goes.
 	h.in.checkpoint.NextXid = 35 * 32768 // a latest page past the cutoff
-	h.do(walrecord.RmCLOG, pgrecords.CLOG_TRUNCATE, 0, le(int32(32), uint32(32*32768), uint32(5)))
+	h.do(walrecord.RmCLOG, pgrecords.CLOG_TRUNCATE, 0, ingesttest.LE(int32(32), uint32(32*32768), uint32(5)))
 	if segs, _ := datadir.SlruSegments(h.ctx, h.store, key.Clog, h.last()); !slices.Equal(segs, []uint32{1}) {
 		t.Errorf("segments after truncate %v", segs)
 	}
@@ -417,7 +418,7 @@ func TestClog(t *testing.T) {
 	}
 	// Apparent wrap-around (nextXid's page precedes the cutoff): nothing.
 	h.in.checkpoint.NextXid = 3
-	h.do(walrecord.RmCLOG, pgrecords.CLOG_TRUNCATE, 0, le(int32(64), uint32(64*32768), uint32(5)))
+	h.do(walrecord.RmCLOG, pgrecords.CLOG_TRUNCATE, 0, ingesttest.LE(int32(64), uint32(64*32768), uint32(5)))
 	if segs, _ := datadir.SlruSegments(h.ctx, h.store, key.Clog, h.last()); !slices.Equal(segs, []uint32{1}) {
 		t.Errorf("segments after wrap-around truncate %v", segs)
 	}
@@ -425,10 +426,10 @@ func TestClog(t *testing.T) {
 
 func TestMultiXact(t *testing.T) {
 	h := newHarness(t, Options{})
-	h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_ZERO_MEM_PAGE, 0, le(int32(1)))
+	h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_ZERO_MEM_PAGE, 0, ingesttest.LE(int32(1)))
 	// Multixact 7 with 3 members from offset 1635: one on members page 0,
 	// two on page 1.
-	main := le(uint32(7), uint32(1635), int32(3), uint32(800), uint32(0), uint32(801), uint32(1), uint32(950), uint32(5))
+	main := ingesttest.LE(uint32(7), uint32(1635), int32(3), uint32(800), uint32(0), uint32(801), uint32(1), uint32(950), uint32(5))
 	r := h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_CREATE_ID, 800, main)
 	// Offsets: its own entry (one byte below the end LSN) and, as
 	// PostgreSQL 15.15+ does, the next multixact's.
@@ -455,7 +456,7 @@ func TestMultiXact(t *testing.T) {
 	}
 	// The last multixact of a page: the next entry is on the next page,
 	// which is zeroed first if WAL never did (older minor versions).
-	r = h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_CREATE_ID, 0, le(uint32(2047), uint32(1638), int32(1), uint32(800), uint32(0)))
+	r = h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_CREATE_ID, 0, ingesttest.LE(uint32(2047), uint32(1638), int32(1), uint32(800), uint32(0)))
 	h.wantRecord(key.SlruBlock(key.MultiXactOffsets, 0, 0), r.EndLSN, value.MultixactOffsetCreate)
 	h.wantRecord(key.SlruBlock(key.MultiXactOffsets, 0, 1), r.EndLSN, value.MultixactOffsetCreate)
 	if p, err := h.store.Page(h.ctx, key.SlruBlock(key.MultiXactOffsets, 0, 1), h.last()); err != nil ||
@@ -472,9 +473,9 @@ func TestMultiXact(t *testing.T) {
 	}
 	// Truncation: members segment 0 .. segment of 1636*32 (1) exclusive,
 	// offsets before the page of multixact 2048*32 (segment 1).
-	h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_ZERO_MEM_PAGE, 0, le(int32(32)))
-	h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_ZERO_OFF_PAGE, 0, le(int32(32)))
-	h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_TRUNCATE_ID, 0, le(uint32(5), uint32(1), uint32(2048*32+1), uint32(0), uint32(1636*32)))
+	h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_ZERO_MEM_PAGE, 0, ingesttest.LE(int32(32)))
+	h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_ZERO_OFF_PAGE, 0, ingesttest.LE(int32(32)))
+	h.do(walrecord.RmMultiXact, pgrecords.XLOG_MULTIXACT_TRUNCATE_ID, 0, ingesttest.LE(uint32(5), uint32(1), uint32(2048*32+1), uint32(0), uint32(1636*32)))
 	for _, kind := range []key.SlruKind{key.MultiXactMembers, key.MultiXactOffsets} {
 		if segs, _ := datadir.SlruSegments(h.ctx, h.store, kind, h.last()); !slices.Equal(segs, []uint32{1}) {
 			t.Errorf("%s segments %v", kind, segs)
@@ -490,29 +491,29 @@ func TestRelmapAndDatabases(t *testing.T) {
 	// A relation first (database without a map), then the map.
 	newDB := uint32(16400)
 	rel := key.Rel{Spc: dflt, DB: newDB, Rel: 1259}
-	h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, le(rfn(rel), int32(0)))
+	h.do(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, ingesttest.LE(rfn(rel), int32(0)))
 	dbs, _ := datadir.DBDir(h.ctx, h.store, h.last())
 	if has, ok := dbs[value.DBKey{Spc: dflt, DB: newDB}]; !ok || has {
 		t.Fatal("database not added without a map")
 	}
-	h.do(walrecord.RmDatabase, pgrecords.XLOG_DBASE_CREATE_WAL_LOG, 0, le(newDB, uint32(dflt)))
-	h.do(walrecord.RmRelMap, pgrecords.XLOG_RELMAP_UPDATE, 0, le(newDB, uint32(dflt), int32(512), relmapFile(9)))
+	h.do(walrecord.RmDatabase, pgrecords.XLOG_DBASE_CREATE_WAL_LOG, 0, ingesttest.LE(newDB, uint32(dflt)))
+	h.do(walrecord.RmRelMap, pgrecords.XLOG_RELMAP_UPDATE, 0, ingesttest.LE(newDB, uint32(dflt), int32(512), relmapFile(9)))
 	dbs, _ = datadir.DBDir(h.ctx, h.store, h.last())
 	if !dbs[value.DBKey{Spc: dflt, DB: newDB}] || !h.relExists(rel) {
 		t.Fatal("relmap did not flip has_relmap or lost the relations")
 	}
 	// A map for a new database creates it with an empty RelDir.
-	h.do(walrecord.RmRelMap, pgrecords.XLOG_RELMAP_UPDATE, 0, le(uint32(16401), uint32(dflt), int32(512), relmapFile(10)))
+	h.do(walrecord.RmRelMap, pgrecords.XLOG_RELMAP_UPDATE, 0, ingesttest.LE(uint32(16401), uint32(dflt), int32(512), relmapFile(10)))
 	if rels, err := datadir.ListRels(h.ctx, h.store, dflt, 16401, h.last()); err != nil || len(rels) != 0 {
 		t.Fatalf("new database rels %v %v", rels, err)
 	}
 	// DROP DATABASE: gone from DbDir, its relations unreachable.
-	h.do(walrecord.RmDatabase, pgrecords.XLOG_DBASE_DROP, 0, le(newDB, int32(1), uint32(dflt)))
+	h.do(walrecord.RmDatabase, pgrecords.XLOG_DBASE_DROP, 0, ingesttest.LE(newDB, int32(1), uint32(dflt)))
 	if h.relExists(rel) {
 		t.Error("relation of a dropped database exists")
 	}
 	// Re-created with the same OID: empty again.
-	h.do(walrecord.RmRelMap, pgrecords.XLOG_RELMAP_UPDATE, 0, le(newDB, uint32(dflt), int32(512), relmapFile(11)))
+	h.do(walrecord.RmRelMap, pgrecords.XLOG_RELMAP_UPDATE, 0, ingesttest.LE(newDB, uint32(dflt), int32(512), relmapFile(11)))
 	if h.relExists(rel) {
 		t.Error("relation resurrected")
 	}
@@ -523,7 +524,7 @@ func TestCreateDatabaseFileCopy(t *testing.T) {
 	// A pending change to pg_class in the same batch: the copy must see it.
 	h.ingest(h.record(walrecord.RmXLOG, pgrecords.XLOG_FPI, 0, nil, fpiBlock(0, pgClass, 1, page(0x77))))
 	commits := h.store.Commits()
-	r := h.record(walrecord.RmDatabase, pgrecords.XLOG_DBASE_CREATE_FILE_COPY, 0, le(uint32(16500), uint32(dflt), uint32(db), uint32(dflt)))
+	r := h.record(walrecord.RmDatabase, pgrecords.XLOG_DBASE_CREATE_FILE_COPY, 0, ingesttest.LE(uint32(16500), uint32(dflt), uint32(db), uint32(dflt)))
 	h.ingest(r)
 	if h.store.Commits() != commits+1 {
 		t.Fatal("the batch before CREATE_FILE_COPY was not committed")
@@ -544,7 +545,7 @@ func TestCreateDatabaseFileCopy(t *testing.T) {
 
 func TestCheckpointRecords(t *testing.T) {
 	h := newHarness(t, Options{})
-	h.do(walrecord.RmXLOG, pgrecords.XLOG_NEXTOID, 0, le(uint32(24576)))
+	h.do(walrecord.RmXLOG, pgrecords.XLOG_NEXTOID, 0, ingesttest.LE(uint32(24576)))
 	if cp := h.checkpoint(); cp.NextOid != 24576 {
 		t.Errorf("nextOid %d", cp.NextOid)
 	}
@@ -565,7 +566,7 @@ func TestCheckpointRecords(t *testing.T) {
 		t.Errorf("oldestXid %d time %d", cp.OldestXid, cp.Time)
 	}
 	// Running xacts set oldestActiveXid.
-	h.do(walrecord.RmStandby, pgrecords.XLOG_RUNNING_XACTS, 0, le(int32(0), int32(0), uint8(0), []byte{0, 0, 0}, uint32(950), uint32(940), uint32(949)))
+	h.do(walrecord.RmStandby, pgrecords.XLOG_RUNNING_XACTS, 0, ingesttest.LE(int32(0), int32(0), uint8(0), []byte{0, 0, 0}, uint32(950), uint32(940), uint32(949)))
 	if cp := h.checkpoint(); cp.OldestActiveXid != 940 {
 		t.Errorf("oldestActiveXid %d", cp.OldestActiveXid)
 	}
@@ -578,11 +579,11 @@ func TestCheckpointRecords(t *testing.T) {
 
 func TestReplOrigin(t *testing.T) {
 	h := newHarness(t, Options{})
-	h.do(walrecord.RmReplicationOrigin, pgrecords.XLOG_REPLORIGIN_SET, 0, le(uint64(0x5000), uint16(2), uint8(0), make([]byte, 5)))
+	h.do(walrecord.RmReplicationOrigin, pgrecords.XLOG_REPLORIGIN_SET, 0, ingesttest.LE(uint64(0x5000), uint16(2), uint8(0), make([]byte, 5)))
 	if v, _ := h.latest(key.ReplOrigin(2)); binary.BigEndian.Uint64(v.Image) != 0x5000 {
 		t.Error("origin not set")
 	}
-	h.do(walrecord.RmReplicationOrigin, pgrecords.XLOG_REPLORIGIN_DROP, 0, le(uint16(2)))
+	h.do(walrecord.RmReplicationOrigin, pgrecords.XLOG_REPLORIGIN_DROP, 0, ingesttest.LE(uint16(2)))
 	if v, _ := h.latest(key.ReplOrigin(2)); binary.BigEndian.Uint64(v.Image) != 0 {
 		t.Error("origin not dropped")
 	}
@@ -593,7 +594,7 @@ func TestBatching(t *testing.T) {
 	base := h.store.Commits()
 	// Two records in one batch: the second extends the relation the first
 	// created, reading the first's pending metadata.
-	h.ingest(h.record(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, le(rfn(tblA), int32(0))))
+	h.ingest(h.record(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, ingesttest.LE(rfn(tblA), int32(0))))
 	h.ingest(h.record(walrecord.RmXLOG, pgrecords.XLOG_FPI, 0, nil, fpiBlock(0, tblA, 0, page(1))))
 	if h.store.Commits() != base {
 		t.Fatal("committed early")

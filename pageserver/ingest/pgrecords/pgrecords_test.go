@@ -7,36 +7,8 @@ import (
 	"testing"
 
 	"strata.dev/libs/lsn"
+	"strata.dev/pageserver/ingest/ingesttest"
 )
-
-// le builds little-endian payloads: each argument is appended in its own
-// width (uint8, uint16, uint32, int32, uint64, int64, []byte, string).
-func le(parts ...any) []byte {
-	var b []byte
-	for _, p := range parts {
-		switch v := p.(type) {
-		case uint8:
-			b = append(b, v)
-		case uint16:
-			b = binary.LittleEndian.AppendUint16(b, v)
-		case uint32:
-			b = binary.LittleEndian.AppendUint32(b, v)
-		case int32:
-			b = binary.LittleEndian.AppendUint32(b, uint32(v))
-		case uint64:
-			b = binary.LittleEndian.AppendUint64(b, v)
-		case int64:
-			b = binary.LittleEndian.AppendUint64(b, uint64(v))
-		case []byte:
-			b = append(b, v...)
-		case string:
-			b = append(b, v...)
-		default:
-			panic("le: unsupported type")
-		}
-	}
-	return b
-}
 
 func TestCheckPointRoundTrip(t *testing.T) {
 	c := CheckPoint{
@@ -108,7 +80,7 @@ func TestAdvanceNextMulti(t *testing.T) {
 }
 
 func TestParseXact(t *testing.T) {
-	rel := le(uint32(1663), uint32(5), uint32(16384))
+	rel := ingesttest.LE(uint32(1663), uint32(5), uint32(16384))
 	for _, tc := range []struct {
 		name string
 		info uint8
@@ -118,13 +90,13 @@ func TestParseXact(t *testing.T) {
 		{
 			name: "plain commit",
 			info: XLOG_XACT_COMMIT,
-			data: le(int64(7)),
+			data: ingesttest.LE(int64(7)),
 			want: Xact{Op: XLOG_XACT_COMMIT, XactTime: 7},
 		},
 		{
 			name: "commit with everything, PG15 order",
 			info: XLOG_XACT_COMMIT | XLOG_XACT_HAS_INFO,
-			data: le(int64(8),
+			data: ingesttest.LE(int64(8),
 				uint32(XACT_XINFO_HAS_DBINFO|XACT_XINFO_HAS_SUBXACTS|XACT_XINFO_HAS_RELFILENODES|
 					XACT_XINFO_HAS_DROPPED_STATS|XACT_XINFO_HAS_INVALS|XACT_XINFO_HAS_ORIGIN),
 				uint32(5), uint32(1663), // dbinfo
@@ -142,7 +114,7 @@ func TestParseXact(t *testing.T) {
 		{
 			name: "commit prepared with GID before origin",
 			info: XLOG_XACT_COMMIT_PREPARED | XLOG_XACT_HAS_INFO,
-			data: le(int64(9), uint32(XACT_XINFO_HAS_TWOPHASE|XACT_XINFO_HAS_GID|XACT_XINFO_HAS_ORIGIN),
+			data: ingesttest.LE(int64(9), uint32(XACT_XINFO_HAS_TWOPHASE|XACT_XINFO_HAS_GID|XACT_XINFO_HAS_ORIGIN),
 				uint32(777), "my gid\x00", uint64(0x1234), int64(5)),
 			want: Xact{Op: XLOG_XACT_COMMIT_PREPARED, XactTime: 9,
 				XInfo:       XACT_XINFO_HAS_TWOPHASE | XACT_XINFO_HAS_GID | XACT_XINFO_HAS_ORIGIN,
@@ -151,7 +123,7 @@ func TestParseXact(t *testing.T) {
 		{
 			name: "abort has no invalidations section",
 			info: XLOG_XACT_ABORT | XLOG_XACT_HAS_INFO,
-			data: le(int64(10), uint32(XACT_XINFO_HAS_INVALS|XACT_XINFO_HAS_RELFILENODES|XACT_XINFO_HAS_DROPPED_STATS),
+			data: ingesttest.LE(int64(10), uint32(XACT_XINFO_HAS_INVALS|XACT_XINFO_HAS_RELFILENODES|XACT_XINFO_HAS_DROPPED_STATS),
 				int32(1), rel, int32(0)),
 			want: Xact{Op: XLOG_XACT_ABORT, XactTime: 10,
 				XInfo: XACT_XINFO_HAS_INVALS | XACT_XINFO_HAS_RELFILENODES | XACT_XINFO_HAS_DROPPED_STATS,
@@ -177,13 +149,13 @@ func TestParseXact(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseXact(XLOG_XACT_PREPARE, le(int64(1))); !errors.Is(err, ErrMalformed) {
+	if _, err := ParseXact(XLOG_XACT_PREPARE, ingesttest.LE(int64(1))); !errors.Is(err, ErrMalformed) {
 		t.Errorf("prepare parsed as commit: %v", err)
 	}
-	if _, err := ParseXact(XLOG_XACT_COMMIT|XLOG_XACT_HAS_INFO, le(int64(1), uint32(XACT_XINFO_HAS_SUBXACTS), int32(-1))); !errors.Is(err, ErrMalformed) {
+	if _, err := ParseXact(XLOG_XACT_COMMIT|XLOG_XACT_HAS_INFO, ingesttest.LE(int64(1), uint32(XACT_XINFO_HAS_SUBXACTS), int32(-1))); !errors.Is(err, ErrMalformed) {
 		t.Errorf("negative count: %v", err)
 	}
-	if _, err := ParseXact(XLOG_XACT_COMMIT|XLOG_XACT_HAS_INFO, le(int64(1), uint32(XACT_XINFO_HAS_SUBXACTS), int32(1<<30))); !errors.Is(err, ErrMalformed) {
+	if _, err := ParseXact(XLOG_XACT_COMMIT|XLOG_XACT_HAS_INFO, ingesttest.LE(int64(1), uint32(XACT_XINFO_HAS_SUBXACTS), int32(1<<30))); !errors.Is(err, ErrMalformed) {
 		t.Errorf("huge count: %v", err)
 	}
 	x := Xact{XInfo: XACT_XINFO_HAS_TWOPHASE, TwoPhaseXid: 5}
@@ -193,7 +165,7 @@ func TestParseXact(t *testing.T) {
 }
 
 func TestParseTwoPhaseHeader(t *testing.T) {
-	data := le(uint32(0x57F94534), uint32(200), uint32(741), uint32(5), int64(123), uint32(10), make([]byte, 44))
+	data := ingesttest.LE(uint32(0x57F94534), uint32(200), uint32(741), uint32(5), int64(123), uint32(10), make([]byte, 44))
 	h, err := ParseTwoPhaseHeader(data)
 	if err != nil || h.Xid != 741 || h.Database != 5 || h.PreparedAt != 123 || h.Owner != 10 || h.TotalLen != 200 {
 		t.Fatalf("%+v %v", h, err)
@@ -204,7 +176,7 @@ func TestParseTwoPhaseHeader(t *testing.T) {
 }
 
 func TestFixedLayouts(t *testing.T) {
-	rel := le(uint32(1663), uint32(5), uint32(16384))
+	rel := ingesttest.LE(uint32(1663), uint32(5), uint32(16384))
 	node := RelFileNode{1663, 5, 16384}
 	check := func(name string, got any, err error, want any) {
 		t.Helper()
@@ -214,56 +186,65 @@ func TestFixedLayouts(t *testing.T) {
 			t.Errorf("%s: got %+v, want %+v", name, got, want)
 		}
 	}
-	c, err := ParseSmgrCreate(le(rel, int32(2)))
+	c, err := ParseSmgrCreate(ingesttest.LE(rel, int32(2)))
 	check("smgr create", c, err, SmgrCreate{node, 2})
-	tr, err := ParseSmgrTruncate(le(uint32(40), rel, uint32(SMGR_TRUNCATE_ALL)))
+	tr, err := ParseSmgrTruncate(ingesttest.LE(uint32(40), rel, uint32(SMGR_TRUNCATE_ALL)))
 	check("smgr truncate", tr, err, SmgrTruncate{40, node, SMGR_TRUNCATE_ALL})
-	p, err := ParseClogZeroPage(le(int32(3)))
+	p, err := ParseClogZeroPage(ingesttest.LE(int32(3)))
 	check("clog zero", p, err, int32(3))
-	ct, err := ParseClogTruncate(le(int32(4), uint32(100), uint32(1)))
+	ct, err := ParseClogTruncate(ingesttest.LE(int32(4), uint32(100), uint32(1)))
 	check("clog truncate", ct, err, ClogTruncate{4, 100, 1})
-	fc, err := ParseDbaseCreateFileCopy(le(uint32(16400), uint32(1663), uint32(1), uint32(1663)))
+	fc, err := ParseDbaseCreateFileCopy(ingesttest.LE(uint32(16400), uint32(1663), uint32(1), uint32(1663)))
 	check("dbase file copy", fc, err, DbaseCreateFileCopy{16400, 1663, 1, 1663})
-	wl, err := ParseDbaseCreateWalLog(le(uint32(16400), uint32(1663)))
+	wl, err := ParseDbaseCreateWalLog(ingesttest.LE(uint32(16400), uint32(1663)))
 	check("dbase wal log", wl, err, DbaseCreateWalLog{16400, 1663})
-	dd, err := ParseDbaseDrop(le(uint32(16400), int32(2), uint32(1663), uint32(1664)))
+	dd, err := ParseDbaseDrop(ingesttest.LE(uint32(16400), int32(2), uint32(1663), uint32(1664)))
 	check("dbase drop", dd, err, DbaseDrop{16400, []uint32{1663, 1664}})
-	mc, err := ParseMultiXactCreate(le(uint32(7), uint32(20), int32(2), uint32(800), uint32(0), uint32(801), uint32(5)))
+	mc, err := ParseMultiXactCreate(ingesttest.LE(uint32(7), uint32(20), int32(2), uint32(800), uint32(0), uint32(801), uint32(5)))
 	check("multixact create", mc, err, MultiXactCreate{7, 20, []MultiXactMember{{800, 0}, {801, 5}}})
-	mt, err := ParseMultiXactTruncate(le(uint32(1), uint32(2), uint32(3), uint32(4), uint32(5)))
+	mt, err := ParseMultiXactTruncate(ingesttest.LE(uint32(1), uint32(2), uint32(3), uint32(4), uint32(5)))
 	check("multixact truncate", mt, err, MultiXactTruncate{1, 2, 3, 4, 5})
 	mapFile := make([]byte, RelMapFileSize)
 	mapFile[0] = 0x27
-	ru, err := ParseRelmapUpdate(le(uint32(5), uint32(1663), int32(512), mapFile))
+	ru, err := ParseRelmapUpdate(ingesttest.LE(uint32(5), uint32(1663), int32(512), mapFile))
 	check("relmap", ru, err, RelmapUpdate{5, 1663, mapFile})
-	rx, err := ParseRunningXacts(le(int32(1), int32(1), uint8(0), make([]byte, 3), uint32(750), uint32(745), uint32(749), uint32(745), uint32(746)))
+	rx, err := ParseRunningXacts(ingesttest.LE(int32(1), int32(1), uint8(0), make([]byte, 3), uint32(750), uint32(745), uint32(749), uint32(745), uint32(746)))
 	check("running xacts", rx, err, RunningXacts{1, 1, false, 750, 745, 749})
-	rs, err := ParseReplOriginSet(le(uint64(0x5000), uint16(3), uint8(1), make([]byte, 5)))
+	rs, err := ParseReplOriginSet(ingesttest.LE(uint64(0x5000), uint16(3), uint8(1), make([]byte, 5)))
 	check("replorigin set", rs, err, ReplOriginSet{lsn.LSN(0x5000), 3, true})
-	rd, err := ParseReplOriginDrop(le(uint16(3)))
+	rd, err := ParseReplOriginDrop(ingesttest.LE(uint16(3)))
 	check("replorigin drop", rd, err, uint16(3))
-	lm, err := ParseLogicalMessage(le(uint32(5), uint8(1), make([]byte, 3), uint64(5), uint64(3), "pfx\x00\x00", "abc"))
+	lm, err := ParseLogicalMessage(ingesttest.LE(uint32(5), uint8(1), make([]byte, 3), uint64(5), uint64(3), "pfx\x00\x00", "abc"))
 	if err == nil {
 		t.Errorf("logical message with two NULs in its prefix parsed: %+v", lm)
 	}
-	lm, err = ParseLogicalMessage(le(uint32(5), uint8(1), make([]byte, 3), uint64(4), uint64(3), "pfx\x00", "abc"))
+	lm, err = ParseLogicalMessage(ingesttest.LE(uint32(5), uint8(1), make([]byte, 3), uint64(4), uint64(3), "pfx\x00", "abc"))
 	check("logical message", lm, err, LogicalMessage{5, true, "pfx", []byte("abc")})
-	no, err := ParseNextOid(le(uint32(24576)))
+	no, err := ParseNextOid(ingesttest.LE(uint32(24576)))
 	check("nextoid", no, err, uint32(24576))
 
 	// Wrong sizes are errors.
 	for name, f := range map[string]func() error{
 		"smgr create short":   func() error { _, err := ParseSmgrCreate(rel); return err },
-		"smgr create fork 4":  func() error { _, err := ParseSmgrCreate(le(rel, int32(4))); return err },
-		"dbase drop trailing": func() error { _, err := ParseDbaseDrop(le(uint32(1), int32(0), uint32(9))); return err },
-		"relmap short map":    func() error { _, err := ParseRelmapUpdate(le(uint32(5), uint32(1663), int32(4), "abcd")); return err },
-		"relmap bad nbytes": func() error {
-			_, err := ParseRelmapUpdate(le(uint32(5), uint32(1663), int32(600), mapFile))
+		"smgr create fork 4":  func() error { _, err := ParseSmgrCreate(ingesttest.LE(rel, int32(4))); return err },
+		"dbase drop trailing": func() error { _, err := ParseDbaseDrop(ingesttest.LE(uint32(1), int32(0), uint32(9))); return err },
+		"relmap short map": func() error {
+			_, err := ParseRelmapUpdate(ingesttest.LE(uint32(5), uint32(1663), int32(4), "abcd"))
 			return err
 		},
-		"running xacts count": func() error { _, err := ParseRunningXacts(le(int32(3), int32(0), make([]byte, 16))); return err },
-		"multixact trailing":  func() error { _, err := ParseMultiXactCreate(le(uint32(1), uint32(2), int32(0), uint8(1))); return err },
-		"clog negative page":  func() error { _, err := ParseClogZeroPage(le(int32(-1))); return err },
+		"relmap bad nbytes": func() error {
+			_, err := ParseRelmapUpdate(ingesttest.LE(uint32(5), uint32(1663), int32(600), mapFile))
+			return err
+		},
+		"running xacts count": func() error {
+			_, err := ParseRunningXacts(ingesttest.LE(int32(3), int32(0), make([]byte, 16)))
+			return err
+		},
+		"multixact trailing": func() error {
+			_, err := ParseMultiXactCreate(ingesttest.LE(uint32(1), uint32(2), int32(0), uint8(1)))
+			return err
+		},
+		"clog negative page": func() error { _, err := ParseClogZeroPage(ingesttest.LE(int32(-1))); return err },
 	} {
 		if err := f(); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v", name, err)
@@ -279,25 +260,25 @@ func TestHeapVMClear(t *testing.T) {
 		data  []byte
 		want  HeapVMClear
 	}{
-		{"insert", false, XLOG_HEAP_INSERT, le(uint16(1), uint8(XLH_INSERT_ALL_VISIBLE_CLEARED)),
+		{"insert", false, XLOG_HEAP_INSERT, ingesttest.LE(uint16(1), uint8(XLH_INSERT_ALL_VISIBLE_CLEARED)),
 			HeapVMClear{NewBlock0: true, Flags: 3}},
-		{"insert init page", false, XLOG_HEAP_INSERT | XLOG_HEAP_INIT_PAGE, le(uint16(1), uint8(0)),
+		{"insert init page", false, XLOG_HEAP_INSERT | XLOG_HEAP_INIT_PAGE, ingesttest.LE(uint16(1), uint8(0)),
 			HeapVMClear{Flags: 3}},
 		// Vanilla PG15: flags at byte 7; a t_cid after them (Neon's fork) is not read.
-		{"delete", false, XLOG_HEAP_DELETE, le(uint32(9), uint16(1), uint8(0), uint8(1)),
+		{"delete", false, XLOG_HEAP_DELETE, ingesttest.LE(uint32(9), uint16(1), uint8(0), uint8(1)),
 			HeapVMClear{NewBlock0: true, Flags: 3}},
-		{"update both", false, XLOG_HEAP_UPDATE, le(uint32(9), uint16(1), uint8(0), uint8(3), uint32(0), uint16(2)),
+		{"update both", false, XLOG_HEAP_UPDATE, ingesttest.LE(uint32(9), uint16(1), uint8(0), uint8(3), uint32(0), uint16(2)),
 			HeapVMClear{NewBlock0: true, OldLastBlock: true, Flags: 3}},
-		{"hot update old", false, XLOG_HEAP_HOT_UPDATE, le(uint32(9), uint16(1), uint8(0), uint8(1), uint32(0), uint16(2)),
+		{"hot update old", false, XLOG_HEAP_HOT_UPDATE, ingesttest.LE(uint32(9), uint16(1), uint8(0), uint8(1), uint32(0), uint16(2)),
 			HeapVMClear{OldLastBlock: true, Flags: 3}},
-		{"lock", false, XLOG_HEAP_LOCK, le(uint32(9), uint16(1), uint8(0), uint8(1)),
+		{"lock", false, XLOG_HEAP_LOCK, ingesttest.LE(uint32(9), uint16(1), uint8(0), uint8(1)),
 			HeapVMClear{OldBlock0: true, Flags: VISIBILITYMAP_ALL_FROZEN}},
 		{"truncate", false, XLOG_HEAP_TRUNCATE, nil, HeapVMClear{}},
-		{"multi insert", true, XLOG_HEAP2_MULTI_INSERT, le(uint8(1), uint8(0), uint16(2), uint16(1), uint16(2)),
+		{"multi insert", true, XLOG_HEAP2_MULTI_INSERT, ingesttest.LE(uint8(1), uint8(0), uint16(2), uint16(1), uint16(2)),
 			HeapVMClear{NewBlock0: true, Flags: 3}},
-		{"multi insert init", true, XLOG_HEAP2_MULTI_INSERT | XLOG_HEAP_INIT_PAGE, le(uint8(1), uint8(0), uint16(2)),
+		{"multi insert init", true, XLOG_HEAP2_MULTI_INSERT | XLOG_HEAP_INIT_PAGE, ingesttest.LE(uint8(1), uint8(0), uint16(2)),
 			HeapVMClear{NewBlock0: true, Flags: 3}},
-		{"lock updated", true, XLOG_HEAP2_LOCK_UPDATED, le(uint32(9), uint16(1), uint8(0), uint8(1)),
+		{"lock updated", true, XLOG_HEAP2_LOCK_UPDATED, ingesttest.LE(uint32(9), uint16(1), uint8(0), uint8(1)),
 			HeapVMClear{OldBlock0: true, Flags: VISIBILITYMAP_ALL_FROZEN}},
 		{"visible", true, XLOG_HEAP2_VISIBLE, nil, HeapVMClear{}},
 	} {
