@@ -167,15 +167,7 @@ func RelMap(ctx context.Context, r Reader, spc, db uint32, at lsn.LSN) ([]byte, 
 
 // SlruSegments lists an SLRU's segments in increasing order.
 func SlruSegments(ctx context.Context, r Reader, kind key.SlruKind, at lsn.LSN) ([]uint32, error) {
-	b, err := Image(ctx, r, key.SlruDir(kind), at)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := value.DecodeU32Set(b)
-	if err != nil {
-		return nil, err
-	}
-	return slices.Sorted(maps.Keys(dir)), nil
+	return sortedSet(ctx, r, key.SlruDir(kind), at)
 }
 
 // SlruSegmentExists reports whether an SLRU segment exists.
@@ -195,7 +187,12 @@ func SlruSegmentSize(ctx context.Context, r Reader, kind key.SlruKind, segno uin
 
 // TwoPhaseXids lists the prepared transactions in increasing xid order.
 func TwoPhaseXids(ctx context.Context, r Reader, at lsn.LSN) ([]uint32, error) {
-	b, err := Image(ctx, r, key.TwoPhaseDir(), at)
+	return sortedSet(ctx, r, key.TwoPhaseDir(), at)
+}
+
+// sortedSet reads a directory that is a set of numbers, in increasing order.
+func sortedSet(ctx context.Context, r Reader, k key.Key, at lsn.LSN) ([]uint32, error) {
+	b, err := Image(ctx, r, k, at)
 	if err != nil {
 		return nil, err
 	}

@@ -104,7 +104,6 @@ func writeResults(b *testing.B, name string, lines []string) {
 	}
 }
 
-// metric reads one unlabelled sample from a daemon's /metrics.
 // profile saves a CPU profile of seconds from the daemon at addr as
 // $STRATA_BENCH_PROFILE/name.pprof, in the background, when that variable
 // names a directory.
@@ -126,22 +125,6 @@ func profile(addr, name string, seconds int) {
 		_, _ = io.Copy(f, resp.Body)
 		f.Close()
 	}()
-}
-
-func metric(addr, name string) float64 {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, l := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
 }
 
 // processCPU is the user+system CPU time of a process so far.
@@ -331,8 +314,8 @@ func pushSynthetic(b *testing.B, size int, volume uint64) result {
 		time.Sleep(time.Millisecond)
 	}
 	r := result{what: "strata safekeeper, push", bytes: volume, elapsed: time.Since(t0), cpu: processCPU(pid) - cpu0}
-	b.Logf("safekeeper did %.0f fsyncs of WAL (%.0f KiB each on average)", metric(sk.HTTPAddr, "safekeeper_flush_wal_seconds_count"),
-		float64(volume)/1024/metric(sk.HTTPAddr, "safekeeper_flush_wal_seconds_count"))
+	b.Logf("safekeeper did %.0f fsyncs of WAL (%.0f KiB each on average)", daemons.Metric(sk.HTTPAddr, "safekeeper_flush_wal_seconds_count"),
+		float64(volume)/1024/daemons.Metric(sk.HTTPAddr, "safekeeper_flush_wal_seconds_count"))
 	return r
 }
 
@@ -379,7 +362,7 @@ func relayPrimary(b *testing.B, c *pgharness.Cluster, size int, volume uint64) r
 	}
 	r := result{what: "strata safekeeper, relay from primary", bytes: uint64(l1 - l0), elapsed: time.Since(t0), cpu: processCPU(pid) - cpu0}
 	gib := float64(l1-l0) / (1 << 30)
-	b.Logf("relay: per GiB the safekeeper did %.0f fsyncs and took %.0f messages", metric(sk.HTTPAddr, "safekeeper_flush_wal_seconds_count")/gib,
-		metric(sk.HTTPAddr, "safekeeper_write_wal_seconds_count")/gib)
+	b.Logf("relay: per GiB the safekeeper did %.0f fsyncs and took %.0f messages", daemons.Metric(sk.HTTPAddr, "safekeeper_flush_wal_seconds_count")/gib,
+		daemons.Metric(sk.HTTPAddr, "safekeeper_write_wal_seconds_count")/gib)
 	return r
 }

@@ -190,16 +190,16 @@ func BenchmarkCommitLatency(b *testing.B) {
 	}
 	for _, clients := range []int{1, 8} {
 		name := "strata walproposer + 3 safekeepers"
-		wpSum0, wpN0 := metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_sum"), metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_count")
-		fsSum0, fsN0 := metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_sum"), metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_count")
-		ackSum0, ackN0 := metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_sum"), metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_count")
+		wpSum0, wpN0 := daemons.Metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_sum"), daemons.Metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_count")
+		fsSum0, fsN0 := daemons.Metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_sum"), daemons.Metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_count")
+		ackSum0, ackN0 := daemons.Metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_sum"), daemons.Metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_count")
 		profile(wp.HTTPAddr, fmt.Sprintf("walproposer-c%d", clients), secs/2)
 		profile(sks[0].HTTPAddr, fmt.Sprintf("safekeeper-c%d", clients), secs/2)
 		measure(name, fmt.Sprintf("s%d", clients), clients, strataPids)
 		lines = append(lines, fmt.Sprintf("       c=%d walproposer: WAL received to quorum flush %.0f µs on average; safekeeper 1: append received to acknowledged %.0f µs, fdatasync %.0f µs",
-			clients, 1e6*(metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_sum")-wpSum0)/(metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_count")-wpN0),
-			1e6*(metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_sum")-ackSum0)/(metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_count")-ackN0),
-			1e6*(metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_sum")-fsSum0)/(metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_count")-fsN0)))
+			clients, 1e6*(daemons.Metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_sum")-wpSum0)/(daemons.Metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_count")-wpN0),
+			1e6*(daemons.Metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_sum")-ackSum0)/(daemons.Metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_count")-ackN0),
+			1e6*(daemons.Metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_sum")-fsSum0)/(daemons.Metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_count")-fsN0)))
 	}
 	for _, clients := range []int{1, 8} {
 		base := results[fmt.Sprintf("vanilla ANY 2 of 3 pg_receivewal c=%d", clients)]
@@ -299,7 +299,7 @@ func BenchmarkQuorumIngest(b *testing.B) {
 				size, sq, sq/vq, (processCPU(wp.Pid())-cpu0).Seconds()/gib, (skCPU-skCPU0).Seconds()/gib/3))
 			b.ReportMetric(sq/vq, "ratio")
 			b.Logf("timeline starts at %v, emit from %v to %v; per GiB safekeeper 1 did %.0f fsyncs of %.0f messages", lsn.LSN(sks[0].Timeline(b, ttid).TimelineStartLsn), l0, l1,
-				metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_count")/gib, metric(sks[0].HTTPAddr, "safekeeper_write_wal_seconds_count")/gib)
+				daemons.Metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_count")/gib, daemons.Metric(sks[0].HTTPAddr, "safekeeper_write_wal_seconds_count")/gib)
 		})
 	}
 	for _, l := range lines {

@@ -6,8 +6,6 @@ package walproposer_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -60,26 +58,12 @@ func (c *cluster) args() []string {
 }
 
 // metric reads an unlabelled sample from the walproposer's /metrics.
-func (c *cluster) metric(t *testing.T, name string) float64 {
-	resp, err := http.Get("http://" + c.wp.HTTPAddr + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
-}
+func (c *cluster) metric(name string) float64 { return daemons.Metric(c.wp.HTTPAddr, name) }
 
 func (c *cluster) waitElected(t *testing.T) {
 	t.Helper()
 	walcheck.WaitFor(t, "the walproposer to be elected and streaming", 30*time.Second, func() (bool, string) {
-		return c.metric(t, "walproposer_commit_lsn") > 0 && c.metric(t, "walproposer_primary_connected") == 1, c.wp.Log()
+		return c.metric("walproposer_commit_lsn") > 0 && c.metric("walproposer_primary_connected") == 1, c.wp.Log()
 	})
 }
 
@@ -139,7 +123,7 @@ func TestSyncCommitsThroughWalproposer(t *testing.T) {
 		t.Fatalf("walproposer is %q in pg_stat_replication, want sync", state)
 	}
 	c.checkIdentical(t)
-	if n := c.metric(t, "walproposer_commit_latency_seconds_count"); n == 0 {
+	if n := c.metric("walproposer_commit_latency_seconds_count"); n == 0 {
 		t.Error("commit latency histogram is empty")
 	}
 }
