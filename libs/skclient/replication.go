@@ -2,9 +2,7 @@ package skclient
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -83,36 +81,22 @@ func (r *ReplicationConn) start(q string) error {
 }
 
 // Recv returns the next XLogData (valid until the next call) or keepalive.
-// A keepalive that asks for a reply gets one right away.
+// Answering keepalives is the caller's business.
 func (r *ReplicationConn) Recv() (replication.ServerMessage, error) {
-	for {
-		msg, err := r.fe.Receive()
-		if err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, io.EOF
-			}
-			return nil, err
-		}
-		switch m := msg.(type) {
-		case *pgproto3.CopyData:
-			sm, err := replication.DecodeServerMessage(m.Data)
-			if err != nil {
-				return nil, fmt.Errorf("safekeeper %s: %w", r.addr, err)
-			}
-			return sm, nil
-		case *pgproto3.ErrorResponse:
-			return nil, &ServerError{Code: m.Code, Message: m.Message}
-		case *pgproto3.CopyDone:
-			return nil, io.EOF
-		}
+	data, err := receiveCopyData(r.fe, r.addr)
+	if err != nil {
+		return nil, err
 	}
+	sm, err := replication.DecodeServerMessage(data)
+	if err != nil {
+		return nil, fmt.Errorf("safekeeper %s: %w", r.addr, err)
+	}
+	return sm, nil
 }
 
 // SendStatus reports the client's positions.
 func (r *ReplicationConn) SendStatus(write, flush lsn.LSN) error {
-	r.buf = replication.StandbyStatus{WriteLSN: write, FlushLSN: flush, ApplyLSN: flush, ReplyTime: pgtime.Now()}.Append(r.buf[:0])
-	r.fe.Send(&pgproto3.CopyData{Data: r.buf})
-	return r.fe.Flush()
+	return r.SendStandbyStatus(replication.StandbyStatus{WriteLSN: write, FlushLSN: flush, ApplyLSN: flush, ReplyTime: pgtime.Now()})
 }
 
 // SendStandbyStatus sends an 'r' standby status update, the reply a vanilla

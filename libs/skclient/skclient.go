@@ -235,8 +235,19 @@ func (p *PushConn) Flush() error { return p.w.Flush() }
 // Receive returns the next acceptor message. An ErrorResponse becomes a
 // *ServerError; the end of the stream is io.EOF.
 func (p *PushConn) Receive() (pamsg.AcceptorMessage, error) {
+	data, err := receiveCopyData(p.fe, p.addr)
+	if err != nil {
+		return nil, err
+	}
+	return pamsg.DecodeAcceptorMessage(p.version, data)
+}
+
+// receiveCopyData returns the payload of the next CopyData of a CopyBoth
+// stream, valid until the next receive. An ErrorResponse becomes a
+// *ServerError; the end of the stream is io.EOF; notices are skipped.
+func receiveCopyData(fe *pgproto3.Frontend, addr string) ([]byte, error) {
 	for {
-		msg, err := p.fe.Receive()
+		msg, err := fe.Receive()
 		if err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				return nil, io.EOF
@@ -245,14 +256,14 @@ func (p *PushConn) Receive() (pamsg.AcceptorMessage, error) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
-			return pamsg.DecodeAcceptorMessage(p.version, m.Data)
+			return m.Data, nil
 		case *pgproto3.ErrorResponse:
 			return nil, &ServerError{Code: m.Code, Message: m.Message}
 		case *pgproto3.CopyDone:
 			return nil, io.EOF
-		case *pgproto3.NoticeResponse:
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
 		default:
-			return nil, fmt.Errorf("unexpected %T from safekeeper %s", msg, p.addr)
+			return nil, fmt.Errorf("unexpected %T from safekeeper %s", msg, addr)
 		}
 	}
 }
