@@ -11,9 +11,13 @@
 // Apply changes the page it is given in place and returns it (a CLOG page
 // may come back 8 bytes longer, see ClogSetCommitted); pass a copy of any
 // page that is shared.
+//
+// Reconstruct rebuilds a value read from a timeline when none of its
+// records needs PostgreSQL; a value that does fails with ErrNeedsRedo.
 package neonredo
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,6 +29,10 @@ import (
 // ErrInvalid is wrapped by every error: the record cannot apply to the
 // page.
 var ErrInvalid = errors.New("invalid neon WAL redo request")
+
+// ErrNeedsRedo is wrapped when a value has a record only PostgreSQL can
+// apply (value.Postgres kind).
+var ErrNeedsRedo = errors.New("page needs PostgreSQL WAL redo")
 
 // Page geometry (PS §1.4).
 const (
@@ -92,6 +100,45 @@ func ApplyAll(k key.Key, base []byte, recs []value.Versioned) ([]byte, error) {
 		}
 	}
 	return page, nil
+}
+
+// Reconstruct rebuilds r's value when no PostgreSQL redo is needed: r's
+// image (if any) plus Neon records applied in Go (ApplyAll). An image-only
+// reconstruction returns the image itself, not a copy: do not modify it.
+func Reconstruct(r value.Reconstruction) ([]byte, error) {
+	if r.ImageOnly() {
+		return r.Image, nil
+	}
+	if !r.HasImage && len(r.Records) == 0 {
+		return nil, fmt.Errorf("reconstruct %s at %s: %w: no image and no records", r.Key, r.LSN, ErrInvalid)
+	}
+	// Look for a PostgreSQL record before applying anything, so that such
+	// a value always fails with ErrNeedsRedo, whatever precedes it.
+	for _, rec := range r.Records {
+		if !Applicable(rec.Record) {
+			return nil, fmt.Errorf("reconstruct %s at %s: record at %s: %w", r.Key, r.LSN, rec.LSN, ErrNeedsRedo)
+		}
+	}
+	var base []byte
+	if r.HasImage {
+		base = r.Image
+	}
+	page, err := ApplyAll(r.Key, base, r.Records)
+	if err != nil {
+		// err names the record's kind and LSN.
+		return nil, fmt.Errorf("reconstruct %s at %s: %w", r.Key, r.LSN, err)
+	}
+	return page, nil
+}
+
+// Reconstructor implements pageserver/timeline.Reconstructor with
+// Reconstruct, until the WAL-redo process pool exists: a value with a
+// PostgreSQL record fails with ErrNeedsRedo.
+type Reconstructor struct{}
+
+// Reconstruct is Reconstruct; ctx is unused (nothing here blocks).
+func (Reconstructor) Reconstruct(_ context.Context, r value.Reconstruction) ([]byte, error) {
+	return Reconstruct(r)
 }
 
 func invalid(k key.Key, rec value.Versioned, format string, args ...any) error {

@@ -2,8 +2,10 @@ package neonredo
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 
 	"strata.dev/libs/lsn"
@@ -184,6 +186,110 @@ func TestApplyAllAndPostgres(t *testing.T) {
 	}
 	if Applicable(value.Record{Kind: value.Postgres}) || !Applicable(value.Record{Kind: value.ClogSetAborted}) {
 		t.Error("Applicable")
+	}
+}
+
+func TestReconstruct(t *testing.T) {
+	vm := vmKey(0)
+	clearHeap0 := value.Versioned{LSN: 10, Record: value.Record{Kind: value.ClearVisibilityMapFlags, HasNewHeapBlkno: true, Flags: 3}}
+	clearHeap5 := value.Versioned{LSN: 20, Record: value.Record{Kind: value.ClearVisibilityMapFlags, HasNewHeapBlkno: true, NewHeapBlkno: 5, Flags: 3}}
+	postgres := value.Versioned{LSN: 30, Record: value.Record{Kind: value.Postgres, Raw: []byte{1}}}
+	postgresInit := value.Versioned{LSN: 30, Record: value.Record{Kind: value.Postgres, WillInit: true, Raw: []byte{1}}}
+	wrongVMPage := value.Versioned{LSN: 40, Record: value.Record{Kind: value.ClearVisibilityMapFlags, HasNewHeapBlkno: true, NewHeapBlkno: 32672, Flags: 3}}
+	cleared := func(lsn uint64, bytes ...int) []byte {
+		p := initPage(0xFF)
+		for _, b := range bytes {
+			p[b] = 0xFC
+		}
+		SetPageLSN(p, lsn)
+		return p
+	}
+	clogKey := key.SlruBlock(key.Clog, 0, 0)
+	commit := value.Versioned{LSN: 50, Record: value.Record{Kind: value.ClogSetCommitted, Xids: []uint32{4}, Timestamp: 7}}
+	clogPage := make([]byte, BlockSize)
+	clogPage[1] = 0b01
+	clogPage = binary.BigEndian.AppendUint64(clogPage, 7)
+
+	for _, tc := range []struct {
+		name    string
+		r       value.Reconstruction
+		want    []byte
+		wantErr error
+		recLSN  lsn.LSN // named by the error
+	}{
+		{"image only", value.Reconstruction{Key: vm, LSN: 5, HasImage: true, Image: initPage(0xFF), ImageLSN: 5}, initPage(0xFF), nil, 0},
+		{"image and a record", value.Reconstruction{Key: vm, LSN: 15, HasImage: true, Image: initPage(0xFF), Records: []value.Versioned{clearHeap0}},
+			cleared(10, 24), nil, 0},
+		{"image and two records", value.Reconstruction{Key: vm, LSN: 25, HasImage: true, Image: initPage(0xFF), Records: []value.Versioned{clearHeap0, clearHeap5}},
+			func() []byte { p := cleared(20, 24); p[25] = 0xF3; return p }(), nil, 0},
+		{"CLOG commit", value.Reconstruction{Key: clogKey, LSN: 50, HasImage: true, Image: make([]byte, BlockSize), Records: []value.Versioned{commit}},
+			clogPage, nil, 0},
+		{"PostgreSQL record after a Neon record", value.Reconstruction{Key: vm, LSN: 35, HasImage: true, Image: initPage(0xFF), Records: []value.Versioned{clearHeap0, postgres}},
+			nil, ErrNeedsRedo, 30},
+		// Found before the invalid record that precedes it is applied.
+		{"PostgreSQL record after an invalid one", value.Reconstruction{Key: vm, LSN: 45, HasImage: true, Image: initPage(0xFF), Records: []value.Versioned{wrongVMPage, postgres}},
+			nil, ErrNeedsRedo, 30},
+		{"PostgreSQL record initialising the page", value.Reconstruction{Key: vm, LSN: 30, Records: []value.Versioned{postgresInit}},
+			nil, ErrNeedsRedo, 30},
+		{"record of another page", value.Reconstruction{Key: vm, LSN: 45, HasImage: true, Image: initPage(0xFF), Records: []value.Versioned{clearHeap0, wrongVMPage}},
+			nil, ErrInvalid, 40},
+		{"no base image", value.Reconstruction{Key: vm, LSN: 15, Records: []value.Versioned{clearHeap0}},
+			nil, ErrInvalid, 10},
+		{"nothing", value.Reconstruction{Key: vm, LSN: 15}, nil, ErrInvalid, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var image []byte
+			if tc.r.HasImage {
+				image = bytes.Clone(tc.r.Image)
+			}
+			got, err := Reconstruct(tc.r)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("error %v, want %v", err, tc.wantErr)
+				}
+				msg := err.Error()
+				for _, s := range []string{tc.r.Key.String(), "at " + tc.r.LSN.String()} {
+					if !strings.Contains(msg, s) {
+						t.Errorf("error %q does not name %q", msg, s)
+					}
+				}
+				if tc.recLSN != 0 && !strings.Contains(msg, "at "+tc.recLSN.String()) {
+					t.Errorf("error %q does not name the record LSN %s", msg, tc.recLSN)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tc.want) {
+				t.Errorf("page (%d bytes) differs from the %d wanted at %d", len(got), len(tc.want), firstDiff(got, tc.want))
+			}
+			if tc.r.HasImage && !bytes.Equal(tc.r.Image, image) {
+				t.Error("the image was modified")
+			}
+			if tc.r.ImageOnly() && &got[0] != &tc.r.Image[0] {
+				t.Error("an image-only reconstruction is a copy, not the image")
+			}
+		})
+	}
+}
+
+// TestReconstructor: Reconstructor has the method set of
+// pageserver/timeline.Reconstructor, written out here so that neonredo
+// does not depend on timeline (which is what will use it). test/pagecheck
+// checks it against the real interface.
+func TestReconstructor(t *testing.T) {
+	var r interface {
+		Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte, error)
+	} = Reconstructor{}
+	rec := value.Reconstruction{Key: vmKey(0), LSN: 30, HasImage: true, Image: initPage(0xFF),
+		Records: []value.Versioned{{LSN: 30, Record: value.Record{Kind: value.Postgres}}}}
+	if _, err := r.Reconstruct(context.Background(), rec); !errors.Is(err, ErrNeedsRedo) {
+		t.Errorf("PostgreSQL record: %v", err)
+	}
+	rec.Records = nil
+	if got, err := r.Reconstruct(context.Background(), rec); err != nil || !bytes.Equal(got, rec.Image) {
+		t.Errorf("image only: %v", err)
 	}
 }
 

@@ -1,8 +1,8 @@
 // Package ingest_test runs a real PostgreSQL 15, ingests its WAL into an
 // in-memory store and checks the result against the primary's own data
-// directory: databases, relation forks and their sizes, every page whose
-// newest stored version is an image, the SLRUs, relation maps, prepared
-// transactions and the checkpoint.
+// directory with pagecheck: databases, relation forks and their sizes,
+// every page that needs no PostgreSQL redo, the SLRUs, relation maps,
+// prepared transactions and the checkpoint.
 //
 // The initial state: the cluster is created but not started, and its data
 // directory — what initdb left, shut down cleanly — is imported with
@@ -17,13 +17,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
 	"strata.dev/libs/walrecord"
 	"strata.dev/pageserver/ingest"
 	"strata.dev/pageserver/ingest/ingesttest"
+	"strata.dev/test/pagecheck"
 	"strata.dev/test/pgharness"
 	"strata.dev/test/walcheck"
 )
@@ -44,13 +43,13 @@ func TestIngestRealWAL(t *testing.T) {
 
 func testIngestRealWAL(t *testing.T, opts ...pgharness.Option) {
 	ctx := context.Background()
-	c := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart(),
+	all := []pgharness.Option{pgharness.NoStart(),
 		pgharness.WithConf("wal_keep_size", "4GB"),     // every segment stays for the decode
 		pgharness.WithConf("max_wal_size", "4GB"),      // no checkpoints but the test's
 		pgharness.WithConf("checkpoint_timeout", "1h"), // ditto
-		pgharness.WithConf("autovacuum", "off"),        // pages change only when the test says
-		pgharness.WithConf("max_prepared_transactions", "4"),
-	}, opts...)...)
+	}
+	all = append(all, pagecheck.ClusterOptions()...)
+	c := pgharness.New(t, append(all, opts...)...)
 
 	// The initial state, imported before the server first starts.
 	start := walcheck.LatestCheckpoint(t, c)
@@ -67,8 +66,8 @@ func testIngestRealWAL(t *testing.T, opts ...pgharness.Option) {
 
 	c.Start(t)
 	began = time.Now()
-	w := workload(t, ctx, c)
-	primary := snapshotSQL(t, ctx, c)
+	w := pagecheck.Workload(t, ctx, c)
+	primary := pagecheck.SnapshotSQL(t, ctx, c)
 	c.Stop(t) // a shutdown checkpoint; the data files are final
 	end := walcheck.LatestCheckpoint(t, c)
 	t.Logf("workload took %v; WAL from %s to the shutdown checkpoint at %s", time.Since(began).Round(time.Millisecond), start, end)
@@ -83,90 +82,7 @@ func testIngestRealWAL(t *testing.T, opts ...pgharness.Option) {
 	t.Logf("ingested %d records (%d values, %d commits, %d gap pages, %d VM clears skipped) in %v",
 		st.Records, st.Entries, st.Commits, st.GapPagesZeroed, st.VMClearsSkipped, time.Since(began).Round(time.Millisecond))
 
-	compare(t, ctx, c, store, primary, w, beforeShutdown)
-}
-
-// workloadInfo is what the workload learned that the checks need.
-type workloadInfo struct {
-	preparedXid uint32 // the prepared transaction left open
-	fileCopyDB  uint32 // a database created by FILE_COPY
-}
-
-func workload(t *testing.T, ctx context.Context, c *pgharness.Cluster) workloadInfo {
-	t.Helper()
-	var w workloadInfo
-	c.RunPgbench(t, "-i", "-s", "1", "-q")
-	// One client: concurrent inserts would extend tables in bulk, without
-	// WAL, past what any record references.
-	c.RunPgbench(t, "-t", "300", "-c", "1")
-
-	for _, sql := range []string{
-		"CREATE TABLE t1 (id int PRIMARY KEY, v text)",
-		"INSERT INTO t1 SELECT g, repeat(md5(g::text), 6) FROM generate_series(1, 20000) g",
-		"CREATE INDEX t1_v ON t1 (v)",
-		"CREATE TABLE t2 AS SELECT * FROM t1 WHERE id < 1000",
-		"CREATE INDEX t2_id ON t2 USING hash (id)",
-		"DROP TABLE t2",
-		"DELETE FROM t1 WHERE id > 10000",
-		"VACUUM t1", // truncates the heap, its FSM and VM
-		"TRUNCATE pgbench_history",
-		"VACUUM FULL pgbench_branches",
-		"CREATE SEQUENCE s1",
-		"SELECT nextval('s1') FROM generate_series(1, 50)",
-		// Subtransactions, committed and rolled back.
-		"BEGIN; INSERT INTO t1 VALUES (100001, 'a'); SAVEPOINT a; INSERT INTO t1 VALUES (100002, 'b'); " +
-			"RELEASE a; SAVEPOINT b; INSERT INTO t1 VALUES (100003, 'c'); ROLLBACK TO b; COMMIT",
-		"BEGIN; INSERT INTO t1 VALUES (100004, 'd'); ROLLBACK",
-		"VACUUM (FREEZE) pgbench_accounts",
-		// Clears visibility map bits set by the vacuum.
-		"UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0",
-		"DELETE FROM pgbench_accounts WHERE aid % 1000 = 1",
-		"CREATE DATABASE db1",
-		"CREATE DATABASE db2 TEMPLATE template0 STRATEGY FILE_COPY",
-		"DROP DATABASE db1",
-		"CREATE UNLOGGED TABLE u1 (id int)", // only its init fork is WAL-logged
-		"BEGIN; INSERT INTO t1 VALUES (100005, 'p1'); PREPARE TRANSACTION 'p1'",
-		"COMMIT PREPARED 'p1'",
-		"CHECKPOINT", // an online checkpoint in the middle
-		"BEGIN; INSERT INTO t1 VALUES (100006, 'p2'); PREPARE TRANSACTION 'p2'",
-	} {
-		c.Exec(t, sql)
-	}
-	var xid, dbOID int64
-	c.QueryRow(t, "SELECT transaction::text::int8 FROM pg_prepared_xacts WHERE gid = 'p2'").Scan(&xid)
-	c.QueryRow(t, "SELECT oid::int8 FROM pg_database WHERE datname = 'db2'").Scan(&dbOID)
-	w.preparedXid, w.fileCopyDB = uint32(xid), uint32(dbOID)
-
-	// A table in the file-copied database.
-	conn, err := pgx.Connect(ctx, c.ConnString("db2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, sql := range []string{
-		"CREATE TABLE d2 (id int PRIMARY KEY)",
-		"INSERT INTO d2 SELECT generate_series(1, 1000)",
-	} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	conn.Close(ctx)
-
-	// A multixact: two sessions share a row lock.
-	c1, c2 := c.MustConnect(t), c.MustConnect(t)
-	for _, conn := range []*pgx.Conn{c1, c2} {
-		if _, err := conn.Exec(ctx, "BEGIN; SELECT * FROM t1 WHERE id = 1 FOR SHARE"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, conn := range []*pgx.Conn{c1, c2} {
-		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.Exec(t, "UPDATE t1 SET v = 'locked' WHERE id = 1")
-	c.Exec(t, "CHECKPOINT")
-	return w
+	pagecheck.Compare(t, ctx, c, store, primary, w, beforeShutdown)
 }
 
 // ingestWAL decodes pg_wal from start (a record) through the record at

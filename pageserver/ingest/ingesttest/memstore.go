@@ -23,8 +23,9 @@ import (
 var ErrMissingKey = errors.New("missing key")
 
 // ErrNeedsRedo is wrapped by Page when a PostgreSQL record must be
-// replayed, which only the WAL-redo process can do.
-var ErrNeedsRedo = errors.New("page needs PostgreSQL WAL redo")
+// replayed, which only the WAL-redo process can do. It is
+// neonredo.ErrNeedsRedo, for callers that test for either.
+var ErrNeedsRedo = neonredo.ErrNeedsRedo
 
 type version struct {
 	lsn lsn.LSN
@@ -110,19 +111,15 @@ func (s *MemStore) Get(_ context.Context, k key.Key, at lsn.LSN) (value.Reconstr
 	return rec, nil
 }
 
-// Page reconstructs a page at an LSN when that needs no PostgreSQL redo:
-// an image, plus Neon records applied in Go.
+// Page reconstructs a page at an LSN when that needs no PostgreSQL redo
+// (neonredo.Reconstruct): an image, plus Neon records applied in Go. A
+// page that is a stored image is returned as stored: do not modify it.
 func (s *MemStore) Page(ctx context.Context, k key.Key, at lsn.LSN) ([]byte, error) {
 	rec, err := s.Get(ctx, k, at)
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range rec.Records {
-		if !neonredo.Applicable(r.Record) {
-			return nil, fmt.Errorf("key %s at %s: record at %s: %w", k, at, r.LSN, ErrNeedsRedo)
-		}
-	}
-	return neonredo.ApplyAll(k, rec.Image, rec.Records)
+	return neonredo.Reconstruct(rec)
 }
 
 // Latest is the newest version of k and its LSN.

@@ -1,4 +1,4 @@
-package ingest_test
+package pagecheck
 
 import (
 	"bytes"
@@ -10,183 +10,31 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/datadir"
-	"strata.dev/pageserver/ingest/ingesttest"
 	"strata.dev/pageserver/ingest/pgrecords"
 	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/neonredo"
 	"strata.dev/pageserver/value"
 	"strata.dev/test/pgharness"
 )
 
-const blockSize = 8192
-
-// primarySQL is what the primary reports over SQL before it stops.
-type primarySQL struct {
-	dbs      map[uint32]string  // pg_database: oid -> name
-	sizes    map[key.Rel]uint32 // pg_relation_size / 8192 of each fork of each relation with storage
-	unlogged map[key.Rel]bool   // main forks of unlogged relations (not WAL-logged)
-	prepared []uint32           // pg_prepared_xacts
-}
-
-func snapshotSQL(t *testing.T, ctx context.Context, c *pgharness.Cluster) primarySQL {
-	t.Helper()
-	p := primarySQL{dbs: map[uint32]string{}, sizes: map[key.Rel]uint32{}, unlogged: map[key.Rel]bool{}}
-	conn := c.MustConnect(t)
-	rows, err := conn.Query(ctx, "SELECT oid::int8, datname, datallowconn FROM pg_database")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var connectable []string
-	for rows.Next() {
-		var oid int64
-		var name string
-		var allow bool
-		if err := rows.Scan(&oid, &name, &allow); err != nil {
-			t.Fatal(err)
-		}
-		p.dbs[uint32(oid)] = name
-		if allow {
-			connectable = append(connectable, name)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	rows, err = conn.Query(ctx, "SELECT transaction::text::int8 FROM pg_prepared_xacts ORDER BY 1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var xid int64
-		if err := rows.Scan(&xid); err != nil {
-			t.Fatal(err)
-		}
-		p.prepared = append(p.prepared, uint32(xid))
-	}
-	conn.Close(ctx)
-
-	const relations = `
-		SELECT CASE WHEN c.reltablespace = 0 THEN 1663 ELSE c.reltablespace END::int8,
-		       CASE WHEN c.reltablespace = 1664 THEN 0
-		            ELSE (SELECT oid FROM pg_database WHERE datname = current_database()) END::int8,
-		       pg_relation_filenode(c.oid)::int8, c.relpersistence::text,
-		       pg_relation_size(c.oid, 'main'), pg_relation_size(c.oid, 'fsm'),
-		       pg_relation_size(c.oid, 'vm'), pg_relation_size(c.oid, 'init')
-		FROM pg_class c
-		WHERE pg_relation_filenode(c.oid) IS NOT NULL AND c.relpersistence <> 't'`
-	for _, name := range connectable {
-		conn, err := pgx.Connect(ctx, c.ConnString(name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows, err := conn.Query(ctx, relations)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var spc, db, node int64
-			var persistence string
-			var bytes [4]int64
-			if err := rows.Scan(&spc, &db, &node, &persistence, &bytes[0], &bytes[1], &bytes[2], &bytes[3]); err != nil {
-				t.Fatal(err)
-			}
-			for fork, n := range bytes {
-				rel := key.Rel{Spc: uint32(spc), DB: uint32(db), Rel: uint32(node), Fork: uint8(fork)}
-				p.sizes[rel] = uint32(n / blockSize)
-				if persistence == "u" && fork == int(key.ForkMain) {
-					p.unlogged[rel] = true
-				}
-			}
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close(ctx)
-	}
-	return p
-}
-
-var relFile = regexp.MustCompile(`^([0-9]+)(_fsm|_vm|_init)?(\.([0-9]+))?$`)
-
-// diskForks lists the relation forks in the stopped primary's data
-// directory with their sizes in blocks (what pg_relation_size reports).
-func diskForks(t *testing.T, dataDir string) map[key.Rel]uint32 {
-	t.Helper()
-	forks := map[key.Rel]uint32{}
-	scan := func(dir string, spc, db uint32) {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range ents {
-			m := relFile.FindStringSubmatch(e.Name())
-			if m == nil {
-				continue
-			}
-			node, _ := strconv.ParseUint(m[1], 10, 32)
-			fork := map[string]uint8{"": 0, "_fsm": 1, "_vm": 2, "_init": 3}[m[2]]
-			info, err := e.Info()
-			if err != nil {
-				t.Fatal(err)
-			}
-			rel := key.Rel{Spc: spc, DB: db, Rel: uint32(node), Fork: fork}
-			forks[rel] += uint32(info.Size() / blockSize)
-		}
-	}
-	scan(filepath.Join(dataDir, "global"), key.GlobalTablespace, 0)
-	ents, err := os.ReadDir(filepath.Join(dataDir, "base"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if db, err := strconv.ParseUint(e.Name(), 10, 32); err == nil {
-			scan(filepath.Join(dataDir, "base", e.Name()), key.DefaultTablespace, uint32(db))
-		}
-	}
-	return forks
-}
-
-func relPath(dataDir string, rel key.Rel, blk uint32) (string, int64) {
-	name := strconv.FormatUint(uint64(rel.Rel), 10) + [...]string{"", "_fsm", "_vm", "_init"}[rel.Fork]
-	if seg := blk / 131072; seg > 0 {
-		name += "." + strconv.FormatUint(uint64(seg), 10)
-	}
-	dir := filepath.Join(dataDir, "base", strconv.FormatUint(uint64(rel.DB), 10))
-	if rel.Spc == key.GlobalTablespace {
-		dir = filepath.Join(dataDir, "global")
-	}
-	return filepath.Join(dir, name), int64(blk%131072) * blockSize
-}
-
-func readPage(t *testing.T, dataDir string, rel key.Rel, blk uint32) []byte {
-	t.Helper()
-	path, off := relPath(dataDir, rel, blk)
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	p := make([]byte, blockSize)
-	if _, err := f.ReadAt(p, off); err != nil {
-		t.Fatalf("%s block %d: %v", rel, blk, err)
-	}
-	return p
-}
-
-func compare(t *testing.T, ctx context.Context, c *pgharness.Cluster, store *ingesttest.MemStore, p primarySQL, w workloadInfo, beforeShutdown lsn.LSN) {
+// Compare checks store at its last record LSN against the stopped
+// primary c: p is what c reported just before it stopped (SnapshotSQL),
+// w what Workload learned. The store must hold every record c wrote
+// through its shutdown checkpoint and nothing after: its last record LSN
+// is the end of that record, and beforeShutdown the last record LSN just
+// before it.
+func Compare(t *testing.T, ctx context.Context, c *pgharness.Cluster, store Store, p PrimarySQL, w WorkloadInfo, beforeShutdown lsn.LSN) {
 	final, _ := store.LastRecordLSN()
-	disk := diskForks(t, c.DataDir())
+	disk := DiskForks(t, c.DataDir())
 
 	// The disk listing is what pg_relation_size reported.
-	for rel, n := range p.sizes {
+	for rel, n := range p.Sizes {
 		if d, ok := disk[rel]; (ok || n > 0) && d != n {
 			t.Errorf("harness: %s: pg_relation_size %d blocks, files %d", rel, n, d)
 		}
@@ -199,7 +47,7 @@ func compare(t *testing.T, ctx context.Context, c *pgharness.Cluster, store *ing
 		t.Fatal(err)
 	}
 	want := value.DBDir{{Spc: key.GlobalTablespace, DB: 0}: true}
-	for oid := range p.dbs {
+	for oid := range p.DBs {
 		want[value.DBKey{Spc: key.DefaultTablespace, DB: oid}] = true
 	}
 	if !maps.Equal(dbs, want) {
@@ -249,7 +97,7 @@ func compare(t *testing.T, ctx context.Context, c *pgharness.Cluster, store *ing
 			} else if s < n {
 				fsmShorter++
 			}
-		case p.unlogged[rel]:
+		case p.Unlogged[rel]:
 			if ok {
 				t.Errorf("%s: unlogged main fork stored", rel)
 			}
@@ -268,34 +116,33 @@ func compare(t *testing.T, ctx context.Context, c *pgharness.Cluster, store *ing
 
 	// Pages whose newest version is an image (or an image plus records
 	// Go applies), compared with the primary's file after the shutdown
-	// checkpoint, masked as maskPage says.
+	// checkpoint, masked as MaskPage says.
 	var images, rebuilt, skippedRecords int
 	for rel, n := range stored {
 		if rel.Fork == key.ForkFSM {
 			continue
 		}
 		for blk := range n {
-			k := key.RelBlock(rel, blk)
-			rec, err := store.Get(ctx, k, final)
+			rec, err := store.Get(ctx, key.RelBlock(rel, blk), final)
 			if err != nil {
 				t.Fatalf("%s block %d: %v", rel, blk, err)
 			}
-			got := rec.Image
-			if !rec.ImageOnly() {
-				if got, err = store.Page(ctx, k, final); errors.Is(err, ingesttest.ErrNeedsRedo) {
-					skippedRecords++
-					continue
-				} else if err != nil {
-					t.Fatalf("%s block %d: %v", rel, blk, err)
-				}
-				rebuilt++
-			} else {
+			got, err := neonredo.Reconstruct(rec)
+			switch {
+			case errors.Is(err, neonredo.ErrNeedsRedo):
+				skippedRecords++
+				continue
+			case err != nil:
+				t.Fatalf("%s block %d: %v", rel, blk, err)
+			case rec.ImageOnly():
 				images++
+			default:
+				rebuilt++
 			}
-			primary := readPage(t, c.DataDir(), rel, blk)
-			if a, b := maskPage(got, rel.Fork), maskPage(primary, rel.Fork); !bytes.Equal(a, b) {
+			primary := ReadPage(t, c.DataDir(), rel, blk)
+			if a, b := MaskPage(got, rel.Fork), MaskPage(primary, rel.Fork); !bytes.Equal(a, b) {
 				t.Errorf("%s block %d (image at %s, %d records) differs from the primary's at byte %d",
-					rel, blk, rec.ImageLSN, len(rec.Records), firstDiff(a, b))
+					rel, blk, rec.ImageLSN, len(rec.Records), FirstDiff(a, b))
 			}
 		}
 	}
@@ -304,7 +151,7 @@ func compare(t *testing.T, ctx context.Context, c *pgharness.Cluster, store *ing
 		t.Errorf("only %d image pages compared", images)
 	}
 
-	compareSLRUs(t, ctx, c, store, final)
+	CompareSLRUs(t, ctx, c, store, final)
 
 	// Prepared transactions: the open one, with its state file as the
 	// shutdown checkpoint wrote it (without the CRC).
@@ -312,8 +159,8 @@ func compare(t *testing.T, ctx context.Context, c *pgharness.Cluster, store *ing
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(xids, p.prepared) || !slices.Equal(xids, []uint32{w.preparedXid}) {
-		t.Errorf("prepared xids %v, primary %v", xids, p.prepared)
+	if !slices.Equal(xids, p.Prepared) || !slices.Equal(xids, []uint32{w.PreparedXid}) {
+		t.Errorf("prepared xids %v, primary %v", xids, p.Prepared)
 	}
 	for _, xid := range xids {
 		file, err := os.ReadFile(filepath.Join(c.DataDir(), "pg_twophase", fmt.Sprintf("%08X", xid)))
@@ -346,7 +193,7 @@ func compare(t *testing.T, ctx context.Context, c *pgharness.Cluster, store *ing
 	}
 	wantCP := pgcp
 	wantCP.Redo = final                    // Neon's convention: the end of the shutdown checkpoint record
-	wantCP.OldestActiveXid = w.preparedXid // the oldest prepared xid, not 0
+	wantCP.OldestActiveXid = w.PreparedXid // the oldest prepared xid, not 0
 	wantCP.Time = cp.Time                  // not copied
 	wantCP.FullPageWrites, wantCP.ThisTimeLineID, wantCP.PrevTimeLineID = cp.FullPageWrites, cp.ThisTimeLineID, cp.PrevTimeLineID
 	if cp != wantCP {
@@ -371,7 +218,7 @@ func compare(t *testing.T, ctx context.Context, c *pgharness.Cluster, store *ing
 			t.Errorf("key space wrong around the end of %s", rel)
 		}
 	}
-	if _, ok := stored[key.Rel{Spc: key.DefaultTablespace, DB: w.fileCopyDB, Rel: 1259}]; !ok {
+	if _, ok := stored[key.Rel{Spc: key.DefaultTablespace, DB: w.FileCopyDB, Rel: 1259}]; !ok {
 		t.Error("pg_class of the file-copied database is missing")
 	}
 }
@@ -385,11 +232,11 @@ func covered(ks []key.Range, k key.Key) bool {
 	return false
 }
 
-// compareSLRUs checks pg_xact and pg_multixact: the same segments, of the
+// CompareSLRUs checks pg_xact and pg_multixact: the same segments, of the
 // same length, and every page — rebuilt from the stored zero pages and the
 // CLOG/multixact records applied in Go — equal to the primary's file
 // (the 8-byte commit-timestamp tail of CLOG pages cut off, PS §3).
-func compareSLRUs(t *testing.T, ctx context.Context, c *pgharness.Cluster, store *ingesttest.MemStore, final lsn.LSN) {
+func CompareSLRUs(t *testing.T, ctx context.Context, c *pgharness.Cluster, store Store, at lsn.LSN) {
 	dirs := map[key.SlruKind]string{key.Clog: "pg_xact", key.MultiXactOffsets: "pg_multixact/offsets", key.MultiXactMembers: "pg_multixact/members"}
 	for kind, dir := range dirs {
 		ents, err := os.ReadDir(filepath.Join(c.DataDir(), dir))
@@ -402,7 +249,7 @@ func compareSLRUs(t *testing.T, ctx context.Context, c *pgharness.Cluster, store
 				onDisk = append(onDisk, uint32(seg))
 			}
 		}
-		segs, err := datadir.SlruSegments(ctx, store, kind, final)
+		segs, err := datadir.SlruSegments(ctx, store, kind, at)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -415,33 +262,33 @@ func compareSLRUs(t *testing.T, ctx context.Context, c *pgharness.Cluster, store
 			if err != nil {
 				t.Fatal(err)
 			}
-			n, err := datadir.SlruSegmentSize(ctx, store, kind, seg, final)
+			n, err := datadir.SlruSegmentSize(ctx, store, kind, seg, at)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if int(n)*blockSize != len(file) {
+			if int(n)*BlockSize != len(file) {
 				t.Errorf("%s segment %04X: %d pages stored, %d bytes on the primary", kind, seg, n, len(file))
 				continue
 			}
 			for blk := range n {
-				page, err := store.Page(ctx, key.SlruBlock(kind, seg, blk), final)
+				page, err := slruPage(ctx, store, key.SlruBlock(kind, seg, blk), at)
 				if err != nil {
 					t.Fatalf("%s segment %04X page %d: %v", kind, seg, blk, err)
 				}
-				if !bytes.Equal(page[:blockSize], file[blk*blockSize:(blk+1)*blockSize]) {
-					i := firstDiff(page[:blockSize], file[blk*blockSize:])
-					t.Errorf("%s segment %04X page %d differs at byte %d: stored % x, primary % x", kind, seg, blk, i, page[i:min(i+16, blockSize)], file[int(blk)*blockSize+i:int(blk)*blockSize+min(i+16, blockSize)])
+				if !bytes.Equal(page[:BlockSize], file[blk*BlockSize:(blk+1)*BlockSize]) {
+					i := FirstDiff(page[:BlockSize], file[blk*BlockSize:])
+					t.Errorf("%s segment %04X page %d differs at byte %d: stored % x, primary % x", kind, seg, blk, i, page[i:min(i+16, BlockSize)], file[int(blk)*BlockSize+i:int(blk)*BlockSize+min(i+16, BlockSize)])
 				}
 			}
 		}
 	}
 }
 
-func firstDiff(a, b []byte) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
+// slruPage reads an SLRU page at an LSN, rebuilt in Go.
+func slruPage(ctx context.Context, store Store, k key.Key, at lsn.LSN) ([]byte, error) {
+	rec, err := store.Get(ctx, k, at)
+	if err != nil {
+		return nil, err
 	}
-	return min(len(a), len(b))
+	return neonredo.Reconstruct(rec)
 }

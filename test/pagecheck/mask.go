@@ -1,4 +1,4 @@
-package ingest_test
+package pagecheck
 
 import (
 	"encoding/binary"
@@ -6,7 +6,7 @@ import (
 	"strata.dev/pageserver/key"
 )
 
-// maskPage blanks what legitimately differs between a page as the WAL
+// MaskPage blanks what legitimately differs between a page as the WAL
 // describes it and the same page in the primary's data file, in the spirit
 // of PostgreSQL's own wal_consistency_checking masks (access/common/bufmask.c):
 //
@@ -29,8 +29,8 @@ import (
 //
 // Pages that are all zeros are left alone. Free-space map pages are not
 // compared at all (their updates are never WAL-logged in vanilla
-// PostgreSQL).
-func maskPage(page []byte, fork uint8) []byte {
+// PostgreSQL). MaskPage returns a masked copy; page is not modified.
+func MaskPage(page []byte, fork uint8) []byte {
 	p := append([]byte(nil), page...)
 	if allZero(p) {
 		return p
