@@ -51,7 +51,7 @@ deps: .deps-stamp
 # ---------------------------------------------------------------------------------------------
 build: deps
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./safekeeper/cmd/... ./libs/walproposer/cmd/...
+	$(GO) build -o $(BIN)/ ./safekeeper/cmd/... ./pageserver/cmd/... ./libs/walproposer/cmd/...
 
 test: build
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)

@@ -83,3 +83,20 @@ func TestSplitList(t *testing.T) {
 		t.Fatalf("SplitList = %q", got)
 	}
 }
+
+func TestLockDatadir(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := LockDatadir(dir, "thing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LockDatadir(dir, "thing"); err == nil || !strings.Contains(err.Error(), "in use by another thing") {
+		t.Fatalf("second lock: %v", err)
+	}
+	unlock()
+	unlock2, err := LockDatadir(dir, "thing")
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	unlock2()
+}

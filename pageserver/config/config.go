@@ -33,8 +33,14 @@ type Config struct {
 	// ImageCreationThreshold is how many delta layers over a key range make
 	// compaction write an image layer for it.
 	ImageCreationThreshold int `toml:"image_creation_threshold"`
+	// CompactionPeriod is how often timelines are compacted; 0 disables.
+	CompactionPeriod Duration `toml:"compaction_period"`
 	// WaitLSNTimeout bounds how long a read waits for WAL to arrive.
 	WaitLSNTimeout Duration `toml:"wait_lsn_timeout"`
+	// PgBinDir holds PostgreSQL 15's initdb (and postgres for WAL redo).
+	PgBinDir string `toml:"pg_bin_dir"`
+	// InitdbSuperuser is the superuser of bootstrapped clusters.
+	InitdbSuperuser string `toml:"initdb_superuser"`
 	// NoSync disables every fsync. Unsafe: tests only.
 	NoSync    bool   `toml:"no_sync"`
 	LogFormat string `toml:"log_format"` // plain or json
@@ -57,7 +63,10 @@ func Defaults() Config {
 		ListenHTTP:             "127.0.0.1:9898",
 		CheckpointDistance:     256 << 20,
 		ImageCreationThreshold: 3,
+		CompactionPeriod:       Duration{Duration: 20 * time.Second},
 		WaitLSNTimeout:         Duration{Duration: 300 * time.Second},
+		PgBinDir:               "/usr/lib/postgresql/15/bin",
+		InitdbSuperuser:        "postgres",
 		LogFormat:              "plain",
 		LogLevel:               "info",
 	}
@@ -65,10 +74,19 @@ func Defaults() Config {
 
 const usageHead = `pageserver: turns the safekeepers' WAL into versioned pages.
 
-It streams each timeline's WAL from a safekeeper, decodes it, keeps every
-page version in layer files under --datadir, and serves pages and
-basebackups at any LSN on the libpq port. Status and control are on the
-gRPC port, Prometheus metrics on the HTTP port.
+It streams each timeline's WAL from a safekeeper, decodes it and keeps
+every page version in layer files under --datadir. Timelines are created
+through the HTTP management API on --listen-http (Neon's routes):
+
+  POST /v1/tenant/<tenant>/timeline {"new_timeline_id": "<id>"}   initdb
+  POST ... {"new_timeline_id": "<id>", "ancestor_timeline_id": "<id>",
+            "ancestor_start_lsn": "0/16B5A50"}                      branch
+  PUT  /v1/tenant/<tenant>/timeline/<id>/import_basebackup          tar body
+  GET  /v1/tenant/<tenant>/timeline/<id>                            status
+
+Prometheus metrics are at /metrics on the same port; gRPC health is on
+--listen-grpc. (Pages and basebackups on --listen-pg come next.) Run it as
+an unprivileged user: it runs initdb.
 
 Usage:
   pageserver --id N --datadir DIR --safekeepers host:port,... [flags]
@@ -111,6 +129,9 @@ func Parse(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.SafekeeperTokenPath, "safekeeper-token-path", c.SafekeeperTokenPath, "file with the JWT to present to the safekeepers; empty = none")
 	fs.Uint64Var(&c.CheckpointDistance, "checkpoint-distance", c.CheckpointDistance, "bytes of WAL in the in-memory layer before it is written out as a delta layer")
 	fs.IntVar(&c.ImageCreationThreshold, "image-creation-threshold", c.ImageCreationThreshold, "delta layers over a key range that make compaction write an image layer")
+	fs.DurationVar(&c.CompactionPeriod.Duration, "compaction-period", c.CompactionPeriod.Duration, "how often timelines are compacted (image layers); 0 disables")
+	fs.StringVar(&c.PgBinDir, "pg-bin-dir", c.PgBinDir, "directory of PostgreSQL 15's binaries (initdb)")
+	fs.StringVar(&c.InitdbSuperuser, "initdb-superuser", c.InitdbSuperuser, "superuser of clusters bootstrapped with initdb")
 	fs.DurationVar(&c.WaitLSNTimeout.Duration, "wait-lsn-timeout", c.WaitLSNTimeout.Duration, "longest a read waits for the WAL it needs")
 	fs.BoolVar(&c.NoSync, "no-sync", c.NoSync, "disable fsync (UNSAFE: for tests only)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: plain or json")
@@ -132,9 +153,6 @@ func Parse(args []string, out io.Writer) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	for _, l := range []struct{ name, addr string }{{"listen-pg", c.ListenPG}, {"listen-grpc", c.ListenGRPC}, {"listen-http", c.ListenHTTP}} {
-		if l.addr == "" && l.name == "listen-http" {
-			continue // metrics off
-		}
 		if _, _, err := net.SplitHostPort(l.addr); err != nil {
 			errs = append(errs, fmt.Errorf("--%s %q: want host:port", l.name, l.addr))
 		}
@@ -152,6 +170,12 @@ func (c Config) Validate() error {
 	}
 	if c.ImageCreationThreshold < 1 {
 		errs = append(errs, fmt.Errorf("--image-creation-threshold %d: want at least 1", c.ImageCreationThreshold))
+	}
+	if c.CompactionPeriod.Duration < 0 {
+		errs = append(errs, fmt.Errorf("--compaction-period %v: want 0 (off) or a positive duration", c.CompactionPeriod.Duration))
+	}
+	if c.InitdbSuperuser == "" {
+		errs = append(errs, errors.New("--initdb-superuser is empty"))
 	}
 	if c.WaitLSNTimeout.Duration <= 0 {
 		errs = append(errs, fmt.Errorf("--wait-lsn-timeout %v: want a positive duration", c.WaitLSNTimeout.Duration))

@@ -54,9 +54,13 @@ type importer struct {
 // importChunk is the size of the entries committed at once.
 const importChunk = 8 << 20
 
-// Import stores the data directory fsys (a cleanly shut-down PostgreSQL 15
-// cluster, e.g. right after initdb) into an empty Store at the LSN of its
-// checkpoint record, which it returns; ingest the WAL from that record on.
+// Import stores the data directory fsys into an empty Store at the LSN
+// WAL replay of that directory starts from, which it returns; ingest the
+// WAL from that LSN on. fsys is either a cleanly shut-down PostgreSQL 15
+// cluster (e.g. right after initdb), imported at its shutdown checkpoint
+// record, or an online base backup (pg_basebackup, with its backup_label),
+// imported at the backup's start LSN: the WAL from there repairs the pages
+// the backup copied while they changed, as PostgreSQL's own recovery would.
 // Files outside the key space (pg_wal, configuration, statistics ...) are
 // left out; a user tablespace is an error. Two-phase state files are
 // stored without their trailing CRC, as PREPARE records store them.
@@ -68,18 +72,35 @@ func Import(ctx context.Context, store Store, fsys fs.FS) (lsn.LSN, error) {
 	if len(control) < controlDataSize {
 		return 0, fmt.Errorf("import: pg_control of %d bytes", len(control))
 	}
-	if st := binary.LittleEndian.Uint32(control[controlStateOff:]); st != dbShutdowned {
-		return 0, fmt.Errorf("import: pg_control state %d: the cluster was not shut down cleanly", st)
-	}
-	at := lsn.LSN(binary.LittleEndian.Uint64(control[controlCheckPointOff:]))
 	cpBytes := append([]byte(nil), control[controlCopyOff:controlCopyOff+pgrecords.CheckPointSize]...)
 	cp, err := pgrecords.DecodeCheckPoint(cpBytes)
 	if err != nil {
 		return 0, fmt.Errorf("import: %w", err)
 	}
-	if cp.Redo != at {
-		return 0, fmt.Errorf("import: checkpoint at %s has redo %s: not a shutdown checkpoint", at, cp.Redo)
+	at, err := replayStart(fsys, control, cp)
+	if err != nil {
+		return 0, fmt.Errorf("import: %w", err)
 	}
+	return at, importAt(ctx, store, fsys, at, control, cpBytes)
+}
+
+// ImportLSN is the LSN Import would store fsys at (see Import).
+func ImportLSN(fsys fs.FS) (lsn.LSN, error) {
+	control, err := fs.ReadFile(fsys, "global/pg_control")
+	if err != nil {
+		return 0, err
+	}
+	if len(control) < controlDataSize {
+		return 0, fmt.Errorf("pg_control of %d bytes", len(control))
+	}
+	cp, err := pgrecords.DecodeCheckPoint(control[controlCopyOff : controlCopyOff+pgrecords.CheckPointSize])
+	if err != nil {
+		return 0, err
+	}
+	return replayStart(fsys, control, cp)
+}
+
+func importAt(ctx context.Context, store Store, fsys fs.FS, at lsn.LSN, control, cpBytes []byte) error {
 	im := &importer{
 		store: store, at: at,
 		dbs:      value.DBDir{},
@@ -91,7 +112,7 @@ func Import(ctx context.Context, store Store, fsys fs.FS) (lsn.LSN, error) {
 	im.put(key.ControlFile(), append([]byte(nil), control...))
 	im.put(key.Checkpoint(), cpBytes)
 
-	err = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -118,12 +139,12 @@ func Import(ctx context.Context, store Store, fsys fs.FS) (lsn.LSN, error) {
 		return im.file(fsys, p)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("import: %w", err)
+		return fmt.Errorf("import: %w", err)
 	}
 	if err := im.finish(); err != nil {
-		return 0, fmt.Errorf("import: %w", err)
+		return fmt.Errorf("import: %w", err)
 	}
-	return at, nil
+	return nil
 }
 
 func (im *importer) put(k key.Key, b []byte) {
@@ -279,6 +300,46 @@ func (im *importer) twoPhaseFile(fsys fs.FS, p, name string) error {
 	return im.commitIfFull()
 }
 
+// replayStart is where WAL replay of the directory starts: the backup's
+// start LSN if it has a backup_label, else the shutdown checkpoint record.
+func replayStart(fsys fs.FS, control []byte, cp pgrecords.CheckPoint) (lsn.LSN, error) {
+	label, err := fs.ReadFile(fsys, "backup_label")
+	switch {
+	case err == nil:
+		return BackupStartLSN(label)
+	case !errors.Is(err, fs.ErrNotExist):
+		return 0, err
+	}
+	if st := binary.LittleEndian.Uint32(control[controlStateOff:]); st != dbShutdowned {
+		return 0, fmt.Errorf("pg_control state %d and no backup_label: the cluster was not shut down cleanly", st)
+	}
+	at := lsn.LSN(binary.LittleEndian.Uint64(control[controlCheckPointOff:]))
+	if cp.Redo != at {
+		return 0, fmt.Errorf("checkpoint at %s has redo %s: not a shutdown checkpoint", at, cp.Redo)
+	}
+	return at, nil
+}
+
+// BackupStartLSN reads "START WAL LOCATION: X/Y (file ...)" from a
+// backup_label file.
+func BackupStartLSN(label []byte) (lsn.LSN, error) {
+	for _, line := range strings.Split(string(label), "\n") {
+		rest, ok := strings.CutPrefix(line, "START WAL LOCATION: ")
+		if !ok {
+			continue
+		}
+		if i := strings.IndexByte(rest, ' '); i >= 0 {
+			rest = rest[:i]
+		}
+		l, err := lsn.Parse(rest)
+		if err != nil || l == lsn.Invalid {
+			return 0, fmt.Errorf("backup_label: bad START WAL LOCATION %q", rest)
+		}
+		return l, nil
+	}
+	return 0, errors.New("backup_label has no START WAL LOCATION line")
+}
+
 // finish stores the directories and sizes and commits the rest.
 func (im *importer) finish() error {
 	im.put(key.DBDir(), im.dbs.Encode())
@@ -297,4 +358,20 @@ func (im *importer) finish() error {
 	}
 	im.put(key.TwoPhaseDir(), im.twoPhase.Encode())
 	return im.commit()
+}
+
+// controlSegSizeOff is the offset of xlog_seg_size in PostgreSQL 15's
+// ControlFileData.
+const controlSegSizeOff = 228
+
+// WALSegmentSize is the WAL segment size a pg_control file records.
+func WALSegmentSize(control []byte) (uint64, error) {
+	if len(control) < controlDataSize {
+		return 0, fmt.Errorf("pg_control of %d bytes", len(control))
+	}
+	n := uint64(binary.LittleEndian.Uint32(control[controlSegSizeOff:]))
+	if n < 1<<20 || n > 1<<30 || n&(n-1) != 0 {
+		return 0, fmt.Errorf("pg_control: WAL segment size %d is not a power of two between 1 MiB and 1 GiB", n)
+	}
+	return n, nil
 }

@@ -647,3 +647,45 @@ func TestBatching(t *testing.T) {
 		t.Error("record before the last one accepted")
 	}
 }
+
+func TestBackupStartLSN(t *testing.T) {
+	for _, tc := range []struct {
+		label string
+		want  lsn.LSN
+		err   string
+	}{
+		{"START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000060\n", 0x2000028, ""},
+		{"CHECKPOINT LOCATION: 0/2000060\nSTART WAL LOCATION: 1/A0\n", 0x1_000000A0, ""},
+		{"CHECKPOINT LOCATION: 0/2000060\n", 0, "no START WAL LOCATION"},
+		{"START WAL LOCATION: nonsense (file x)\n", 0, "bad START WAL LOCATION"},
+		{"START WAL LOCATION: 0/0\n", 0, "bad START WAL LOCATION"},
+	} {
+		got, err := BackupStartLSN([]byte(tc.label))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.label, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %v, %v; want %v", tc.label, got, err, tc.want)
+		}
+	}
+}
+
+func TestWALSegmentSize(t *testing.T) {
+	control := make([]byte, controlDataSize)
+	for _, tc := range []struct {
+		size uint32
+		ok   bool
+	}{{16 << 20, true}, {1 << 20, true}, {1 << 30, true}, {0, false}, {3 << 20, false}, {2 << 30, false}} {
+		binary.LittleEndian.PutUint32(control[controlSegSizeOff:], tc.size)
+		got, err := WALSegmentSize(control)
+		if (err == nil) != tc.ok || (tc.ok && got != uint64(tc.size)) {
+			t.Errorf("size %d: %d, %v", tc.size, got, err)
+		}
+	}
+	if _, err := WALSegmentSize(control[:100]); err == nil {
+		t.Error("a short pg_control was accepted")
+	}
+}

@@ -124,3 +124,14 @@ func writeMetadata(dir string, m metadata, create func(string) (layer.File, erro
 	}
 	return nil
 }
+
+// ReadAncestor reads the ancestor timeline and branch point recorded in
+// the timeline directory dir (a zero id for a root timeline), so that a
+// caller can open ancestors before their branches.
+func ReadAncestor(dir string) (id.TimelineID, lsn.LSN, error) {
+	m, err := readMetadata(dir)
+	if err != nil {
+		return id.TimelineID{}, 0, err
+	}
+	return m.ancestor, m.ancestorLSN, nil
+}

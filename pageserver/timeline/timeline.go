@@ -99,6 +99,9 @@ type Options struct {
 	CompactionTargetSize uint64
 	Log                  zerolog.Logger
 	Reconstructor        Reconstructor
+	// NoSync skips fsync of layer and metadata files (directory entries
+	// are still synced). Unsafe: for tests only.
+	NoSync bool
 
 	// createFile creates temporary files (tests inject write errors).
 	createFile func(path string) (layer.File, error)
@@ -118,8 +121,13 @@ func (o *Options) setDefaults() {
 		o.CompactionTargetSize = DefaultCompactionTargetSize
 	}
 	if o.createFile == nil {
+		noSync := o.NoSync
 		o.createFile = func(path string) (layer.File, error) {
-			return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			if err != nil || !noSync {
+				return f, err
+			}
+			return noSyncFile{f}, nil
 		}
 	}
 }
@@ -447,3 +455,8 @@ func (t *Timeline) Layers() []LayerInfo {
 }
 
 var errStopped = errors.New("stopped")
+
+// noSyncFile is a file whose Sync does nothing (Options.NoSync).
+type noSyncFile struct{ *os.File }
+
+func (noSyncFile) Sync() error { return nil }

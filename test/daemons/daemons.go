@@ -57,7 +57,7 @@ func Binary(t testing.TB, name string) string {
 			buildErr = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./safekeeper/cmd/...", "./libs/walproposer/cmd/...")
+		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./safekeeper/cmd/...", "./pageserver/cmd/...", "./libs/walproposer/cmd/...")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

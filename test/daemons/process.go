@@ -18,6 +18,9 @@ type Process struct {
 	LogPath string
 	// Ready reports whether a started process is serving; Start waits for it.
 	Ready func() bool
+	// Prepare, if set, adjusts the command before each start (e.g. the
+	// user it runs as).
+	Prepare func(*exec.Cmd)
 
 	t    testing.TB
 	cmd  *exec.Cmd
@@ -51,6 +54,9 @@ func (p *Process) Start() {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If the test process dies (a timeout, a crash), so do its daemons.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if p.Prepare != nil {
+		p.Prepare(cmd)
+	}
 	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("start %s: %v", p.Name, err)
 	}

@@ -145,6 +145,18 @@ func newCluster(t testing.TB, opts []Option, create func(*Cluster, config) error
 	return c
 }
 
+// TempDir creates a directory owned by ServerUser, for the data of other
+// programs that run as that user; it is removed when the test ends.
+func TempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := makeBaseDir(ServerUser(t))
+	if err != nil {
+		t.Fatalf("pgharness: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
 // makeBaseDir creates the cluster's private directory, owned by u. Root's
 // TMPDIR may be unreachable for u; /tmp then serves.
 func makeBaseDir(u User) (string, error) {

@@ -78,7 +78,7 @@ func run(cfg config.Config) error {
 		log.Info().Uint64("id", nodeID).Msg("initialized")
 		return nil
 	}
-	unlock, err := lockDatadir(cfg.Datadir)
+	unlock, err := daemon.LockDatadir(cfg.Datadir, "safekeeper")
 	if err != nil {
 		return err
 	}
@@ -235,23 +235,6 @@ func printJSON(s *control.State) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(s)
-}
-
-// lockDatadir takes an exclusive lock on <datadir>/safekeeper.pid so two
-// safekeepers never share a data directory.
-func lockDatadir(datadir string) (func(), error) {
-	path := filepath.Join(datadir, "safekeeper.pid")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("data directory %s is in use by another safekeeper (lock on %s): %w", datadir, path, err)
-	}
-	_ = f.Truncate(0)
-	_, _ = fmt.Fprintf(f, "%d\n", os.Getpid())
-	return func() { f.Close() }, nil
 }
 
 func syncfs(dir string) error {

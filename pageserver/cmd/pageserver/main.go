@@ -1,0 +1,160 @@
+// Command pageserver runs a Strata pageserver: WAL from the safekeepers
+// into versioned, layered page storage (PS §2, §5). See --help.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"strata.dev/libs/daemon"
+	"strata.dev/pageserver/config"
+	"strata.dev/pageserver/httpapi"
+	"strata.dev/pageserver/metrics"
+	"strata.dev/pageserver/tenant"
+	"strata.dev/pageserver/timeline"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	cfg, err := config.Parse(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pageserver: %v\n", err)
+		os.Exit(2)
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "pageserver: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg config.Config) error {
+	if cfg.ShowVersion {
+		fmt.Println("pageserver", version)
+		return nil
+	}
+	log, err := daemon.NewLogger(cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.Datadir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	unlock, err := daemon.LockDatadir(cfg.Datadir, "pageserver")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	log = log.With().Uint64("ps", cfg.ID).Logger()
+	if cfg.NoSync {
+		log.Warn().Msg("--no-sync: layer files are not fsync'd; a machine crash can lose data")
+	}
+	var token string
+	if cfg.SafekeeperTokenPath != "" {
+		b, err := os.ReadFile(cfg.SafekeeperTokenPath)
+		if err != nil {
+			return fmt.Errorf("--safekeeper-token-path: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+
+	httpLn, err := net.Listen("tcp", cfg.ListenHTTP)
+	if err != nil {
+		return fmt.Errorf("listen on --listen-http %s: %w", cfg.ListenHTTP, err)
+	}
+	grpcLn, err := net.Listen("tcp", cfg.ListenGRPC)
+	if err != nil {
+		return fmt.Errorf("listen on --listen-grpc %s: %w", cfg.ListenGRPC, err)
+	}
+
+	t0 := time.Now()
+	mgr, err := tenant.Load(cfg.Datadir, tenant.Options{
+		Safekeepers: cfg.Safekeepers, SafekeeperToken: token, NodeID: cfg.ID,
+		Timeline: timeline.Options{
+			CheckpointDistance: cfg.CheckpointDistance, ImageThreshold: cfg.ImageCreationThreshold, NoSync: cfg.NoSync,
+		},
+		CompactionPeriod: cfg.CompactionPeriod.Duration,
+		PgBinDir:         cfg.PgBinDir, InitdbSuperuser: cfg.InitdbSuperuser,
+		Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info().Int("timelines", len(mgr.List([16]byte{}))).Dur("took", time.Since(t0)).Msg("timelines loaded")
+
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.Register(promReg, mgr)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	(&httpapi.API{Manager: mgr, NodeID: cfg.ID, WaitLSNTimeout: cfg.WaitLSNTimeout.Duration, Log: log}).Register(mux)
+	// Imports upload whole base backups: no body timeout.
+	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	grpcServer := grpc.NewServer()
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(grpcServer, healthSrv)
+	reflection.Register(grpcServer)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 2)
+	go func() { errc <- wrap("HTTP service", httpServer.Serve(httpLn)) }()
+	go func() { errc <- wrap("gRPC service", grpcServer.Serve(grpcLn)) }()
+	log.Info().Str("listen_http", httpLn.Addr().String()).Str("listen_grpc", grpcLn.Addr().String()).
+		Strs("safekeepers", cfg.Safekeepers).Str("datadir", cfg.Datadir).Msg("pageserver started")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("shutting down")
+	case runErr = <-errc:
+		log.Error().Err(runErr).Msg("a service failed; shutting down")
+	}
+	stop()
+	healthSrv.Shutdown()
+	grpcServer.Stop()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = httpServer.Shutdown(shutdownCtx)
+	cancel()
+	// Flushing makes the restart quick; nothing depends on it: WAL above
+	// disk_consistent_lsn is streamed again from the safekeepers.
+	flushCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := mgr.Close(flushCtx); err != nil {
+		log.Error().Err(err).Msg("flush at shutdown")
+	}
+	log.Info().Msg("stopped")
+	return runErr
+}
+
+func wrap(what string, err error) error {
+	if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

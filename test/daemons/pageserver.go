@@ -1,0 +1,146 @@
+package daemons
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"strata.dev/libs/id"
+	"strata.dev/libs/lsn"
+	"strata.dev/pageserver/httpapi"
+	"strata.dev/test/pgharness"
+)
+
+// Pageserver is a pageserver process. It runs as pgharness.ServerUser
+// (when the test runs as root, an unprivileged user: it runs initdb).
+type Pageserver struct {
+	*Process
+	Dir      string // data directory
+	HTTPAddr string
+	GRPCAddr string
+	PGAddr   string
+}
+
+// StartPageserver starts a pageserver with a fresh data directory and
+// args (e.g. --safekeepers).
+func StartPageserver(t testing.TB, args ...string) *Pageserver {
+	t.Helper()
+	p := NewPageserver(t, args...)
+	p.Start()
+	return p
+}
+
+// NewPageserver prepares a pageserver; Start runs it.
+func NewPageserver(t testing.TB, args ...string) *Pageserver {
+	t.Helper()
+	base := pgharness.TempDir(t)
+	p := &Pageserver{Dir: filepath.Join(base, "pageserver"), HTTPAddr: FreePort(t), GRPCAddr: FreePort(t), PGAddr: FreePort(t)}
+	args = append([]string{"--id", "1", "--datadir", p.Dir,
+		"--listen-http", p.HTTPAddr, "--listen-grpc", p.GRPCAddr, "--listen-pg", p.PGAddr}, args...)
+	p.Process = newProcess(t, "pageserver", Binary(t, "pageserver"), filepath.Join(t.TempDir(), "pageserver.log"), args, p.ready)
+	u := pgharness.ServerUser(t)
+	p.Prepare = u.Apply
+	return p
+}
+
+func (p *Pageserver) ready() bool {
+	resp, err := http.Get("http://" + p.HTTPAddr + "/v1/status")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// TimelineDir is where the pageserver keeps a timeline's files.
+func (p *Pageserver) TimelineDir(ttid id.TenantTimeline) string {
+	return filepath.Join(p.Dir, "tenants", ttid.Tenant.String(), "timelines", ttid.Timeline.String())
+}
+
+// Call makes a management API request and decodes a 2xx JSON reply into
+// out (if not nil). Any other status is an error carrying the reply.
+func (p *Pageserver) Call(method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequest(method, "http://"+p.HTTPAddr+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return &HTTPError{Status: resp.StatusCode, Body: string(bytes.TrimSpace(b))}
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// HTTPError is a management API reply with a non-2xx status.
+type HTTPError struct {
+	Status int
+	Body   string
+}
+
+func (e *HTTPError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Body) }
+
+func timelinePath(ttid id.TenantTimeline) string {
+	return "/v1/tenant/" + ttid.Tenant.String() + "/timeline/" + ttid.Timeline.String()
+}
+
+// Timeline reads a timeline's status, failing the test on error.
+func (p *Pageserver) Timeline(t testing.TB, ttid id.TenantTimeline) httpapi.TimelineInfo {
+	t.Helper()
+	var ti httpapi.TimelineInfo
+	if err := p.Call("GET", timelinePath(ttid), nil, &ti); err != nil {
+		t.Fatalf("pageserver: timeline %s: %v", ttid, err)
+	}
+	return ti
+}
+
+// ImportBasebackup uploads a data directory tar as a new timeline.
+func (p *Pageserver) ImportBasebackup(ttid id.TenantTimeline, tarball io.Reader, base, end lsn.LSN) error {
+	q := "?pg_version=15"
+	if base != lsn.Invalid {
+		q += "&base_lsn=" + base.String()
+	}
+	if end != lsn.Invalid {
+		q += "&end_lsn=" + end.String()
+	}
+	return p.Call("PUT", timelinePath(ttid)+"/import_basebackup"+q, tarball, nil)
+}
+
+// ImportWAL uploads a tar of WAL segments for a timeline imported with an end LSN.
+func (p *Pageserver) ImportWAL(ttid id.TenantTimeline, tarball io.Reader, start, end lsn.LSN) error {
+	return p.Call("PUT", timelinePath(ttid)+"/import_wal?start_lsn="+start.String()+"&end_lsn="+end.String(), tarball, nil)
+}
+
+// WaitLastRecord waits (up to timeout) until the timeline's last record
+// LSN reaches l, and returns its status then.
+func (p *Pageserver) WaitLastRecord(t testing.TB, ttid id.TenantTimeline, l lsn.LSN, timeout time.Duration) httpapi.TimelineInfo {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ti := p.Timeline(t, ttid)
+		if ti.LastRecordLSN >= l {
+			return ti
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pageserver: timeline %s at %s after %v, want %s (state %s %s, receiver error %q)",
+				ttid, ti.LastRecordLSN, timeout, l, ti.State, ti.StateError, ti.WALReceiverLastError)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
