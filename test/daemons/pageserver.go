@@ -143,4 +143,3 @@ func (p *Pageserver) WaitLastRecord(t testing.TB, ttid id.TenantTimeline, l lsn.
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
