@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,10 +44,47 @@ func NewPageserver(t testing.TB, args ...string) *Pageserver {
 	p := &Pageserver{Dir: filepath.Join(base, "pageserver"), HTTPAddr: FreePort(t), GRPCAddr: FreePort(t), PGAddr: FreePort(t)}
 	args = append([]string{"--id", "1", "--datadir", p.Dir,
 		"--listen-http", p.HTTPAddr, "--listen-grpc", p.GRPCAddr, "--listen-pg", p.PGAddr}, args...)
-	p.Process = newProcess(t, "pageserver", Binary(t, "pageserver"), filepath.Join(t.TempDir(), "pageserver.log"), args, p.ready)
 	u := pgharness.ServerUser(t)
+	bin := Binary(t, "pageserver")
+	if u.Switch {
+		bin = reachableCopy(t, bin)
+	}
+	p.Process = newProcess(t, "pageserver", bin, filepath.Join(t.TempDir(), "pageserver.log"), args, p.ready)
 	p.Prepare = u.Apply
 	return p
+}
+
+var (
+	copyMu sync.Mutex
+	copies = map[string]string{}
+)
+
+// reachableCopy copies a binary, once per test process, into a directory
+// every user can reach: the build or the checkout may be private to root.
+func reachableCopy(t testing.TB, bin string) string {
+	t.Helper()
+	copyMu.Lock()
+	defer copyMu.Unlock()
+	if c, ok := copies[bin]; ok {
+		return c
+	}
+	dir, err := os.MkdirTemp("/tmp", "strata-bin-shared-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := filepath.Join(dir, filepath.Base(bin))
+	if err := os.WriteFile(c, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copies[bin] = c
+	return c
 }
 
 func (p *Pageserver) ready() bool {

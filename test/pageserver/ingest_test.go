@@ -1,0 +1,232 @@
+// End-to-end tests of bin/pageserver: an unmodified PostgreSQL 15 primary,
+// the real walproposer and safekeepers, and real pageservers streaming the
+// timeline from the safekeepers. The oracle is the primary itself: after a
+// shutdown checkpoint its data files are final, and every relation size
+// and every page the pageserver stores as an image (or an image plus
+// records Go applies) must match them (test/pagecheck).
+package pageserver_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"strata.dev/libs/id"
+	"strata.dev/libs/lsn"
+	"strata.dev/pageserver/datadir"
+	"strata.dev/pageserver/timeline"
+	"strata.dev/test/daemons"
+	"strata.dev/test/pagecheck"
+	"strata.dev/test/pgharness"
+	"strata.dev/test/walcheck"
+)
+
+// cluster is a primary, three safekeepers and a walproposer for one timeline.
+type cluster struct {
+	primary *pgharness.Cluster
+	sks     []*daemons.Safekeeper
+	wp      *daemons.Walproposer
+	ttid    id.TenantTimeline
+}
+
+func newCluster(t *testing.T, primary *pgharness.Cluster) *cluster {
+	c := &cluster{primary: primary, ttid: id.TenantTimeline{Tenant: id.Generate(), Timeline: id.Generate()}}
+	for i := 1; i <= 3; i++ {
+		c.sks = append(c.sks, daemons.StartSafekeeper(t, i, "--no-sync"))
+	}
+	return c
+}
+
+func (c *cluster) addrs() string {
+	var a []string
+	for _, sk := range c.sks {
+		a = append(a, sk.PGAddr)
+	}
+	return strings.Join(a, ",")
+}
+
+// startWalproposer streams the primary's WAL from start (a segment start)
+// to the safekeepers.
+func (c *cluster) startWalproposer(t *testing.T, start lsn.LSN) {
+	c.wp = daemons.NewWalproposer(t, "--pgconn", c.primary.ConnString("postgres"), "--safekeepers", c.addrs(),
+		"--tenant-id", c.ttid.Tenant.String(), "--timeline-id", c.ttid.Timeline.String(),
+		"--start-lsn", start.String(), "--reconnect-delay", "50ms", "--heartbeat-interval", "200ms")
+	c.wp.Start()
+	walcheck.WaitFor(t, "the walproposer to stream", 30*time.Second, func() (bool, string) {
+		return daemons.Metric(c.wp.HTTPAddr, "walproposer_primary_connected") == 1, c.wp.Log()
+	})
+}
+
+func (c *cluster) startPageserver(t *testing.T) *daemons.Pageserver {
+	// Small layers and frequent compaction: restarts and reads cross many
+	// layer files.
+	return daemons.StartPageserver(t, "--safekeepers", c.addrs(), "--no-sync",
+		"--checkpoint-distance", "1048576", "--compaction-period", "1s")
+}
+
+// tarDir is a tar of a stopped cluster's data directory, as an upload.
+func tarDir(t *testing.T, dir string) []byte {
+	var buf bytes.Buffer
+	w := tar.NewWriter(&buf)
+	if err := w.AddFS(os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// openTimeline opens a stopped pageserver's timeline in the test process.
+func openTimeline(t *testing.T, ps *daemons.Pageserver, ttid id.TenantTimeline) *timeline.Timeline {
+	tl, err := timeline.Open(ps.TimelineDir(ttid), timeline.Options{TenantTimeline: ttid, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tl.Close() })
+	return tl
+}
+
+var loadedLine = regexp.MustCompile(`timeline loaded disk_consistent_lsn=(\S+) last_record_lsn=(\S+)`)
+
+// Acceptance 2 and 3 of the pageserver issue. Two pageservers follow the
+// same timeline through the safekeepers while the primary runs pgbench and
+// DDL; one is killed with SIGKILL mid-ingest and restarted. Both must end
+// with the primary's relation sizes and pages, and with the same values.
+func TestIngestThroughSafekeepers(t *testing.T) {
+	ctx := context.Background()
+	primary := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart(),
+		pgharness.WithConf("synchronous_standby_names", "walproposer"),
+		pgharness.WithConf("synchronous_commit", "on"),
+		pgharness.WithConf("wal_keep_size", "4GB"),     // the walproposer starts at initdb's segment
+		pgharness.WithConf("max_wal_size", "4GB"),      // no checkpoints but the test's
+		pgharness.WithConf("checkpoint_timeout", "1h"), // ditto
+		pgharness.WithConf("wal_compression", "lz4"),
+	}, pagecheck.ClusterOptions()...)...)
+	c := newCluster(t, primary)
+
+	// The timeline starts as initdb left the data directory, imported into
+	// both pageservers at its shutdown checkpoint record.
+	start := walcheck.LatestCheckpoint(t, primary)
+	upload := tarDir(t, primary.DataDir())
+	steady, killed := c.startPageserver(t), c.startPageserver(t)
+	for _, ps := range []*daemons.Pageserver{steady, killed} {
+		if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(upload), start, 0); err != nil {
+			t.Fatalf("import: %v", err)
+		}
+	}
+	primary.Start(t)
+	c.startWalproposer(t, start.SegmentStart(primary.WALSegmentSize()))
+
+	// Kill one pageserver once it has written layers and is ingesting
+	// more: a goroutine watches while pgbench runs.
+	var killedAt atomic.Uint64
+	stopWatch := make(chan struct{})
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			var ti struct {
+				LastRecordLSN     lsn.LSN `json:"last_record_lsn"`
+				DiskConsistentLSN lsn.LSN `json:"disk_consistent_lsn"`
+			}
+			path := "/v1/tenant/" + c.ttid.Tenant.String() + "/timeline/" + c.ttid.Timeline.String()
+			if killed.Call("GET", path, nil, &ti) != nil {
+				continue
+			}
+			if ti.DiskConsistentLSN > start+4<<20 && ti.LastRecordLSN > ti.DiskConsistentLSN {
+				killedAt.Store(uint64(ti.LastRecordLSN))
+				_ = syscall.Kill(killed.Pid(), syscall.SIGKILL)
+				return
+			}
+		}
+	}()
+	primary.RunPgbench(t, "-i", "-s", "3", "-q")
+	for i := 0; i < 60 && killedAt.Load() == 0; i++ {
+		primary.RunPgbench(t, "-c", "2", "-T", "1", "-n")
+	}
+	close(stopWatch)
+	<-watchDone
+	if killedAt.Load() == 0 {
+		t.Fatal("the pageserver never had layers on disk while ingesting: nothing was killed mid-ingest")
+	}
+	killed.Kill() // reaps it
+	loadedBefore := len(loadedLine.FindAllStringSubmatch(killed.Log(), -1))
+	killed.Start()
+	loaded := loadedLine.FindAllStringSubmatch(killed.Log(), -1)
+	if len(loaded) <= loadedBefore {
+		t.Fatalf("no \"timeline loaded\" line after the restart:\n%s", killed.Log())
+	}
+	dcl, last := loaded[len(loaded)-1][1], loaded[len(loaded)-1][2]
+	if dcl != last {
+		t.Errorf("restarted at last_record_lsn %s, disk_consistent_lsn %s: want the same", last, dcl)
+	}
+	t.Logf("killed at last_record_lsn %s; restarted at disk_consistent_lsn %s", lsn.LSN(killedAt.Load()), dcl)
+
+	w := pagecheck.Workload(t, ctx, primary)
+	snapshot := pagecheck.SnapshotSQL(t, ctx, primary)
+	primary.Stop(t)
+	end := walcheck.LatestCheckpoint(t, primary)
+	for _, ps := range []*daemons.Pageserver{steady, killed} {
+		ti := ps.WaitLastRecord(t, c.ttid, end+1, time.Minute)
+		t.Logf("pageserver ingested %d records, %d WAL bytes in this run; at %s", ti.RecordsIngested, ti.WALBytesReceived, ti.LastRecordLSN)
+		ps.Stop()
+	}
+	tls := []*timeline.Timeline{openTimeline(t, steady, c.ttid), openTimeline(t, killed, c.ttid)}
+	for _, tl := range tls {
+		pagecheck.Compare(t, ctx, primary, tl, snapshot, w, end)
+	}
+	compareTimelines(t, ctx, tls[0], tls[1])
+}
+
+// compareTimelines checks that two timelines hold the same values for
+// every key of the live key space at their last record LSN.
+func compareTimelines(t *testing.T, ctx context.Context, a, b *timeline.Timeline) {
+	la, _ := a.LastRecordLSN()
+	if lb, _ := b.LastRecordLSN(); la != lb {
+		t.Fatalf("last record LSN %s and %s", la, lb)
+	}
+	ranges, err := datadir.KeySpace(ctx, a, la)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := 0
+	for _, r := range ranges {
+		if r.Start.IsSparse() {
+			continue // not dense: a range of possible keys (aux files)
+		}
+		for k := r.Start; k.Less(r.End); k = k.Next() {
+			keys++
+			ra, errA := a.Get(ctx, k, la)
+			rb, errB := b.Get(ctx, k, la)
+			if (errA == nil) != (errB == nil) {
+				t.Fatalf("key %s: %v and %v", k, errA, errB)
+			}
+			if ra.HasImage != rb.HasImage || !bytes.Equal(ra.Image, rb.Image) || len(ra.Records) != len(rb.Records) {
+				t.Fatalf("key %s differs: image %v/%v (%d/%d bytes), %d/%d records", k, ra.HasImage, rb.HasImage, len(ra.Image), len(rb.Image), len(ra.Records), len(rb.Records))
+			}
+			for i := range ra.Records {
+				x, y := ra.Records[i], rb.Records[i]
+				if !reflect.DeepEqual(x, y) {
+					t.Fatalf("key %s: record %d differs (%s and %s)", k, i, x.LSN, y.LSN)
+				}
+			}
+		}
+	}
+	t.Logf("both pageservers hold the same values for all %d keys at %s", keys, la)
+}
