@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # A local Strata cluster on this machine, for `make run`: three safekeepers,
-# an unmodified PostgreSQL 15 primary, and the walproposer between them, so
-# every commit waits until two of the three safekeepers have it on disk.
+# an unmodified PostgreSQL 15 primary, the walproposer between them, so
+# every commit waits until two of the three safekeepers have it on disk,
+# and a pageserver that streams the timeline from the safekeepers into
+# versioned layer files (the primary's initdb state is imported into it
+# before the primary first starts).
 # State lives in $STRATA_DIR (default ./.strata); running it again resumes
 # the same cluster. Ctrl-C stops everything it started.
 #
-# (The pageserver and `strata local up` replace this script as they land.)
+# (`strata local up` replaces this script when it lands.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${STRATA_BIN_DIR:-$PWD/bin}
@@ -17,7 +20,8 @@ DIR=$(cd "$DIR" && pwd)
 
 say() { printf '%s\n' "$*"; }
 die() { say "run: $*" >&2; exit 1; }
-[ -x "$BIN/safekeeper" ] && [ -x "$BIN/walproposer" ] || die "build first: make build"
+[ -x "$BIN/safekeeper" ] && [ -x "$BIN/walproposer" ] && [ -x "$BIN/pageserver" ] || die "build first: make build"
+command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
 [ -x "$PGBIN/postgres" ] || die "PostgreSQL 15 not found in $PGBIN (apt-get install postgresql-15)"
 
 # PostgreSQL refuses to run as root: run it as the postgres user then.
@@ -51,6 +55,7 @@ cleanup() {
   stopped=1
   say "stopping..."
   [ -n "${WP_PID:-}" ] && kill "$WP_PID" 2>/dev/null || true
+  [ -n "${PS_PID:-}" ] && kill "$PS_PID" 2>/dev/null || true
   aspg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -69,6 +74,24 @@ for i in 1 2 3; do
   SKS=${SKS:+$SKS,}$pg
 done
 
+# The pageserver runs initdb-like work and must not be root either.
+PSDIR=$PGDATA_PARENT/pageserver
+mkdir -p "$PSDIR"
+[ "$(id -u)" = 0 ] && chown postgres: "$PSDIR"
+PSBIN=$BIN/pageserver
+if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$PSBIN"; then
+  cp "$PSBIN" "$PSDIR/pageserver-bin" && chmod 755 "$PSDIR/pageserver-bin" && PSBIN=$PSDIR/pageserver-bin
+fi
+aspg "$PSBIN" --id 1 --datadir "$PSDIR" --safekeepers "$SKS" --listen-http 127.0.0.1:9898 \
+  --listen-grpc 127.0.0.1:64001 --listen-pg 127.0.0.1:64000 >>"$DIR/pageserver.log" 2>&1 &
+PS_PID=$!
+for _ in $(seq 100); do
+  curl -sf http://127.0.0.1:9898/v1/status >/dev/null && break
+  kill -0 "$PS_PID" 2>/dev/null || die "the pageserver exited: see $DIR/pageserver.log"
+  sleep 0.1
+done
+
+START_LSN_ARG=()
 if [ ! -f "$PGDATA/PG_VERSION" ]; then
   say "initdb in $PGDATA"
   mkdir -p "$PGDATA" "$PGSOCK"
@@ -85,6 +108,15 @@ max_replication_slots = 10
 synchronous_standby_names = 'walproposer'
 synchronous_commit = on
 CONF
+  # The pageserver's timeline starts as initdb left the directory; the
+  # safekeepers get the WAL from the segment of initdb's last checkpoint.
+  CKPT=$(aspg "$PGBIN/pg_controldata" "$PGDATA" | sed -n 's/^Latest checkpoint location: *//p')
+  say "importing the new cluster into the pageserver at $CKPT"
+  tar -C "$PGDATA" -cf - . | curl -sf -X PUT -T - \
+    "http://127.0.0.1:9898/v1/tenant/$TENANT/timeline/$TIMELINE/import_basebackup?base_lsn=$CKPT" >/dev/null \
+    || die "import into the pageserver failed: see $DIR/pageserver.log"
+  hi=${CKPT%/*}; lo=$((16#${CKPT#*/} & ~0xFFFFFF))
+  START_LSN_ARG=(--start-lsn "$(printf '%X/%X' "0x$hi" "$lo")")
 fi
 PGLOG=$PGDATA_PARENT/postgresql.log
 touch "$PGLOG"
@@ -92,7 +124,7 @@ touch "$PGLOG"
 aspg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w start >/dev/null || die "PostgreSQL did not start: see $PGLOG"
 
 "$BIN/walproposer" --pgconn "host=$PGSOCK port=$PGPORT user=postgres dbname=postgres" --safekeepers "$SKS" \
-  --tenant-id "$TENANT" --timeline-id "$TIMELINE" --listen-http 127.0.0.1:7678 >>"$DIR/walproposer.log" 2>&1 &
+  --tenant-id "$TENANT" --timeline-id "$TIMELINE" "${START_LSN_ARG[@]}" --listen-http 127.0.0.1:7678 >>"$DIR/walproposer.log" 2>&1 &
 WP_PID=$!
 for _ in $(seq 100); do
   if aspg "$PGBIN/psql" -h "$PGSOCK" -p "$PGPORT" -U postgres -Atqc \
@@ -115,6 +147,7 @@ Strata is running (state in $DIR; logs there too).
     sk2  127.0.0.1:5474  127.0.0.1:5475  http://127.0.0.1:7686/metrics
     sk3  127.0.0.1:5484  127.0.0.1:5485  http://127.0.0.1:7696/metrics
   Walproposer metrics: http://127.0.0.1:7678/metrics
+  Pageserver: http://127.0.0.1:9898/v1/tenant/$TENANT/timeline/$TIMELINE (status), /metrics
   Timeline: tenant $TENANT timeline $TIMELINE
     pg_receivewal -D DIR -d "host=127.0.0.1 port=5464 options='-c tenant_id=$TENANT timeline_id=$TIMELINE'"
 
