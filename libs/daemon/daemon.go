@@ -1,10 +1,13 @@
 // Package daemon holds the plumbing every Strata daemon shares: its logger
-// and how it reads its TOML configuration file.
+// main function, its logger, how it reads its TOML configuration file,
+// and the lock on its data directory.
 package daemon
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -110,4 +113,22 @@ func SplitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// Main is a daemon's main function: it builds the configuration from the
+// command line with parse and hands it to run. It exits 0 after --help, 2
+// (with the message) on a bad command line, 1 when run fails.
+func Main[C any](name string, parse func(args []string, out io.Writer) (C, error), run func(C) error) {
+	cfg, err := parse(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
 }

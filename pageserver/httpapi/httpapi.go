@@ -136,29 +136,42 @@ func (a *API) timeline(w http.ResponseWriter, r *http.Request) (id.TenantTimelin
 	return id.TenantTimeline{Tenant: tenantID, Timeline: tl}, true
 }
 
-func (a *API) getTimeline(w http.ResponseWriter, r *http.Request) {
+// active finds the active timeline the path names, or replies with why not.
+func (a *API) active(w http.ResponseWriter, r *http.Request) (*tenant.Timeline, bool) {
 	ttid, ok := a.timeline(w, r)
 	if !ok {
-		return
+		return nil, false
 	}
 	t, err := a.Manager.Get(ttid)
 	if err != nil {
 		a.managerError(w, r, err)
-		return
+		return nil, false
 	}
-	reply(w, http.StatusOK, info(t))
+	return t, true
 }
 
-func queryLSN(r *http.Request, name string) (lsn.LSN, error) {
-	s := r.URL.Query().Get(name)
-	if s == "" {
-		return lsn.Invalid, nil
+func (a *API) getTimeline(w http.ResponseWriter, r *http.Request) {
+	if t, ok := a.active(w, r); ok {
+		reply(w, http.StatusOK, info(t))
 	}
-	l, err := lsn.Parse(s)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", name, err)
+}
+
+// queryLSNs parses the named query parameters as LSNs; a missing one is
+// lsn.Invalid.
+func queryLSNs(r *http.Request, names ...string) ([]lsn.LSN, error) {
+	out := make([]lsn.LSN, len(names))
+	for i, name := range names {
+		s := r.URL.Query().Get(name)
+		if s == "" {
+			continue
+		}
+		l, err := lsn.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[i] = l
 	}
-	return l, nil
+	return out, nil
 }
 
 func (a *API) importBasebackup(w http.ResponseWriter, r *http.Request) {
@@ -166,9 +179,8 @@ func (a *API) importBasebackup(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	base, err1 := queryLSN(r, "base_lsn")
-	end, err2 := queryLSN(r, "end_lsn")
-	if err := errors.Join(err1, err2); err != nil {
+	lsns, err := queryLSNs(r, "base_lsn", "end_lsn")
+	if err != nil {
 		fail(w, http.StatusBadRequest, err)
 		return
 	}
@@ -176,7 +188,7 @@ func (a *API) importBasebackup(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, fmt.Errorf("pg_version %s: only PostgreSQL 15 is supported", v))
 		return
 	}
-	res, err := a.Manager.ImportBasebackup(r.Context(), ttid, r.Body, base, end)
+	res, err := a.Manager.ImportBasebackup(r.Context(), ttid, r.Body, lsns[0], lsns[1])
 	if err != nil {
 		a.managerError(w, r, err)
 		return
@@ -189,13 +201,12 @@ func (a *API) importWAL(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	start, err1 := queryLSN(r, "start_lsn")
-	end, err2 := queryLSN(r, "end_lsn")
-	if err := errors.Join(err1, err2); err != nil {
+	lsns, err := queryLSNs(r, "start_lsn", "end_lsn")
+	if err != nil {
 		fail(w, http.StatusBadRequest, err)
 		return
 	}
-	res, err := a.Manager.ImportWAL(r.Context(), ttid, r.Body, start, end)
+	res, err := a.Manager.ImportWAL(r.Context(), ttid, r.Body, lsns[0], lsns[1])
 	if err != nil {
 		a.managerError(w, r, err)
 		return
@@ -210,13 +221,8 @@ func importReply(res tenant.ImportResult) map[string]any {
 // checkpoint freezes the open layer, writes everything to layer files and
 // compacts (Neon's defaults: wait_until_flushed, compact).
 func (a *API) checkpoint(w http.ResponseWriter, r *http.Request) {
-	ttid, ok := a.timeline(w, r)
+	t, ok := a.active(w, r)
 	if !ok {
-		return
-	}
-	t, err := a.Manager.Get(ttid)
-	if err != nil {
-		a.managerError(w, r, err)
 		return
 	}
 	if err := t.Flush(r.Context()); err != nil {
@@ -243,13 +249,8 @@ type LayerInfo struct {
 }
 
 func (a *API) layers(w http.ResponseWriter, r *http.Request) {
-	ttid, ok := a.timeline(w, r)
+	t, ok := a.active(w, r)
 	if !ok {
-		return
-	}
-	t, err := a.Manager.Get(ttid)
-	if err != nil {
-		a.managerError(w, r, err)
 		return
 	}
 	out := []LayerInfo{}
