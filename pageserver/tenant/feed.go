@@ -33,6 +33,13 @@ type feed struct {
 	dec *wal.Decoder // nil until the first bytes of a stream
 	in  *ingest.Ingester
 	rec walrecord.Record
+	// fatal is an ingest error on a whole, valid record at fatalAt: the
+	// same WAL would fail again, so the timeline stops ingesting (Broken)
+	// once the records before it are committed again (the failed batch
+	// is lost with the ingester). Decode errors are not fatal: another
+	// safekeeper may have good bytes.
+	fatal   error
+	fatalAt lsn.LSN
 
 	// Counters for metrics, read concurrently.
 	records atomic.Uint64
@@ -65,10 +72,17 @@ func (f *feed) Begin() (lsn.LSN, error) {
 		return 0, err
 	}
 	if err := f.flush(context.Background()); err != nil {
-		return 0, err
+		if broken := f.tl.Broken(); broken != nil {
+			return 0, broken
+		}
+		// The ingester is gone; its records come again from the stream.
+		f.log.Debug().Err(err).Msg("uncommitted records dropped")
 	}
 	f.dec = nil
 	last, _ := f.tl.LastRecordLSN()
+	if f.fatal != nil && last >= f.fatalAt {
+		return 0, f.fatal
+	}
 	if last == lsn.Invalid {
 		return 0, errors.New("no previous WAL position")
 	}
@@ -95,10 +109,20 @@ func (f *feed) flush(ctx context.Context) error {
 // WAL implements walreceiver.Sink: it decodes and ingests every whole
 // record in data and commits them.
 func (f *feed) WAL(ctx context.Context, start lsn.LSN, data []byte) error {
-	if err := f.ingest(ctx, start, data, lsn.Max); err != nil {
+	stop := lsn.Max
+	if f.fatal != nil {
+		stop = f.fatalAt
+	}
+	if err := f.ingest(ctx, start, data, stop); err != nil {
 		return err
 	}
-	return f.flush(ctx)
+	if err := f.flush(ctx); err != nil {
+		return err
+	}
+	if last, _ := f.tl.LastRecordLSN(); f.fatal != nil && last >= f.fatalAt {
+		return f.fatal
+	}
+	return nil
 }
 
 // ingest feeds data (which starts at start) and ingests the records that
@@ -134,6 +158,9 @@ func (f *feed) ingest(ctx context.Context, start lsn.LSN, data []byte, stop lsn.
 			return fmt.Errorf("decode record at %s: %w", r.StartLSN, err)
 		}
 		if err := f.in.Ingest(ctx, &f.rec); err != nil {
+			if ctx.Err() == nil && f.tl.Broken() == nil {
+				f.fatal, f.fatalAt = fmt.Errorf("ingest record at %s: %w", r.StartLSN, err), r.StartLSN
+			}
 			return err
 		}
 		f.records.Add(1)

@@ -199,3 +199,35 @@ func TestTimelineManagement(t *testing.T) {
 		t.Errorf("pageserver_timelines %v, want 2", v)
 	}
 }
+
+// WAL the pageserver cannot store (a user tablespace) stops the timeline
+// with a clear error instead of being dropped; what it had stays readable.
+func TestUnsupportedWALBreaksTimeline(t *testing.T) {
+	primary := pgharness.New(t, pgharness.NoStart())
+	c := newCluster(t, primary)
+	start := walcheck.LatestCheckpoint(t, primary)
+	ps := c.startPageserver(t)
+	if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(tarDir(t, primary.DataDir())), start, 0); err != nil {
+		t.Fatal(err)
+	}
+	primary.Start(t)
+	c.startWalproposer(t, start.SegmentStart(primary.WALSegmentSize()))
+	primary.Exec(t, "CREATE TABLE before_ts AS SELECT generate_series(1, 100) AS x")
+	var good string
+	primary.QueryRow(t, "SELECT pg_current_wal_insert_lsn()::text").Scan(&good)
+	primary.Exec(t, "CREATE TABLESPACE ts LOCATION '"+primary.MkdirShared(t, "ts")+"'")
+	primary.Exec(t, "CREATE TABLE in_ts (x int) TABLESPACE ts")
+	goodLSN, _ := lsn.Parse(good)
+	walcheck.WaitFor(t, "the timeline to break", 30*time.Second, func() (bool, string) {
+		ti := ps.Timeline(t, c.ttid)
+		return ti.State == "Broken", ti.State + " " + ti.LastRecordLSN.String()
+	})
+	ti := ps.Timeline(t, c.ttid)
+	if !strings.Contains(ti.StateError, "tablespace") || ti.LastRecordLSN < goodLSN {
+		t.Errorf("broken timeline: error %q, last record %s (want ≥ %s)", ti.StateError, ti.LastRecordLSN, goodLSN)
+	}
+	t.Logf("timeline broken at %s: %s", ti.LastRecordLSN, ti.StateError)
+	if !strings.Contains(ps.Log(), "WAL ingest stopped") {
+		t.Error("the log does not say that ingest stopped")
+	}
+}
