@@ -57,7 +57,8 @@ type Store interface {
 	Get(ctx context.Context, k key.Key, at lsn.LSN) (value.Reconstruction, error)
 	// Commit stores entries (in LSN order; a later entry for the same key
 	// and LSN replaces an earlier one) and moves last_record_lsn and
-	// prev_record_lsn.
+	// prev_record_lsn. It copies what it keeps: the caller reuses the
+	// entries' bytes afterwards.
 	Commit(entries []value.Entry, lastRecord, prevRecord lsn.LSN) error
 	// LastRecordLSN is what the last Commit set.
 	LastRecordLSN() (last, prev lsn.LSN)
@@ -123,6 +124,10 @@ type Ingester struct {
 	written map[key.Key]int // index in entries of each key written by rec
 	early   []value.Entry   // rec's values one byte below its end LSN, see putEarly
 	rawCopy []byte          // rec.Raw, copied once for its Postgres values
+	// rawBuf holds the batch's record copies; reused after each commit
+	// (Store.Commit keeps no reference), so ingest allocates no memory
+	// per record.
+	rawBuf []byte
 
 	// relSizes caches the size of relation forks known to exist (the
 	// latest state, batch included). Bounded by clearing.
@@ -250,6 +255,7 @@ func (in *Ingester) Flush(ctx context.Context) error {
 	in.committed = in.lastEnd
 	clear(in.entries) // drop references to pages and records
 	in.entries = in.entries[:0]
+	in.rawBuf = in.rawBuf[:0]
 	clear(in.pending)
 	in.batchRecords, in.batchBytes = 0, 0
 	in.stats.Commits++
@@ -322,7 +328,9 @@ func (o overlay) Get(ctx context.Context, k key.Key, _ lsn.LSN) (value.Reconstru
 // raw is the current record's bytes, copied once and shared by its values.
 func (in *Ingester) raw() []byte {
 	if in.rawCopy == nil {
-		in.rawCopy = append([]byte(nil), in.rec.Raw...)
+		start := len(in.rawBuf)
+		in.rawBuf = append(in.rawBuf, in.rec.Raw...)
+		in.rawCopy = in.rawBuf[start:len(in.rawBuf):len(in.rawBuf)]
 	}
 	return in.rawCopy
 }

@@ -112,6 +112,7 @@ func (t *Timeline) flushOne(f *memRef) error {
 	t.dcl, t.dclPrev = end, f.prev
 	t.notifyLocked()
 	t.mu.Unlock()
+	f.mem.release()
 	ev := t.log.Debug().Stringer("lsns", f.lsns).Uint64("bytes", size).Int("entries", entries).Dur("took", time.Since(began))
 	if h != nil {
 		ev = ev.Str("layer", filepath.Base(h.path))

@@ -7,6 +7,7 @@ package timeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -58,6 +59,12 @@ func (t *Timeline) Get(ctx context.Context, k key.Key, at lsn.LSN) (value.Recons
 		}
 		var err error
 		absent, absentAt, err = tl.search(ctx, k, l, &c)
+		if errors.Is(err, errReleased) {
+			// An in-memory layer went to disk under this read: start over
+			// with the current layer maps, which have its file instead.
+			c, tl, l = collector{}, t, at
+			continue
+		}
 		if err != nil {
 			return rec, fmt.Errorf("read %s at %s on timeline %s: %w", k, l, tl.id, err)
 		}

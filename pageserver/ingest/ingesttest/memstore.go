@@ -59,6 +59,12 @@ func (s *MemStore) Commit(entries []value.Entry, lastRecord, prevRecord lsn.LSN)
 		}
 	}
 	for _, e := range entries {
+		// The caller reuses the bytes (Store.Commit's contract).
+		v, err := value.Decode(e.Value.Encode())
+		if err != nil {
+			return fmt.Errorf("memstore: %s@%s: %w", e.Key, e.LSN, err)
+		}
+		e.Value = v
 		vs := s.versions[e.Key]
 		i := sort.Search(len(vs), func(j int) bool { return vs[j].lsn >= e.LSN })
 		if i < len(vs) && vs[i].lsn == e.LSN {
