@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -73,11 +72,15 @@ type memVersion struct {
 	off      uint32
 	len      uint32
 	willInit bool
+	older    int32 // index in memLayer.chain of the key's next older version; -1: none
 }
 
 type memLayer struct {
-	mu        sync.RWMutex
-	index     map[key.Key][]memVersion
+	mu sync.RWMutex
+	// index maps each key to its newest version in chain, which links
+	// to older ones. One flat slice: no allocation per key.
+	index     map[key.Key]int32
+	chain     []memVersion
 	chunks    [][]byte
 	size      uint64 // bytes of encoded values, including overwritten ones
 	entries   int
@@ -87,8 +90,10 @@ type memLayer struct {
 	released  bool
 }
 
-func newMemLayer(pool *chunkPool) *memLayer {
-	return &memLayer{index: make(map[key.Key][]memVersion), allImages: true, pool: pool}
+// newMemLayer makes an empty layer; keys is a guess of how many keys it
+// will hold (the previous layer's count), to size the index once.
+func newMemLayer(pool *chunkPool, keys int) *memLayer {
+	return &memLayer{index: make(map[key.Key]int32, keys), allImages: true, pool: pool}
 }
 
 // release hands the arena back to the pool; the layer must be out of the
@@ -98,7 +103,7 @@ func (m *memLayer) release() {
 	defer m.mu.Unlock()
 	m.released = true
 	m.pool.put(m.chunks)
-	m.chunks, m.index = nil, nil
+	m.chunks, m.index, m.chain = nil, nil, nil
 }
 
 // encodedBound is at least the size of v's encoding.
@@ -129,17 +134,35 @@ func (m *memLayer) put(e value.Entry) {
 	}
 	m.allImages = m.allImages && e.Value.IsImage
 
-	vs := m.index[e.Key]
-	i := len(vs)
-	if i > 0 && vs[i-1].lsn >= e.LSN {
-		i = sort.Search(len(vs), func(j int) bool { return vs[j].lsn >= e.LSN })
-	}
-	if i < len(vs) && vs[i].lsn == e.LSN {
-		vs[i] = v
+	head, ok := m.index[e.Key]
+	if !ok || m.chain[head].lsn < e.LSN {
+		// The usual case: a newer version.
+		v.older = -1
+		if ok {
+			v.older = head
+		}
+		m.index[e.Key] = m.append(v)
+		m.entries++
 		return
 	}
+	// Rare: at or below the newest LSN. Find the place in the chain.
+	newer, cur := int32(-1), head
+	for cur >= 0 && m.chain[cur].lsn > e.LSN {
+		newer, cur = cur, m.chain[cur].older
+	}
+	if cur >= 0 && m.chain[cur].lsn == e.LSN {
+		v.older = m.chain[cur].older
+		m.chain[cur] = v
+		return
+	}
+	v.older = cur
+	m.chain[newer].older = m.append(v)
 	m.entries++
-	m.index[e.Key] = slices.Insert(vs, i, v)
+}
+
+func (m *memLayer) append(v memVersion) int32 {
+	m.chain = append(m.chain, v)
+	return int32(len(m.chain) - 1)
 }
 
 func (m *memLayer) bytes(v memVersion) []byte {
@@ -159,9 +182,12 @@ func (m *memLayer) get(k key.Key, r layer.LSNRange, fn func(lsn.LSN, value.Value
 		m.mu.RUnlock()
 		return errReleased
 	}
-	vs := m.index[k]
-	for i := len(vs) - 1; i >= 0; i-- {
-		v := vs[i]
+	i, ok := m.index[k]
+	if !ok {
+		i = -1
+	}
+	for ; i >= 0; i = m.chain[i].older {
+		v := m.chain[i]
 		if v.lsn >= r.End {
 			continue
 		}
@@ -210,5 +236,12 @@ func (m *memLayer) sortedKeys() []key.Key {
 func (m *memLayer) versions(k key.Key) []memVersion {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.index[k]
+	var out []memVersion
+	if i, ok := m.index[k]; ok {
+		for ; i >= 0; i = m.chain[i].older {
+			out = append(out, m.chain[i])
+		}
+	}
+	slices.Reverse(out)
+	return out
 }
