@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -143,7 +142,7 @@ func newIngestEnv(b *testing.B) *ingestEnv {
 	e.primary = pgharness.New(b, append(benchConf(), pgharness.NoStart(), pgharness.WithConf("wal_keep_size", "64GB"))...)
 	// The timeline starts as initdb left the data directory.
 	start := walcheck.LatestCheckpoint(b, e.primary)
-	upload := tarDataDir(b, e.primary.DataDir())
+	upload := daemons.DataDirTar(b, e.primary.DataDir())
 	e.sk = daemons.StartSafekeeper(b, 1)
 	e.ps = daemons.StartPageserver(b, "--safekeepers", e.sk.PGAddr)
 	if err := e.ps.ImportBasebackup(e.ttid, bytes.NewReader(upload), start, 0); err != nil {
@@ -348,17 +347,4 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return n
-}
-
-// tarDataDir is a tar of a stopped cluster's data directory, as an upload.
-func tarDataDir(b *testing.B, dir string) []byte {
-	var buf bytes.Buffer
-	w := tar.NewWriter(&buf)
-	if err := w.AddFS(os.DirFS(dir)); err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return buf.Bytes()
 }

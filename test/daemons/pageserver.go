@@ -1,6 +1,7 @@
 package daemons
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -181,4 +182,19 @@ func (p *Pageserver) WaitLastRecord(t testing.TB, ttid id.TenantTimeline, l lsn.
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// DataDirTar is a tar of a stopped cluster's data directory, as
+// ImportBasebackup uploads it.
+func DataDirTar(t testing.TB, dir string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := tar.NewWriter(&buf)
+	if err := w.AddFS(os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -207,7 +207,7 @@ func TestUnsupportedWALBreaksTimeline(t *testing.T) {
 	c := newCluster(t, primary)
 	start := walcheck.LatestCheckpoint(t, primary)
 	ps := c.startPageserver(t)
-	if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(tarDir(t, primary.DataDir())), start, 0); err != nil {
+	if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(daemons.DataDirTar(t, primary.DataDir())), start, 0); err != nil {
 		t.Fatal(err)
 	}
 	primary.Start(t)

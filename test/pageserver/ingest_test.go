@@ -7,10 +7,8 @@
 package pageserver_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"os"
 	"reflect"
 	"regexp"
 	"strings"
@@ -74,19 +72,6 @@ func (c *cluster) startPageserver(t *testing.T) *daemons.Pageserver {
 		"--checkpoint-distance", "1048576", "--compaction-period", "1s")
 }
 
-// tarDir is a tar of a stopped cluster's data directory, as an upload.
-func tarDir(t *testing.T, dir string) []byte {
-	var buf bytes.Buffer
-	w := tar.NewWriter(&buf)
-	if err := w.AddFS(os.DirFS(dir)); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 // openTimeline opens a stopped pageserver's timeline in the test process.
 func openTimeline(t *testing.T, ps *daemons.Pageserver, ttid id.TenantTimeline) *timeline.Timeline {
 	tl, err := timeline.Open(ps.TimelineDir(ttid), timeline.Options{TenantTimeline: ttid, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
@@ -118,7 +103,7 @@ func TestIngestThroughSafekeepers(t *testing.T) {
 	// The timeline starts as initdb left the data directory, imported into
 	// both pageservers at its shutdown checkpoint record.
 	start := walcheck.LatestCheckpoint(t, primary)
-	upload := tarDir(t, primary.DataDir())
+	upload := daemons.DataDirTar(t, primary.DataDir())
 	steady, killed := c.startPageserver(t), c.startPageserver(t)
 	for _, ps := range []*daemons.Pageserver{steady, killed} {
 		if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(upload), start, 0); err != nil {
