@@ -66,18 +66,42 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes Go duration syntax.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// LoadConfigFile finds --config FILE (or --config=FILE) in args and decodes
-// that file into v, which holds the defaults beforehand. It returns the path
-// ("" when there is none) for the flag set's own --config flag. Daemons then
-// declare each flag with a field of v as both its target and its default:
-// a flag given on the command line overrides the file, and --help shows the
-// values in effect.
-func LoadConfigFile(args []string, v any) (string, error) {
+// NewFlags starts a daemon's command line. It finds --config FILE (or
+// --config=FILE) in args and decodes that file into v, which holds the
+// defaults beforehand, and returns a flag set that has --config and
+// prints usage, then the flags, for --help. Daemons then declare each
+// flag with a field of v as both its target and its default: a flag given
+// on the command line overrides the file, and --help shows the values in
+// effect. Finish with ParseFlags.
+func NewFlags(name, usage string, args []string, out io.Writer, v any) (*flag.FlagSet, error) {
 	path, err := configPath(args)
-	if err != nil || path == "" {
-		return "", err
+	if err != nil {
+		return nil, err
 	}
-	return path, DecodeConfigFile(path, v)
+	if path != "" {
+		if err := DecodeConfigFile(path, v); err != nil {
+			return nil, err
+		}
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, usage)
+		fs.PrintDefaults()
+	}
+	fs.String("config", path, "TOML configuration file")
+	return fs, nil
+}
+
+// ParseFlags parses args with fs and refuses positional arguments.
+func ParseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	return nil
 }
 
 // configPath finds --config in args, before the flags are parsed.

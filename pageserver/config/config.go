@@ -5,7 +5,6 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -101,27 +100,18 @@ Flags:
 // Parse builds the configuration from args (without the program name).
 // flag.ErrHelp is returned after the usage was written to out for -h/--help.
 func Parse(args []string, out io.Writer) (Config, error) {
-	// The file's values become the flags' defaults, so a flag given on the
-	// command line wins and --help shows what is in effect.
 	c := Defaults()
-	path, err := daemon.LoadConfigFile(args, &c)
+	fs, err := daemon.NewFlags("pageserver", usageHead, args, out, &c)
 	if err != nil {
 		return Config{}, err
 	}
-	fs := flag.NewFlagSet("pageserver", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, usageHead)
-		fs.PrintDefaults()
-	}
-	fs.String("config", path, "TOML configuration file")
 	fs.Uint64Var(&c.ID, "id", c.ID, "node id of this pageserver (names it to the safekeepers)")
 	for _, name := range []string{"datadir", "D"} {
 		fs.StringVar(&c.Datadir, name, c.Datadir, "data directory (tenants, timelines, layer files)")
 	}
 	fs.StringVar(&c.ListenPG, "listen-pg", c.ListenPG, "libpq address for pages and basebackups")
 	fs.StringVar(&c.ListenGRPC, "listen-grpc", c.ListenGRPC, "gRPC address for status and control")
-	fs.StringVar(&c.ListenHTTP, "listen-http", c.ListenHTTP, "HTTP address for /metrics")
+	fs.StringVar(&c.ListenHTTP, "listen-http", c.ListenHTTP, "HTTP address for the management API and /metrics")
 	fs.Func("safekeepers", "comma-separated host:port libpq addresses of the safekeepers (default from the file: "+strings.Join(c.Safekeepers, ",")+")", func(s string) error {
 		c.Safekeepers = daemon.SplitList(s)
 		return nil
@@ -137,11 +127,8 @@ func Parse(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: plain or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	if err := daemon.ParseFlags(fs, args); err != nil {
 		return Config{}, err
-	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	if c.ShowVersion {
 		return c, nil

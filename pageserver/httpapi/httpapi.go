@@ -26,6 +26,7 @@ import (
 
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
+	"strata.dev/pageserver/layer"
 	"strata.dev/pageserver/neonredo"
 	"strata.dev/pageserver/tenant"
 )
@@ -255,20 +256,14 @@ func (a *API) layers(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []LayerInfo{}
 	for _, l := range t.Layers() {
-		out = append(out, LayerInfo{Name: l.Name, Kind: kindName(l.Kind.String()), InMemory: l.InMemory,
+		kind := "Delta"
+		if l.Kind == layer.KindImage {
+			kind = "Image"
+		}
+		out = append(out, LayerInfo{Name: l.Name, Kind: kind, InMemory: l.InMemory,
 			LSNStart: l.LSNs.Start, LSNEnd: l.LSNs.End, Size: l.Size})
 	}
 	reply(w, http.StatusOK, map[string]any{"layers": out})
-}
-
-func kindName(s string) string {
-	switch s {
-	case "delta":
-		return "Delta"
-	case "image":
-		return "Image"
-	}
-	return s
 }
 
 // managerError maps the manager's errors to Neon's status codes.

@@ -36,7 +36,7 @@ func (m *Manager) Bootstrap(ctx context.Context, ttid id.TenantTimeline) (*Timel
 	}
 	defer m.release(ttid)
 	initdbDir := m.timelineDir(ttid) + "-initdb" + tempSuffix
-	if err := m.prepareTemp(initdbDir); err != nil {
+	if err := clearTemp(initdbDir); err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(initdbDir)
@@ -44,13 +44,16 @@ func (m *Manager) Bootstrap(ctx context.Context, ttid id.TenantTimeline) (*Timel
 	if err := m.initdb(ctx, initdbDir); err != nil {
 		return nil, err
 	}
-	p, err := m.importDir(ctx, ttid, initdbDir)
+	at, err := ingest.ImportLSN(os.DirFS(initdbDir))
+	if err != nil {
+		return nil, fmt.Errorf("initdb's data directory: %w", err)
+	}
+	p, err := m.importDir(ctx, ttid, initdbDir, at)
 	if err != nil {
 		return nil, err
 	}
 	// Ingest the shutdown checkpoint record itself.
-	base := lastRecord(p.tl)
-	if err := p.importWAL(ctx, filepath.Join(initdbDir, "pg_wal"), base+1); err != nil {
+	if err := p.importWAL(ctx, filepath.Join(initdbDir, "pg_wal"), at+1); err != nil {
 		p.abort()
 		return nil, err
 	}
@@ -66,10 +69,6 @@ func (m *Manager) Bootstrap(ctx context.Context, ttid id.TenantTimeline) (*Timel
 func (m *Manager) initdb(ctx context.Context, dir string) error {
 	if os.Geteuid() == 0 {
 		return errors.New("initdb cannot run as root: run the pageserver as an unprivileged user")
-	}
-	// initdb wants to create the directory itself.
-	if err := os.Remove(dir); err != nil {
-		return err
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(m.opts.PgBinDir, "initdb"),
 		"--pgdata", dir, "--username", m.opts.InitdbSuperuser, "--encoding", "UTF8", "--locale", "C",
@@ -104,10 +103,7 @@ func (m *Manager) Branch(ctx context.Context, ttid id.TenantTimeline, ancestor i
 	}
 	defer m.release(ttid)
 	tmp := m.timelineDir(ttid) + tempSuffix
-	if err := m.prepareTemp(tmp); err != nil {
-		return nil, err
-	}
-	if err := os.Remove(tmp); err != nil {
+	if err := clearTemp(tmp); err != nil {
 		return nil, err
 	}
 	opts := m.timelineOptions(ttid, parent)
@@ -149,65 +145,54 @@ func (m *Manager) ImportBasebackup(ctx context.Context, ttid id.TenantTimeline, 
 	if err := m.reserve(ttid); err != nil {
 		return ImportResult{}, err
 	}
+	waiting := false // for ImportWAL, which keeps ttid reserved
+	defer func() {
+		if !waiting {
+			m.release(ttid)
+		}
+	}()
 	upload := m.timelineDir(ttid) + "-upload" + tempSuffix
-	if err := m.prepareTemp(upload); err != nil {
-		m.release(ttid)
+	if err := clearTemp(upload); err != nil {
 		return ImportResult{}, err
 	}
 	defer os.RemoveAll(upload)
-	if err := os.Remove(upload); err != nil {
-		m.release(ttid)
-		return ImportResult{}, err
-	}
 	started := time.Now()
 	files, err := extractTar(tarball, upload)
 	if err != nil {
-		m.release(ttid)
 		return ImportResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	at, err := ingest.ImportLSN(os.DirFS(upload))
 	if err != nil {
-		m.release(ttid)
 		return ImportResult{}, fmt.Errorf("%w: not a PostgreSQL 15 data directory: %w", ErrInvalid, err)
 	}
 	if base != lsn.Invalid && base != at {
-		m.release(ttid)
 		return ImportResult{}, fmt.Errorf("%w: base_lsn %s, but the backup starts at %s", ErrInvalid, base, at)
 	}
-	p, err := m.importDir(ctx, ttid, upload)
+	p, err := m.importDir(ctx, ttid, upload, at)
 	if err != nil {
-		m.release(ttid)
 		return ImportResult{}, err
 	}
-	res := ImportResult{BaseLSN: at}
 	if end > at {
 		walDir := filepath.Join(upload, "pg_wal")
-		if hasSegments(walDir) {
-			if err := p.importWAL(ctx, walDir, end); err != nil {
-				p.abort()
-				m.release(ttid)
-				return ImportResult{}, err
-			}
-		} else {
-			p.end = end
+		if segs, _ := segmentFiles(walDir, p.feed.segSize); len(segs) == 0 {
+			p.end, waiting = end, true
 			m.mu.Lock()
-			if m.pending == nil {
-				m.pending = make(map[id.TenantTimeline]*pendingImport)
-			}
-			m.pending[ttid] = p // ttid stays reserved
+			m.pending[ttid] = p
 			m.mu.Unlock()
-			res.LastRecordLSN = lastRecord(p.tl)
 			m.log.Info().Stringer("timeline", ttid).Int("files", files).Stringer("base_lsn", at).Stringer("end_lsn", end).
 				Dur("took", time.Since(started)).Msg("base backup imported; waiting for its WAL")
-			return res, nil
+			return ImportResult{BaseLSN: at, LastRecordLSN: at}, nil
+		}
+		if err := p.importWAL(ctx, walDir, end); err != nil {
+			p.abort()
+			return ImportResult{}, err
 		}
 	}
-	defer m.release(ttid)
 	t, err := m.finishImport(ctx, ttid, p)
 	if err != nil {
 		return ImportResult{}, err
 	}
-	res.LastRecordLSN, res.Done = lastRecord(t.Timeline), true
+	res := ImportResult{BaseLSN: at, LastRecordLSN: lastRecord(t.Timeline), Done: true}
 	m.log.Info().Stringer("timeline", ttid).Int("files", files).Stringer("base_lsn", at).
 		Stringer("last_record_lsn", res.LastRecordLSN).Dur("took", time.Since(started)).Msg("base backup imported")
 	return res, nil
@@ -240,7 +225,10 @@ func (m *Manager) ImportWAL(ctx context.Context, ttid id.TenantTimeline, tarball
 		return ImportResult{}, fmt.Errorf("%w: end_lsn %s, the base backup import said %s", ErrInvalid, end, p.end)
 	}
 	walDir := m.timelineDir(ttid) + "-wal" + tempSuffix
-	os.RemoveAll(walDir)
+	if err := clearTemp(walDir); err != nil {
+		keep()
+		return ImportResult{}, err
+	}
 	defer os.RemoveAll(walDir)
 	if _, err := extractTar(tarball, walDir); err != nil {
 		keep()
@@ -258,23 +246,20 @@ func (m *Manager) ImportWAL(ctx context.Context, ttid id.TenantTimeline, tarball
 	return ImportResult{BaseLSN: p.tl.InitDBLSN(), LastRecordLSN: lastRecord(t.Timeline), Done: true}, nil
 }
 
-// prepareTemp removes a leftover temporary directory and creates it.
-func (m *Manager) prepareTemp(dir string) error {
+// clearTemp removes a leftover temporary directory (or file) and makes
+// sure its parent exists; whatever fills it creates the directory.
+func clearTemp(dir string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	return os.MkdirAll(dir, 0o700)
+	return os.MkdirAll(filepath.Dir(dir), 0o755)
 }
 
 // importDir creates a timeline in its temporary directory and imports the
-// data directory dataDir into it.
-func (m *Manager) importDir(ctx context.Context, ttid id.TenantTimeline, dataDir string) (*pendingImport, error) {
-	at, err := ingest.ImportLSN(os.DirFS(dataDir))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
+// data directory dataDir into it at at (ingest.ImportLSN of it).
+func (m *Manager) importDir(ctx context.Context, ttid id.TenantTimeline, dataDir string, at lsn.LSN) (*pendingImport, error) {
 	tmp := m.timelineDir(ttid) + tempSuffix
-	if err := os.RemoveAll(tmp); err != nil {
+	if err := clearTemp(tmp); err != nil {
 		return nil, err
 	}
 	opts := m.timelineOptions(ttid, nil)
@@ -378,17 +363,4 @@ func segmentFiles(dir string, segSize uint64) (map[uint64]string, error) {
 		}
 	}
 	return segs, nil
-}
-
-func hasSegments(dir string) bool {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return false
-	}
-	for _, e := range ents {
-		if wal.IsSegmentFileName(e.Name()) {
-			return true
-		}
-	}
-	return false
 }

@@ -152,6 +152,9 @@ func (f *feed) ingest(ctx context.Context, start lsn.LSN, data []byte, stop lsn.
 			return nil
 		}
 		if r.StartLSN >= stop {
+			// The decoder may hold data, valid only during this call: a
+			// later call starts a new one.
+			f.dec = nil
 			return nil
 		}
 		if err := walrecord.DecodeInto(&f.rec, r.Data, r.StartLSN, r.EndLSN); err != nil {

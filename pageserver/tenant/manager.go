@@ -102,6 +102,7 @@ func Load(datadir string, opts Options) (*Manager, error) {
 		dir: dir, opts: opts, log: opts.Log, ctx: ctx, cancel: cancel,
 		timelines: make(map[id.TenantTimeline]*Timeline),
 		busy:      make(map[id.TenantTimeline]bool),
+		pending:   make(map[id.TenantTimeline]*pendingImport),
 	}
 	if m.opts.Timeline.Reconstructor == nil {
 		m.opts.Timeline.Reconstructor = neonredo.Reconstructor{}
@@ -260,7 +261,7 @@ func (m *Manager) Close(ctx context.Context) error {
 		m.log.Info().Stringer("timeline", ttid).Msg("dropping an import that waits for its WAL")
 		p.abort()
 	}
-	m.pending = nil
+	clear(m.pending)
 	m.mu.Unlock()
 	m.cancel()
 	m.wg.Wait()

@@ -147,42 +147,47 @@ func (t *Timeline) writeFrozen(f *memRef) (string, error) {
 	f.mem.mu.RLock()
 	allImages := f.mem.allImages
 	f.mem.mu.RUnlock()
+	var w interface {
+		Finish() (string, error)
+		Abort()
+	}
+	var add func(k key.Key, vs []memVersion) error // vs oldest first
 	if t.ancestor == nil && f.lsns == (layer.LSNRange{Start: t.initDBLSN, End: t.initDBLSN + 1}) && allImages {
-		w, err := layer.NewImageWriter(t.dir, t.id, key.Full, t.initDBLSN, wopts)
+		iw, err := layer.NewImageWriter(t.dir, t.id, key.Full, t.initDBLSN, wopts)
 		if err != nil {
 			return "", err
 		}
-		for i, k := range keys {
-			if i%1024 == 0 && t.stopping() {
-				w.Abort()
-				return "", errStopped
-			}
-			v := f.mem.versions(k)[0]
-			val, err := value.Decode(f.mem.bytes(v))
-			if err == nil {
-				err = w.Add(k, val.Image)
-			}
+		w, add = iw, func(k key.Key, vs []memVersion) error {
+			val, err := value.Decode(f.mem.bytes(vs[0])) // one version: the import's
 			if err != nil {
-				w.Abort()
-				return "", err
+				return err
 			}
+			return iw.Add(k, val.Image)
 		}
-		return w.Finish()
+	} else {
+		dw, err := layer.NewDeltaWriter(t.dir, t.id, key.Full, f.lsns, wopts)
+		if err != nil {
+			return "", err
+		}
+		w, add = dw, func(k key.Key, vs []memVersion) error {
+			for _, v := range vs {
+				if err := dw.AddEncoded(k, v.lsn, f.mem.bytes(v)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}
-	w, err := layer.NewDeltaWriter(t.dir, t.id, key.Full, f.lsns, wopts)
-	if err != nil {
-		return "", err
-	}
+	var vs []memVersion
 	for i, k := range keys {
 		if i%1024 == 0 && t.stopping() {
 			w.Abort()
 			return "", errStopped
 		}
-		for _, v := range f.mem.versions(k) {
-			if err := w.AddEncoded(k, v.lsn, f.mem.bytes(v)); err != nil {
-				w.Abort()
-				return "", err
-			}
+		vs = f.mem.versions(vs[:0], k)
+		if err := add(k, vs); err != nil {
+			w.Abort()
+			return "", err
 		}
 	}
 	return w.Finish()

@@ -232,16 +232,16 @@ func (m *memLayer) sortedKeys() []key.Key {
 	return keys
 }
 
-// versions of k, oldest first; for a frozen layer.
-func (m *memLayer) versions(k key.Key) []memVersion {
+// versions appends the versions of k to dst, oldest first.
+func (m *memLayer) versions(dst []memVersion, k key.Key) []memVersion {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	var out []memVersion
+	first := len(dst)
 	if i, ok := m.index[k]; ok {
 		for ; i >= 0; i = m.chain[i].older {
-			out = append(out, m.chain[i])
+			dst = append(dst, m.chain[i])
 		}
 	}
-	slices.Reverse(out)
-	return out
+	slices.Reverse(dst[first:])
+	return dst
 }

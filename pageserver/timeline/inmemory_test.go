@@ -20,7 +20,7 @@ func TestMemLayerVersionOrder(t *testing.T) {
 		m.put(value.Entry{Key: k, LSN: v.at, Value: value.NewImage([]byte(v.body))})
 	}
 	var got []string
-	for _, v := range m.versions(k) {
+	for _, v := range m.versions(nil, k) {
 		val, err := value.Decode(m.bytes(v))
 		if err != nil {
 			t.Fatal(err)

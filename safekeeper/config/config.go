@@ -6,7 +6,6 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -91,17 +90,10 @@ Flags:
 // flag.ErrHelp is returned after the usage was written to out for -h/--help.
 func Parse(args []string, out io.Writer) (Config, error) {
 	c := Defaults()
-	path, err := daemon.LoadConfigFile(args, &c)
+	fs, err := daemon.NewFlags("safekeeper", usageHead, args, out, &c)
 	if err != nil {
 		return Config{}, err
 	}
-	fs := flag.NewFlagSet("safekeeper", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, usageHead)
-		fs.PrintDefaults()
-	}
-	fs.String("config", path, "TOML configuration file")
 	fs.Uint64Var(&c.ID, "id", c.ID, "node id of this safekeeper; required on first start, then remembered in safekeeper.id")
 	for _, name := range []string{"datadir", "D"} {
 		fs.StringVar(&c.Datadir, name, c.Datadir, "data directory (timelines, control files, WAL)")
@@ -126,11 +118,8 @@ func Parse(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.DumpControlFile, "dump-control-file", "", "print the control file at PATH as JSON and exit")
 	fs.BoolVar(&c.Init, "init", false, "only write safekeeper.id (with --id) and exit")
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	if err := daemon.ParseFlags(fs, args); err != nil {
 		return Config{}, err
-	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	if c.DumpControlFile != "" || c.ShowVersion {
 		return c, nil

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -220,7 +217,7 @@ func (e *ingestEnv) measureStandby(b *testing.B, l1 lsn.LSN) replayResult {
 	if r1 >= l1 {
 		b.Fatalf("the standby replayed all %d MiB while starting: too little WAL to time; raise STRATA_BENCH_SCALE or STRATA_BENCH_SECONDS", (l1-e.standbyAt)>>20)
 	}
-	pollUntil(b, "the standby to replay the round's WAL", func() bool { return replayLSN(b, conn) >= l1 })
+	waitUntil(b, "the standby to replay the round's WAL", 30*time.Minute, func() bool { return replayLSN(b, conn) >= l1 })
 	el := time.Since(t1)
 	u1, s1 := cpuTimes(pid)
 	r := replayResult{result: result{what: "standby", bytes: uint64(l1 - r1), elapsed: el, cpu: u1 + s1 - u0 - s0}, start: t1.Sub(t0), sys: s1 - s0,
@@ -246,9 +243,9 @@ func (e *ingestEnv) measurePageserver(b *testing.B, l1 lsn.LSN, round string, st
 	}
 	// The profile should cover the catch-up and little idle time after it.
 	secs := int(envSize("STRATA_BENCH_PROFILE_SECONDS", uint64(min(120, int(standbyTook.Seconds())+1))))
-	profiled := profileInto(b, e.ps.HTTPAddr, "pageserver-ingest-"+round, secs)
+	profiled := profile(b, e.ps.HTTPAddr, "pageserver-ingest-"+round, secs)
 	var records uint64
-	pollUntil(b, "the pageserver to ingest the round's WAL", func() bool {
+	waitUntil(b, "the pageserver to ingest the round's WAL", 30*time.Minute, func() bool {
 		ti := e.ps.Timeline(b, e.ttid)
 		if ti.State == "Broken" {
 			b.Fatalf("pageserver timeline broken: %s", ti.StateError)
@@ -266,73 +263,6 @@ func (e *ingestEnv) measurePageserver(b *testing.B, l1 lsn.LSN, round string, st
 	r.stop = time.Since(t2)
 	r.diskGrowth = dirSize(e.ps.TimelineDir(e.ttid)) - size0
 	return r
-}
-
-// cpuTimes is a process's user and system CPU time so far (processCPU
-// split in two).
-func cpuTimes(pid int) (user, sys time.Duration) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0, 0
-	}
-	ut, _ := strconv.ParseUint(f[11], 10, 64)
-	st, _ := strconv.ParseUint(f[12], 10, 64)
-	const clkTck = 100 // USER_HZ on Linux
-	return time.Duration(ut) * time.Second / clkTck, time.Duration(st) * time.Second / clkTck
-}
-
-// pollUntil waits (30 minutes at most) for cond, every 10 ms: often enough
-// for the timing, seldom enough not to steal the CPU being measured.
-func pollUntil(b *testing.B, what string, cond func() bool) {
-	deadline := time.Now().Add(30 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// profileInto saves a CPU profile of seconds from the daemon at addr as
-// $STRATA_BENCH_PROFILE/name.pprof when that variable names a directory;
-// the returned func waits until it is written.
-func profileInto(b *testing.B, addr, name string, seconds int) (wait func()) {
-	dir := os.Getenv("STRATA_BENCH_PROFILE")
-	if dir == "" {
-		return func() {}
-	}
-	done := make(chan error, 1)
-	path := filepath.Join(dir, name+".pprof")
-	go func() {
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds))
-		if err != nil {
-			done <- err
-			return
-		}
-		defer resp.Body.Close()
-		f, err := os.Create(path)
-		if err != nil {
-			done <- err
-			return
-		}
-		_, err = io.Copy(f, resp.Body)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		done <- err
-	}()
-	return func() {
-		if err := <-done; err != nil {
-			b.Logf("profile %s: %v", path, err)
-			return
-		}
-		b.Logf("CPU profile of %d s written to %s", seconds, path)
-	}
 }
 
 // dirSize is the total size of the regular files under dir.

@@ -106,43 +106,63 @@ func writeResults(b *testing.B, name string, lines []string) {
 
 // profile saves a CPU profile of seconds from the daemon at addr as
 // $STRATA_BENCH_PROFILE/name.pprof, in the background, when that variable
-// names a directory.
-func profile(addr, name string, seconds int) {
+// names a directory; the returned func waits until it is written.
+func profile(b *testing.B, addr, name string, seconds int) (wait func()) {
 	dir := os.Getenv("STRATA_BENCH_PROFILE")
 	if dir == "" {
-		return
+		return func() {}
 	}
+	done := make(chan error, 1)
+	path := filepath.Join(dir, name+".pprof")
 	go func() {
 		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds))
 		if err != nil {
+			done <- err
 			return
 		}
 		defer resp.Body.Close()
-		f, err := os.Create(filepath.Join(dir, name+".pprof"))
+		f, err := os.Create(path)
 		if err != nil {
+			done <- err
 			return
 		}
-		_, _ = io.Copy(f, resp.Body)
-		f.Close()
+		_, err = io.Copy(f, resp.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		done <- err
 	}()
+	return func() {
+		if err := <-done; err != nil {
+			b.Logf("profile %s: %v", path, err)
+			return
+		}
+		b.Logf("CPU profile of %d s written to %s", seconds, path)
+	}
 }
 
 // processCPU is the user+system CPU time of a process so far.
 func processCPU(pid int) time.Duration {
+	user, sys := cpuTimes(pid)
+	return user + sys
+}
+
+// cpuTimes is a process's user and system CPU time so far.
+func cpuTimes(pid int) (user, sys time.Duration) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	// Fields after the command name, which is in parentheses and may hold spaces.
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	if len(f) < 13 {
-		return 0
+		return 0, 0
 	}
 	ut, _ := strconv.ParseUint(f[11], 10, 64)
 	st, _ := strconv.ParseUint(f[12], 10, 64)
 	const clkTck = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / clkTck
+	return time.Duration(ut) * time.Second / clkTck, time.Duration(st) * time.Second / clkTck
 }
 
 func currentLSN(b *testing.B, c *pgharness.Cluster) lsn.LSN {
@@ -173,13 +193,16 @@ func emit(b *testing.B, c *pgharness.Cluster, size int, volume uint64) {
 	}
 }
 
+// waitUntil polls cond every 5 ms (fine enough for timing runs of
+// seconds, rare enough not to steal the CPU being measured) for at most
+// timeout.
 func waitUntil(b *testing.B, what string, timeout time.Duration, cond func() bool) {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			b.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -281,7 +304,7 @@ func pushSynthetic(b *testing.B, size int, volume uint64) result {
 	}()
 	pid := sk.Pid()
 	cpu0 := processCPU(pid)
-	profile(sk.HTTPAddr, "safekeeper-ingest", 3)
+	profile(b, sk.HTTPAddr, "safekeeper-ingest", 3)
 	t0 := time.Now()
 	pos := start
 	for pos < end {

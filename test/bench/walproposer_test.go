@@ -79,21 +79,18 @@ func setSyncNames(b *testing.B, c *pgharness.Cluster, v string) {
 // startStrata starts three safekeepers and a walproposer for a new timeline.
 func startStrata(b *testing.B, c *pgharness.Cluster) (*daemons.Walproposer, []*daemons.Safekeeper, id.TenantTimeline) {
 	var sks []*daemons.Safekeeper
-	var addrs []string
 	var args []string
 	if m := os.Getenv("STRATA_BENCH_PREALLOC"); m != "" {
 		args = append(args, "--wal-prealloc", m)
 	}
 	for i := 1; i <= 3; i++ {
-		sk := daemons.StartSafekeeper(b, 10+i, args...)
-		sks = append(sks, sk)
-		addrs = append(addrs, sk.PGAddr)
+		sks = append(sks, daemons.StartSafekeeper(b, 10+i, args...))
 	}
 	ttid := id.TenantTimeline{Tenant: id.Generate(), Timeline: id.Generate()}
 	// The walproposer is a sidecar on the primary's host: it reaches
 	// PostgreSQL through the Unix socket, as a deployment would.
 	pgconn := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", c.SocketDir(), c.Port())
-	wp := daemons.NewWalproposer(b, "--pgconn", pgconn, "--safekeepers", strings.Join(addrs, ","),
+	wp := daemons.NewWalproposer(b, "--pgconn", pgconn, "--safekeepers", strings.Join(daemons.PGAddrs(sks), ","),
 		"--tenant-id", ttid.Tenant.String(), "--timeline-id", ttid.Timeline.String(), "--slot", "wp")
 	wp.Start()
 	waitUntil(b, "the walproposer to stream", 30*time.Second, func() bool {
@@ -193,8 +190,8 @@ func BenchmarkCommitLatency(b *testing.B) {
 		wpSum0, wpN0 := daemons.Metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_sum"), daemons.Metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_count")
 		fsSum0, fsN0 := daemons.Metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_sum"), daemons.Metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_count")
 		ackSum0, ackN0 := daemons.Metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_sum"), daemons.Metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_count")
-		profile(wp.HTTPAddr, fmt.Sprintf("walproposer-c%d", clients), secs/2)
-		profile(sks[0].HTTPAddr, fmt.Sprintf("safekeeper-c%d", clients), secs/2)
+		profile(b, wp.HTTPAddr, fmt.Sprintf("walproposer-c%d", clients), secs/2)
+		profile(b, sks[0].HTTPAddr, fmt.Sprintf("safekeeper-c%d", clients), secs/2)
 		measure(name, fmt.Sprintf("s%d", clients), clients, strataPids)
 		lines = append(lines, fmt.Sprintf("       c=%d walproposer: WAL received to quorum flush %.0f µs on average; safekeeper 1: append received to acknowledged %.0f µs, fdatasync %.0f µs",
 			clients, 1e6*(daemons.Metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_sum")-wpSum0)/(daemons.Metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_count")-wpN0),

@@ -165,6 +165,15 @@ func (s *Safekeeper) Timeline(t testing.TB, ttid id.TenantTimeline) *pb.Timeline
 	return info
 }
 
+// PGAddrs are the safekeepers' libpq addresses.
+func PGAddrs(sks []*Safekeeper) []string {
+	var a []string
+	for _, sk := range sks {
+		a = append(a, sk.PGAddr)
+	}
+	return a
+}
+
 // WaitFlushed waits (60 s at most) until every safekeeper reports flush_lsn ≥ l.
 func WaitFlushed(t testing.TB, sks []*Safekeeper, ttid id.TenantTimeline, l lsn.LSN) {
 	t.Helper()

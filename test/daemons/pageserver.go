@@ -135,7 +135,8 @@ type HTTPError struct {
 
 func (e *HTTPError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Body) }
 
-func timelinePath(ttid id.TenantTimeline) string {
+// TimelinePath is the management API path of a timeline.
+func TimelinePath(ttid id.TenantTimeline) string {
 	return "/v1/tenant/" + ttid.Tenant.String() + "/timeline/" + ttid.Timeline.String()
 }
 
@@ -143,7 +144,7 @@ func timelinePath(ttid id.TenantTimeline) string {
 func (p *Pageserver) Timeline(t testing.TB, ttid id.TenantTimeline) httpapi.TimelineInfo {
 	t.Helper()
 	var ti httpapi.TimelineInfo
-	if err := p.Call("GET", timelinePath(ttid), nil, &ti); err != nil {
+	if err := p.Call("GET", TimelinePath(ttid), nil, &ti); err != nil {
 		t.Fatalf("pageserver: timeline %s: %v", ttid, err)
 	}
 	return ti
@@ -158,12 +159,12 @@ func (p *Pageserver) ImportBasebackup(ttid id.TenantTimeline, tarball io.Reader,
 	if end != lsn.Invalid {
 		q += "&end_lsn=" + end.String()
 	}
-	return p.Call("PUT", timelinePath(ttid)+"/import_basebackup"+q, tarball, nil)
+	return p.Call("PUT", TimelinePath(ttid)+"/import_basebackup"+q, tarball, nil)
 }
 
 // ImportWAL uploads a tar of WAL segments for a timeline imported with an end LSN.
 func (p *Pageserver) ImportWAL(ttid id.TenantTimeline, tarball io.Reader, start, end lsn.LSN) error {
-	return p.Call("PUT", timelinePath(ttid)+"/import_wal?start_lsn="+start.String()+"&end_lsn="+end.String(), tarball, nil)
+	return p.Call("PUT", TimelinePath(ttid)+"/import_wal?start_lsn="+start.String()+"&end_lsn="+end.String(), tarball, nil)
 }
 
 // WaitLastRecord waits (up to timeout) until the timeline's last record

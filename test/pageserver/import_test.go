@@ -91,8 +91,7 @@ func TestImportVanillaBasebackup(t *testing.T) {
 		{"a wrong base_lsn", baseTar, start + 8},
 	} {
 		err := ps.ImportBasebackup(c.ttid, bytes.NewReader(bad.body), bad.base, end)
-		var he *daemons.HTTPError
-		if !errors.As(err, &he) || he.Status != http.StatusBadRequest {
+		if !isStatus(err, http.StatusBadRequest) {
 			t.Errorf("import of %s: %v, want HTTP 400", bad.what, err)
 		} else {
 			t.Logf("import of %s: %v", bad.what, err)

@@ -22,6 +22,7 @@ import (
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/datadir"
+	"strata.dev/pageserver/httpapi"
 	"strata.dev/pageserver/timeline"
 	"strata.dev/test/daemons"
 	"strata.dev/test/pagecheck"
@@ -45,13 +46,7 @@ func newCluster(t *testing.T, primary *pgharness.Cluster) *cluster {
 	return c
 }
 
-func (c *cluster) addrs() string {
-	var a []string
-	for _, sk := range c.sks {
-		a = append(a, sk.PGAddr)
-	}
-	return strings.Join(a, ",")
-}
+func (c *cluster) addrs() string { return strings.Join(daemons.PGAddrs(c.sks), ",") }
 
 // startWalproposer streams the primary's WAL from start (a segment start)
 // to the safekeepers.
@@ -126,12 +121,10 @@ func TestIngestThroughSafekeepers(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			var ti struct {
-				LastRecordLSN     lsn.LSN `json:"last_record_lsn"`
-				DiskConsistentLSN lsn.LSN `json:"disk_consistent_lsn"`
-			}
-			path := "/v1/tenant/" + c.ttid.Tenant.String() + "/timeline/" + c.ttid.Timeline.String()
-			if killed.Call("GET", path, nil, &ti) != nil {
+			// Not Timeline: that fails the test, which only its own
+			// goroutine may do.
+			var ti httpapi.TimelineInfo
+			if killed.Call("GET", daemons.TimelinePath(c.ttid), nil, &ti) != nil {
 				continue
 			}
 			if ti.DiskConsistentLSN > start+4<<20 && ti.LastRecordLSN > ti.DiskConsistentLSN {

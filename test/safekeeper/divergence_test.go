@@ -29,12 +29,8 @@ type proposerRun struct {
 
 func startProposer(t *testing.T, sks []*daemons.Safekeeper, ttid id.TenantTimeline, buf *walproposer.WALBuffer, start lsn.LSN) *proposerRun {
 	t.Helper()
-	var addrs []string
-	for _, sk := range sks {
-		addrs = append(addrs, sk.PGAddr)
-	}
 	p := walproposer.New(walproposer.Config{
-		Safekeepers: addrs, TTID: ttid, Version: pamsg.V3, PgVersion: 150010, SystemID: walgen.DefaultSystemID,
+		Safekeepers: daemons.PGAddrs(sks), TTID: ttid, Version: pamsg.V3, PgVersion: 150010, SystemID: walgen.DefaultSystemID,
 		WalSegSize: lsn.DefaultSegmentSize, StartLSN: start, AllowTimelineCreation: true,
 		ReconnectDelay: 50 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond,
 		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),

@@ -52,12 +52,8 @@ func newEnv(t *testing.T, v pamsg.Version, nSK int) *env {
 	e.primary.Exec(t, "SELECT pg_create_physical_replication_slot('strata', true)")
 	e.start = primarywal.NextSegmentStart(t, e.primary)
 	e.buf = walproposer.NewWALBuffer(e.start)
-	var addrs []string
-	for _, sk := range e.sks {
-		addrs = append(addrs, sk.PGAddr)
-	}
 	e.prop = walproposer.New(walproposer.Config{
-		Safekeepers: addrs, TTID: e.ttid, Version: v,
+		Safekeepers: daemons.PGAddrs(e.sks), TTID: e.ttid, Version: v,
 		PgVersion: pgVersionNum(t, e.primary), SystemID: e.primary.SystemID(t), WalSegSize: uint32(e.primary.WALSegmentSize()),
 		StartLSN: e.start, AppName: "test-proposer", AllowTimelineCreation: true,
 		HeartbeatInterval: 100 * time.Millisecond,

@@ -43,13 +43,7 @@ func newCluster(t *testing.T) *cluster {
 	return c
 }
 
-func (c *cluster) addrs() string {
-	var a []string
-	for _, sk := range c.sks {
-		a = append(a, sk.PGAddr)
-	}
-	return strings.Join(a, ",")
-}
+func (c *cluster) addrs() string { return strings.Join(daemons.PGAddrs(c.sks), ",") }
 
 func (c *cluster) args() []string {
 	return []string{"--pgconn", c.primary.ConnString("postgres"), "--safekeepers", c.addrs(),

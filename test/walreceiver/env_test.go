@@ -195,13 +195,7 @@ func (e *env) waitCommit(i int, l lsn.LSN) {
 
 func (e *env) timeline(i int) *pb.TimelineInfo { return e.sks[i].Timeline(e.t, e.ttid) }
 
-func (e *env) addrs() []string {
-	var a []string
-	for _, sk := range e.sks {
-		a = append(a, sk.PGAddr)
-	}
-	return a
-}
+func (e *env) addrs() []string { return daemons.PGAddrs(e.sks) }
 
 // index returns the position of the safekeeper listening on addr, or -1.
 func (e *env) index(addr string) int {

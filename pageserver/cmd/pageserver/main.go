@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"strata.dev/libs/daemon"
+	"strata.dev/libs/id"
 	"strata.dev/pageserver/config"
 	"strata.dev/pageserver/httpapi"
 	"strata.dev/pageserver/metrics"
@@ -88,7 +89,7 @@ func run(cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	log.Info().Int("timelines", len(mgr.List([16]byte{}))).Dur("took", time.Since(t0)).Msg("timelines loaded")
+	log.Info().Int("timelines", len(mgr.List(id.TenantID{}))).Dur("took", time.Since(t0)).Msg("timelines loaded")
 
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -83,17 +82,10 @@ Flags:
 
 func parseConfig(args []string, out io.Writer) (config, error) {
 	c := defaults()
-	path, err := daemon.LoadConfigFile(args, &c)
+	fs, err := daemon.NewFlags("walproposer", usage, args, out, &c)
 	if err != nil {
 		return config{}, err
 	}
-	fs := flag.NewFlagSet("walproposer", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, usage)
-		fs.PrintDefaults()
-	}
-	fs.String("config", path, "TOML configuration file")
 	fs.StringVar(&c.PgConn, "pgconn", c.PgConn, "connection string of the primary (libpq key=value or URI)")
 	fs.Func("safekeepers", "comma-separated host:port of the safekeepers' libpq ports", func(s string) error {
 		c.Safekeepers = daemon.SplitList(s)
@@ -117,11 +109,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn, error")
 	fs.BoolVar(&c.SyncSafekeepers, "sync-safekeepers", false, "no primary: elect, bring a majority to the same end of WAL, commit it, print that LSN and exit")
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	if err := daemon.ParseFlags(fs, args); err != nil {
 		return config{}, err
-	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	if c.ShowVersion {
 		return c, nil
