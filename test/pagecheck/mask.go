@@ -25,7 +25,9 @@ import (
 //     t_infomask, which readers set without WAL;
 //   - on pages with special space (indexes) line pointers marked LP_DEAD,
 //     which index scans set without WAL (kill_prior_tuple), read as
-//     LP_NORMAL.
+//     LP_NORMAL;
+//   - on the SP-GiST metapage the cache of last-used pages, which
+//     SpGistUpdateMetaPage writes without WAL ("just a hint").
 //
 // Pages that are all zeros are left alone. Free-space map pages are not
 // compared at all (their updates are never WAL-logged in vanilla
@@ -44,6 +46,9 @@ func MaskPage(page []byte, fork uint8) []byte {
 		return p // not a standard page (e.g. a VM page has pd_lower = 24 too, and is fine)
 	}
 	clear(p[lower:upper])
+	if isSpGistMeta(p) {
+		clear(p[28:92]) // SpGistMetaPageData.lastUsedPages, after the magic number
+	}
 	heap := fork == key.ForkMain && special == len(p)
 	for off := 24; off+4 <= lower; off += 4 {
 		lp := le.Uint32(p[off:])
@@ -57,6 +62,16 @@ func MaskPage(page []byte, fork uint8) []byte {
 		}
 	}
 	return p
+}
+
+// isSpGistMeta reports whether p is an SP-GiST metapage: the magic
+// number after the header, and special space of SpGistPageOpaqueData
+// with SPGIST_META and SPGIST_PAGE_ID.
+func isSpGistMeta(p []byte) bool {
+	le := binary.LittleEndian
+	special := int(le.Uint16(p[16:]))
+	return special == len(p)-8 && le.Uint32(p[24:]) == 0xBA0BABEE &&
+		le.Uint16(p[special:])&1 != 0 && le.Uint16(p[special+6:]) == 0xFF82
 }
 
 func allZero(b []byte) bool {
