@@ -14,7 +14,7 @@ BIN        := $(CURDIR)/bin
 GOBIN_DIR  := $(shell $(GO) env GOPATH)/bin
 MODULES    := libs proto safekeeper pageserver test
 PKGS       := $(foreach m,$(MODULES),./$(m)/...)
-APT_PKGS   := postgresql-15 postgresql-server-dev-15 postgresql-contrib protobuf-compiler
+APT_PKGS   := postgresql-15 postgresql-server-dev-15 postgresql-contrib protobuf-compiler gcc make libc6-dev
 # Per-package test timeout; the whole suite is kept well under 20 minutes on 2 cores.
 TEST_TIMEOUT ?= 15m
 TEST_FLAGS ?=
@@ -36,6 +36,7 @@ deps: .deps-stamp
 	[ -f /usr/include/postgresql/15/server/postgres.h ] || missing="$$missing postgresql-server-dev-15"; \
 	[ -d /usr/share/postgresql/15/extension ] && [ -f /usr/lib/postgresql/15/lib/amcheck.so ] || missing="$$missing postgresql-contrib"; \
 	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
+	command -v gcc >/dev/null && command -v make >/dev/null || missing="$$missing gcc make libc6-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi; \
@@ -52,6 +53,9 @@ deps: .deps-stamp
 build: deps
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./safekeeper/cmd/... ./pageserver/cmd/... ./libs/walproposer/cmd/...
+	@# The WAL-redo extension (C, PGXS); the pageserver loads it into its redo processes.
+	$(MAKE) -s -C pageserver/pgxn/walredo PG_CONFIG=$(PG_BINDIR)/pg_config with_llvm=no
+	cp pageserver/pgxn/walredo/walredo.so $(BIN)/walredo.so
 
 test: build
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
@@ -77,3 +81,4 @@ fmt:
 
 clean:
 	rm -rf $(BIN) .deps-stamp $(BENCH_DIR)
+	$(MAKE) -s -C pageserver/pgxn/walredo PG_CONFIG=$(PG_BINDIR)/pg_config with_llvm=no clean

@@ -36,7 +36,7 @@ func heapPage() []byte {
 	le.PutUint16(p[16:], pagecheck.BlockSize)        // pd_special: none
 	le.PutUint32(p[20:], 777)                        // pd_prune_xid
 	le.PutUint32(p[24:], 8000|1<<15|uint32(100)<<17) // LP_NORMAL, 100 bytes
-	le.PutUint16(p[8020:], 0x0F00|0x0001)            // hint bits + HEAP_HASNULL
+	le.PutUint16(p[8020:], 0x0D00|0x0001)            // hint bits (xmin not frozen) + HEAP_HASNULL
 	p[500] = 0xEE                                    // stale free space
 	return p
 }
@@ -78,8 +78,15 @@ func TestMaskPage(t *testing.T) {
 	if !bytes.Equal(dead, normal) {
 		t.Errorf("LP_DEAD and LP_NORMAL differ at %d", pagecheck.FirstDiff(dead, normal))
 	}
-	if got := le.Uint16(normal[8020:]); got != 0x0F01 {
+	if got := le.Uint16(normal[8020:]); got != 0x0D01 {
 		t.Errorf("index tuple masked: %#x", got)
+	}
+
+	// Once xmin is frozen only the xmax hint bits are masked (heap_mask).
+	frozen := heapPage()
+	le.PutUint16(frozen[8020:], 0x0F01)
+	if got := le.Uint16(pagecheck.MaskPage(frozen, key.ForkMain)[8020:]); got != 0x0301 {
+		t.Errorf("frozen tuple's t_infomask masked to %#x, want 0x301", got)
 	}
 
 	zero := make([]byte, pagecheck.BlockSize)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,6 +12,8 @@ import (
 	"slices"
 	"testing"
 
+	"strata.dev/libs/wal"
+	"strata.dev/libs/walrecord"
 	"strata.dev/pageserver/datadir"
 	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/neonredo"
@@ -96,9 +99,12 @@ func ComparePages(t *testing.T, ctx context.Context, dataDir string, store Store
 				counts.Rebuilt++
 			}
 			primary := ReadPage(t, dataDir, rel, blk)
-			if a, b := MaskPage(got, rel.Fork), MaskPage(primary, rel.Fork); !bytes.Equal(a, b) {
-				t.Errorf("%s (%s) block %d (%s) differs from the primary's at byte %d",
-					rel, label, blk, describe(r), FirstDiff(a, b))
+			a, b := MaskPage(got, rel.Fork), MaskPage(primary, rel.Fork)
+			MaskAccessMethod(a, label)
+			MaskAccessMethod(b, label)
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s (%s) block %d (%s) differs from the primary's at byte %d\n got     %s\n primary %s",
+					rel, label, blk, describe(r), FirstDiff(a, b), pageHeader(got), pageHeader(primary))
 			}
 		}
 		stats[label] = counts
@@ -108,10 +114,23 @@ func ComparePages(t *testing.T, ctx context.Context, dataDir string, store Store
 
 // describe names what a page was rebuilt from.
 func describe(r value.Reconstruction) string {
-	if !r.HasImage {
-		return fmt.Sprintf("no image, %d records", len(r.Records))
+	base := "no image"
+	if r.HasImage {
+		base = fmt.Sprintf("image at %s", r.ImageLSN)
 	}
-	return fmt.Sprintf("image at %s, %d records", r.ImageLSN, len(r.Records))
+	// The newest records, by resource manager and info, help to tell
+	// which redo routine made a difference.
+	var kinds []string
+	for _, rec := range r.Records[max(0, len(r.Records)-4):] {
+		if rec.Record.Kind != value.Postgres {
+			kinds = append(kinds, fmt.Sprintf("%s@%s", rec.Record.Kind, rec.LSN))
+			continue
+		}
+		if h, err := wal.DecodeRecordHeader(rec.Record.Raw); err == nil {
+			kinds = append(kinds, fmt.Sprintf("%s/%#02x@%s", walrecord.RmgrName(h.RmID), h.Info, rec.LSN))
+		}
+	}
+	return fmt.Sprintf("%s, %d records, last %v", base, len(r.Records), kinds)
 }
 
 func compareRels(a, b key.Rel) int {
@@ -159,4 +178,15 @@ func forkBlocks(t *testing.T, dataDir string, rel key.Rel) uint32 {
 			return n
 		}
 	}
+}
+
+// pageHeader describes a page's header fields, for difference reports.
+func pageHeader(p []byte) string {
+	if len(p) < 24 {
+		return fmt.Sprintf("%d bytes", len(p))
+	}
+	le := binary.LittleEndian
+	special := min(int(le.Uint16(p[16:])), len(p))
+	return fmt.Sprintf("lsn %X/%X flags %#x lower %d upper %d special %d prune_xid %d opaque %x",
+		le.Uint32(p[0:]), le.Uint32(p[4:]), le.Uint16(p[10:]), le.Uint16(p[12:]), le.Uint16(p[14:]), special, le.Uint32(p[20:]), p[special:])
 }

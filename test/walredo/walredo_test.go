@@ -21,7 +21,7 @@ import (
 
 	"strata.dev/pageserver/ingest"
 	"strata.dev/pageserver/ingest/ingesttest"
-	"strata.dev/pageserver/neonredo"
+	"strata.dev/test/daemons"
 	"strata.dev/test/pagecheck"
 	"strata.dev/test/pgharness"
 	"strata.dev/test/walcheck"
@@ -31,9 +31,8 @@ import (
 const perRel = 20
 
 func TestRebuildEveryAccessMethod(t *testing.T) {
-	// The page rebuilder under test. Until the WAL-redo pool exists,
-	// pages that need PostgreSQL redo are only counted as skipped.
-	var rebuild pagecheck.Reconstructor = neonredo.Reconstructor{} // REPLACE with the WAL-redo pool
+	// The page rebuilder under test: the WAL-redo pool, two processes.
+	rebuild := daemons.NewRedoPool(t, daemons.RedoOptions(t, 2))
 
 	ctx := context.Background()
 	opts := append([]pgharness.Option{pgharness.NoStart(),

@@ -1,0 +1,153 @@
+package redo
+
+import (
+	"errors"
+	"fmt"
+
+	"strata.dev/libs/lsn"
+	"strata.dev/libs/wal"
+	"strata.dev/libs/walrecord"
+	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/neonredo"
+	"strata.dev/pageserver/pgpage"
+	"strata.dev/pageserver/value"
+)
+
+// ErrInvalidRequest is wrapped by errors about the request itself: a record
+// that fails its CRC or does not touch the page, no base image where one is
+// needed. Retrying does not help.
+var ErrInvalidRequest = errors.New("invalid WAL redo request")
+
+// maxBufferUnits bounds the buffers one process request may need, counted
+// as block references plus two per record (the FSM and VM pages heap redo
+// updates). The redo process runs with 1024 buffers and every buffer a
+// request dirties must stay in the pool until the request ends: evicting a
+// dirty one would flush WAL past the scratch cluster's end. Longer runs of
+// records are split, each part starting from the page the previous made.
+const maxBufferUnits = 400
+
+// plan is a reconstruction ready to run: a base page (nil if the first
+// record initialises it) and runs of records, each applied in Go (Neon
+// records, PS §3) or by a redo process, alternately.
+type plan struct {
+	key   key.Key
+	base  []byte // owned by the plan: may be modified
+	steps []step
+}
+
+type step struct {
+	postgres bool
+	records  []value.Versioned
+}
+
+// records counts the records the plan still applies.
+func (p *plan) records() (n int) {
+	for _, s := range p.steps {
+		n += len(s.records)
+	}
+	return n
+}
+
+// makePlan checks r and splits it into steps. It applies in Go what needs
+// no PostgreSQL: the last record that carries a full-page image of the
+// target (to be applied) resets the page, so it and everything older is
+// replaced by that image.
+func makePlan(r value.Reconstruction) (plan, error) {
+	p := plan{key: r.Key}
+	if !r.HasImage && len(r.Records) == 0 {
+		return p, invalidf(r.Key, r.LSN, "no image and no records")
+	}
+	var tag walrecord.BlockRef
+	if r.Key.IsRelBlock() {
+		rel := r.Key.Rel()
+		tag = walrecord.BlockRef{Rel: walrecord.RelFileNode{Spc: rel.Spc, DB: rel.DB, Rel: rel.Rel}, Fork: rel.Fork, Blkno: r.Key.Block()}
+	}
+
+	recs := r.Records
+	var base []byte
+	shared := r.HasImage // base is r.Image, which the plan must not change
+	if r.HasImage {
+		base = r.Image
+	}
+	var units []int // buffer units of each Postgres record, by index in recs
+	var dec walrecord.Record
+	for i := len(recs) - 1; i >= 0; i-- {
+		rec := &recs[i]
+		if rec.Record.Kind != value.Postgres {
+			continue
+		}
+		if !r.Key.IsRelBlock() {
+			return p, invalidf(r.Key, rec.LSN, "a PostgreSQL record for a key that is not a relation block")
+		}
+		blk, err := checkRecord(&dec, rec, tag)
+		if err != nil {
+			return p, fmt.Errorf("%w: %s at %s: %w", ErrInvalidRequest, r.Key, rec.LSN, err)
+		}
+		if blk.HasImage && blk.Image.Apply() {
+			page, err := blk.Image.Page(make([]byte, 0, pgpage.BlockSize))
+			if err != nil {
+				return p, invalidf(r.Key, rec.LSN, "full-page image: %v", err)
+			}
+			// As XLogReadBufferForRedoExtended does after restoring it.
+			if !pgpage.IsNew(page) {
+				neonredo.SetPageLSN(page, uint64(rec.LSN))
+			}
+			base, recs, shared = page, recs[i+1:], false
+			break
+		}
+		units = append(units, len(dec.Blocks)+2)
+	}
+	if shared {
+		base = append(make([]byte, 0, len(base)), base...)
+	}
+	p.base = base
+
+	if base == nil && len(recs) > 0 && !recs[0].Record.WillInit {
+		return p, invalidf(r.Key, recs[0].LSN, "no base image, and the first record does not initialise the page")
+	}
+	// units was filled newest first.
+	unit := func(j int) int { return units[len(units)-1-j] }
+	pg := 0 // Postgres records seen, oldest first
+	for start := 0; start < len(recs); {
+		postgres := !neonredo.Applicable(recs[start].Record)
+		end, budget := start, 0
+		for end < len(recs) && !neonredo.Applicable(recs[end].Record) == postgres {
+			if postgres {
+				if budget+unit(pg) > maxBufferUnits && end > start {
+					break
+				}
+				budget += unit(pg)
+				pg++
+			}
+			end++
+		}
+		p.steps = append(p.steps, step{postgres: postgres, records: recs[start:end]})
+		start = end
+	}
+	return p, nil
+}
+
+// checkRecord validates a PostgreSQL record for the target block: its CRC,
+// its structure, and that it references the block. It returns that block
+// reference.
+func checkRecord(dec *walrecord.Record, rec *value.Versioned, target walrecord.BlockRef) (*walrecord.BlockRef, error) {
+	raw := rec.Record.Raw
+	if err := wal.ValidateRecord(raw); err != nil {
+		return nil, err
+	}
+	if err := walrecord.DecodeInto(dec, raw, rec.LSN, rec.LSN); err != nil {
+		return nil, err
+	}
+	for i := range dec.Blocks {
+		b := &dec.Blocks[i]
+		if b.Rel == target.Rel && b.Fork == target.Fork && b.Blkno == target.Blkno {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("the record does not reference block %d of %d/%d/%d fork %d",
+		target.Blkno, target.Rel.Spc, target.Rel.DB, target.Rel.Rel, target.Fork)
+}
+
+func invalidf(k key.Key, at lsn.LSN, format string, args ...any) error {
+	return fmt.Errorf("%w: %s at %s: %s", ErrInvalidRequest, k, at, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,276 @@
+package redo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"strata.dev/pageserver/neonredo"
+	"strata.dev/pageserver/value"
+)
+
+// Pool rebuilds pages with Go and a pool of redo processes. It implements
+// pageserver/timeline.Reconstructor. Safe for concurrent use.
+type Pool struct {
+	opts    Options
+	metrics *metrics
+	ctx     context.Context // cancelled by Close: stops spawns
+	cancel  context.CancelFunc
+
+	mu       sync.Mutex
+	tmpl     string     // the template, once made
+	procs    []*process // running, possibly dead until reaped
+	spawning *spawnOp   // the spawn under way, if any
+	nextID   int
+	closed   bool
+	wg       sync.WaitGroup // spawns and the idle reaper
+}
+
+type spawnOp struct {
+	done chan struct{}
+	err  error
+}
+
+// New returns a pool; it starts no process (the first request does).
+func New(opts Options) (*Pool, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Pool{opts: opts, metrics: newMetrics(), ctx: ctx, cancel: cancel}
+	p.metrics.processes = func() float64 {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return float64(len(p.procs))
+	}
+	if opts.IdleTimeout > 0 {
+		p.wg.Add(1)
+		go p.stopIdle()
+	}
+	return p, nil
+}
+
+// Reconstruct rebuilds r's page: r's image (if any) plus its records.
+func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte, error) {
+	if r.ImageOnly() {
+		return r.Image, nil
+	}
+	pl, err := makePlan(r)
+	if err != nil {
+		return nil, err
+	}
+	page := pl.base
+	for _, s := range pl.steps {
+		if s.postgres {
+			page, err = p.apply(ctx, &pl, page, s.records)
+		} else {
+			page, err = neonredo.ApplyAll(pl.key, page, s.records)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reconstruct %s at %s: %w", r.Key, r.LSN, err)
+		}
+	}
+	if !slices.ContainsFunc(pl.steps, func(s step) bool { return s.postgres }) {
+		p.metrics.native.Inc()
+	}
+	return page, nil
+}
+
+// apply runs records on base in a redo process, retrying once on another
+// process if the first fails.
+func (p *Pool) apply(ctx context.Context, pl *plan, base []byte, records []value.Versioned) ([]byte, error) {
+	req := appendRequest(make([]byte, 0, requestSize(base, records)), pl.key, base, records)
+	for attempt := 0; ; attempt++ {
+		page, err := p.roundTrip(ctx, req)
+		if err == nil {
+			p.metrics.observe(len(records), len(req))
+			return page, nil
+		}
+		if ctx.Err() != nil || !errors.Is(err, ErrProcess) || attempt == 1 {
+			return nil, err
+		}
+		p.opts.Log.Warn().Err(err).Stringer("key", pl.key).Msg("WAL redo failed, retrying on another process")
+	}
+}
+
+// Ping round-trips a ping through a process (retried once, like a request).
+func (p *Pool) Ping(ctx context.Context) error {
+	req := appendPing(nil)
+	_, err := p.roundTrip(ctx, req)
+	if err != nil && errors.Is(err, ErrProcess) && ctx.Err() == nil {
+		_, err = p.roundTrip(ctx, req)
+	}
+	return err
+}
+
+// roundTrip sends one whole request to a process and returns its answer.
+func (p *Pool) roundTrip(ctx context.Context, req []byte) ([]byte, error) {
+	proc, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	page, err := proc.request(ctx, req, p.opts.Timeout)
+	proc.lastUsed.Store(time.Now().UnixNano())
+	proc.inflight.Add(-1)
+	if err != nil {
+		if errors.Is(err, ErrProcess) {
+			p.metrics.failures.Inc()
+		}
+		return nil, err
+	}
+	p.metrics.seconds.Observe(time.Since(start).Seconds())
+	return page, nil
+}
+
+// acquire returns a process with a request reserved on it: an idle one if
+// there is one, else the least loaded (its requests are pipelined), while a
+// new process is spawned in the background if the pool is not full. Only a
+// caller that finds no process at all waits, for the one spawn under way.
+func (p *Pool) acquire(ctx context.Context) (*process, error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrClosed
+		}
+		p.procs = slices.DeleteFunc(p.procs, func(pr *process) bool { return !pr.alive() })
+		var best *process
+		for _, pr := range p.procs {
+			if best == nil || pr.inflight.Load() < best.inflight.Load() {
+				best = pr
+			}
+		}
+		if best == nil || best.inflight.Load() > 0 {
+			if p.spawning == nil && len(p.procs) < p.opts.Processes {
+				p.startSpawn()
+			}
+		}
+		if best != nil {
+			best.inflight.Add(1)
+			p.mu.Unlock()
+			return best, nil
+		}
+		op := p.spawning
+		p.mu.Unlock()
+
+		select {
+		case <-op.done:
+			if op.err != nil {
+				return nil, op.err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// startSpawn starts a spawn in the background. p.mu is held.
+func (p *Pool) startSpawn() {
+	op := &spawnOp{done: make(chan struct{})}
+	p.spawning = op
+	p.nextID++
+	id := p.nextID
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		start := time.Now()
+		proc, err := p.spawn(id)
+		p.mu.Lock()
+		p.spawning = nil
+		op.err = err
+		close(op.done)
+		closed := p.closed
+		if err == nil && !closed {
+			p.procs = append(p.procs, proc)
+		}
+		p.mu.Unlock()
+		switch {
+		case err != nil:
+			p.metrics.failures.Inc()
+			p.opts.Log.Error().Err(err).Msg("WAL redo process did not start")
+		case closed:
+			proc.kill(ErrClosed)
+			<-proc.exited
+		default:
+			p.metrics.spawns.Inc()
+			p.metrics.spawnSeconds.Observe(time.Since(start).Seconds())
+		}
+	}()
+}
+
+func (p *Pool) spawn(id int) (*process, error) {
+	p.mu.Lock()
+	tmpl := p.tmpl
+	p.mu.Unlock()
+	if tmpl == "" {
+		// Only one spawn runs at a time, so the template is made once.
+		var err error
+		if tmpl, err = prepareDir(p.ctx, &p.opts); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrProcess, err)
+		}
+		p.mu.Lock()
+		p.tmpl = tmpl
+		p.mu.Unlock()
+	}
+	return spawn(p.ctx, &p.opts, tmpl, id)
+}
+
+// stopIdle stops processes nobody used for IdleTimeout.
+func (p *Pool) stopIdle() {
+	defer p.wg.Done()
+	tick := time.NewTicker(max(p.opts.IdleTimeout/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case now := <-tick.C:
+			p.mu.Lock()
+			p.procs = slices.DeleteFunc(p.procs, func(pr *process) bool {
+				idle := pr.inflight.Load() == 0 && now.Sub(time.Unix(0, pr.lastUsed.Load())) > p.opts.IdleTimeout
+				if idle {
+					p.opts.Log.Debug().Int("redo_process", pr.id).Msg("stopping an idle WAL redo process")
+					pr.kill(fmt.Errorf("idle for %v", p.opts.IdleTimeout))
+				}
+				return idle || !pr.alive()
+			})
+			p.mu.Unlock()
+		}
+	}
+}
+
+// Processes is the number of running redo processes.
+func (p *Pool) Processes() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, pr := range p.procs {
+		if pr.alive() {
+			n++
+		}
+	}
+	return n
+}
+
+// Close stops every process, waits for them to exit and removes their
+// scratch copies. Requests in flight fail.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	procs := p.procs
+	p.procs = nil
+	p.mu.Unlock()
+	p.cancel()
+	p.wg.Wait()
+	for _, pr := range procs {
+		pr.kill(ErrClosed)
+	}
+	for _, pr := range procs {
+		<-pr.exited
+	}
+	return nil
+}
