@@ -21,6 +21,7 @@ import (
 
 	"strata.dev/pageserver/ingest"
 	"strata.dev/pageserver/ingest/ingesttest"
+	"strata.dev/pageserver/key"
 	"strata.dev/test/daemons"
 	"strata.dev/test/pagecheck"
 	"strata.dev/test/pgharness"
@@ -33,7 +34,45 @@ const perRel = 20
 func TestRebuildEveryAccessMethod(t *testing.T) {
 	// The page rebuilder under test: the WAL-redo pool, two processes.
 	rebuild := daemons.NewRedoPool(t, daemons.RedoOptions(t, 2))
+	ctx := context.Background()
+	f := newFixture(t)
+	store, rels, c := f.store, f.rels, f.cluster
 
+	began := time.Now()
+	stats := pagecheck.ComparePages(t, ctx, c.DataDir(), store, rebuild, rels, perRel)
+	var lines []string
+	for _, label := range slices.Sorted(maps.Keys(stats)) {
+		s := stats[label]
+		lines = append(lines, fmt.Sprintf("%-8s %3d images, %3d rebuilt with records, %3d skipped (need PostgreSQL redo)", label, s.Images, s.Rebuilt, s.Skipped))
+	}
+	t.Logf("pages compared in %v:\n%s", time.Since(began).Round(time.Millisecond), strings.Join(lines, "\n"))
+
+	// A workload that stops writing some access method's WAL fails here.
+	for _, label := range pagecheck.AMLabels() {
+		if s := stats[label]; s.Images+s.Rebuilt+s.Skipped == 0 {
+			t.Errorf("no %s pages read", label)
+		}
+	}
+	for label := range stats {
+		if !slices.Contains(pagecheck.AMLabels(), label) {
+			t.Errorf("pages labelled %q, not one of %v", label, pagecheck.AMLabels())
+		}
+	}
+}
+
+// fixture is a stopped primary that ran pagecheck.AMWorkload, and its WAL
+// ingested into an in-memory store.
+type fixture struct {
+	cluster *pgharness.Cluster
+	store   *ingesttest.MemStore
+	rels    map[key.Rel]string
+}
+
+// newFixture follows test/ingest: the initial state is initdb's data
+// directory imported before the server first starts, then every record
+// the server writes through its shutdown checkpoint is ingested.
+func newFixture(t *testing.T) fixture {
+	t.Helper()
 	ctx := context.Background()
 	opts := append([]pgharness.Option{pgharness.NoStart(),
 		pgharness.WithConf("wal_keep_size", "4GB"),     // every segment stays for the decode
@@ -61,25 +100,5 @@ func TestRebuildEveryAccessMethod(t *testing.T) {
 		t.Fatal(err)
 	}
 	pagecheck.IngestWAL(t, ctx, c, in, start, end)
-
-	began = time.Now()
-	stats := pagecheck.ComparePages(t, ctx, c.DataDir(), store, rebuild, rels, perRel)
-	var lines []string
-	for _, label := range slices.Sorted(maps.Keys(stats)) {
-		s := stats[label]
-		lines = append(lines, fmt.Sprintf("%-8s %3d images, %3d rebuilt with records, %3d skipped (need PostgreSQL redo)", label, s.Images, s.Rebuilt, s.Skipped))
-	}
-	t.Logf("pages compared in %v:\n%s", time.Since(began).Round(time.Millisecond), strings.Join(lines, "\n"))
-
-	// A workload that stops writing some access method's WAL fails here.
-	for _, label := range pagecheck.AMLabels() {
-		if s := stats[label]; s.Images+s.Rebuilt+s.Skipped == 0 {
-			t.Errorf("no %s pages read", label)
-		}
-	}
-	for label := range stats {
-		if !slices.Contains(pagecheck.AMLabels(), label) {
-			t.Errorf("pages labelled %q, not one of %v", label, pagecheck.AMLabels())
-		}
-	}
+	return fixture{cluster: c, store: store, rels: rels}
 }

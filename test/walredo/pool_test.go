@@ -1,0 +1,393 @@
+package walredo_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"strata.dev/libs/wal"
+	"strata.dev/libs/walrecord"
+	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/redo"
+	"strata.dev/pageserver/value"
+	"strata.dev/test/daemons"
+)
+
+// request is a page to rebuild and the page a healthy pool returned for
+// it, the reference every later answer must equal.
+type request struct {
+	r    value.Reconstruction
+	want []byte
+}
+
+// TestRedoPool puts the pool through what a pageserver meets: killed
+// processes, bad requests, a hung process and many concurrent callers.
+// Every page must come back equal to what a healthy pool returned.
+func TestRedoPool(t *testing.T) {
+	f := newFixture(t)
+	reqs := processRequests(t, f)
+
+	t.Run("KilledProcesses", func(t *testing.T) { testKilledProcesses(t, reqs) })
+	t.Run("BadRequests", func(t *testing.T) { testBadRequests(t, reqs) })
+	t.Run("HungProcess", func(t *testing.T) { testHungProcess(t, reqs) })
+	t.Run("ConcurrentCallers", func(t *testing.T) { testConcurrentCallers(t, reqs) })
+}
+
+// processRequests samples pages of every relation whose rebuild needs a
+// redo process, with their pages from a fresh pool.
+func processRequests(t *testing.T, f fixture) []request {
+	t.Helper()
+	ctx := context.Background()
+	pool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 1))
+	at, _ := f.store.LastRecordLSN()
+	var reqs []request
+	for _, rel := range slices.SortedFunc(maps.Keys(f.rels), func(a, b key.Rel) int { return strings.Compare(a.String(), b.String()) }) {
+		if rel.Fork == key.ForkFSM {
+			continue
+		}
+		for blk := uint32(0); blk < 8; blk++ {
+			r, err := f.store.Get(ctx, key.RelBlock(rel, blk), at)
+			if err != nil {
+				break // past the end of the relation
+			}
+			if !slices.ContainsFunc(r.Records, func(v value.Versioned) bool { return v.Record.Kind == value.Postgres }) {
+				continue
+			}
+			page, err := pool.Reconstruct(ctx, r)
+			if err != nil {
+				t.Fatalf("%s block %d: %v", rel, blk, err)
+			}
+			reqs = append(reqs, request{r: r, want: bytes.Clone(page)})
+		}
+	}
+	if len(reqs) < 50 {
+		t.Fatalf("only %d pages need a redo process", len(reqs))
+	}
+	t.Logf("%d pages that need a redo process", len(reqs))
+	return reqs
+}
+
+// call rebuilds req and checks the answer.
+func call(ctx context.Context, pool *redo.Pool, req request) error {
+	page, err := pool.Reconstruct(ctx, req.r)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(page, req.want) {
+		return errors.New(req.r.Key.String() + ": page differs from the reference")
+	}
+	return nil
+}
+
+// testKilledProcesses kills -9 the redo process in the middle of requests
+// several times: every caller still gets its page (retried on a new
+// process), and nothing is left behind.
+func testKilledProcesses(t *testing.T, reqs []request) {
+	ctx := context.Background()
+	opts := daemons.RedoOptions(t, 1)
+	pool, err := redo.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	var calls, failures atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				calls.Add(1)
+				if err := call(ctx, pool, reqs[i%len(reqs)]); err != nil {
+					failures.Add(1)
+					t.Error(err)
+				}
+			}
+		})
+	}
+	// Kill processes seen twice, 150 ms apart: serving, past their start.
+	killed, seen := map[int]bool{}, map[int]bool{}
+	for len(killed) < 5 {
+		time.Sleep(150 * time.Millisecond)
+		for _, pid := range redoPIDs(t, opts.Dir) {
+			if !seen[pid] {
+				seen[pid] = true
+			} else if !killed[pid] {
+				killed[pid] = true
+				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests while %d redo processes were killed, %d failed", calls.Load(), len(killed), failures.Load())
+
+	if err := pool.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if pids := redoPIDs(t, opts.Dir); len(pids) > 0 {
+		t.Errorf("redo processes %v still running after Close", pids)
+	}
+	checkNoLeftovers(t, opts.Dir, killed)
+}
+
+// testBadRequests sends requests the pool must refuse or that make the
+// process fail, each time followed by a good request.
+func testBadRequests(t *testing.T, reqs []request) {
+	ctx := context.Background()
+	opts := daemons.RedoOptions(t, 1)
+	pool := daemons.NewRedoPool(t, opts)
+	good := reqs[0]
+	served := func(what string) {
+		t.Helper()
+		if err := call(ctx, pool, good); err != nil {
+			t.Fatalf("after %s: %v", what, err)
+		}
+	}
+	served("nothing")
+
+	// A record whose CRC does not match: refused before any process sees it.
+	r := withRecords(good.r)
+	last := &r.Records[len(r.Records)-1]
+	last.Record.Raw[len(last.Record.Raw)-1] ^= 0xFF
+	if _, err := pool.Reconstruct(ctx, r); !errors.Is(err, redo.ErrInvalidRequest) || !strings.Contains(err.Error(), "CRC") {
+		t.Errorf("corrupt record: %v, want a CRC error wrapping ErrInvalidRequest", err)
+	}
+	served("a corrupt record")
+
+	// A record of another page.
+	other := slices.IndexFunc(reqs, func(q request) bool { return q.r.Key != good.r.Key })
+	r = withRecords(good.r)
+	r.Records = append(r.Records, reqs[other].r.Records[len(reqs[other].r.Records)-1])
+	if _, err := pool.Reconstruct(ctx, r); !errors.Is(err, redo.ErrInvalidRequest) || !strings.Contains(err.Error(), "does not reference") {
+		t.Errorf("record of another page: %v, want ErrInvalidRequest saying so", err)
+	}
+	served("a record of another page")
+
+	// No base image and a first record that does not initialise the page.
+	r = withRecords(good.r)
+	r.HasImage, r.Image = false, nil
+	for len(r.Records) > 0 && r.Records[0].Record.WillInit {
+		r.Records = r.Records[1:]
+	}
+	if len(r.Records) > 0 {
+		if _, err := pool.Reconstruct(ctx, r); !errors.Is(err, redo.ErrInvalidRequest) || !strings.Contains(err.Error(), "does not initialise") {
+			t.Errorf("no base image: %v, want ErrInvalidRequest saying the page is not initialised", err)
+		}
+	}
+
+	// A well-formed heap insert with a nonsense offset: PostgreSQL's redo
+	// gives up, the process dies, the pool says why and replaces it.
+	i := slices.IndexFunc(reqs, func(q request) bool { return lastIsHeapInsert(q.r) })
+	if i < 0 {
+		t.Fatal("no page whose last record is a heap insert")
+	}
+	r = withRecords(reqs[i].r)
+	last = &r.Records[len(r.Records)-1]
+	rec, err := walrecord.Decode(last.Record.Raw, last.LSN, last.LSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := len(last.Record.Raw) - len(rec.MainData) // xl_heap_insert.offnum
+	binary.LittleEndian.PutUint16(last.Record.Raw[off:], 0x7FF0)
+	binary.LittleEndian.PutUint32(last.Record.Raw[20:], wal.RecordCRC(last.Record.Raw))
+	before := redoPIDs(t, opts.Dir)
+	_, err = pool.Reconstruct(ctx, r)
+	if !errors.Is(err, redo.ErrProcess) || !strings.Contains(err.Error(), "offset") {
+		t.Errorf("garbage heap insert: %v, want ErrProcess with PostgreSQL's message", err)
+	}
+	served("a garbage heap insert")
+	if after := redoPIDs(t, opts.Dir); len(after) != 1 || slices.Contains(before, after[0]) {
+		t.Errorf("redo processes %v before, %v after: want the failed one replaced", before, after)
+	}
+}
+
+// testHungProcess stops the redo process (SIGSTOP): the request times
+// out, the process is killed and the retry on a new one succeeds; with
+// every new process stopped too, the caller gets a timeout error.
+func testHungProcess(t *testing.T, reqs []request) {
+	ctx := context.Background()
+	opts := daemons.RedoOptions(t, 1)
+	opts.Timeout = time.Second
+	pool := daemons.NewRedoPool(t, opts)
+	if err := pool.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hung := redoPIDs(t, opts.Dir)
+	for _, pid := range hung {
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	if err := call(ctx, pool, reqs[1]); err != nil {
+		t.Fatalf("with the redo process stopped: %v (want the retry on a new process to succeed)", err)
+	}
+	if now := redoPIDs(t, opts.Dir); len(now) != 1 || slices.Contains(hung, now[0]) {
+		t.Errorf("redo processes %v, stopped %v: want the stopped one replaced", now, hung)
+	}
+
+	// Stop every process, and every new one as it appears.
+	for _, pid := range redoPIDs(t, opts.Dir) {
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			for _, pid := range redoPIDs(t, opts.Dir) {
+				_ = syscall.Kill(pid, syscall.SIGSTOP)
+			}
+		}
+	})
+	_, err := pool.Reconstruct(ctx, reqs[2].r)
+	close(stop)
+	wg.Wait()
+	// The first attempt times out; its retry meets a stopped new process,
+	// which times out either starting or serving.
+	if !errors.Is(err, redo.ErrProcess) || !strings.Contains(err.Error(), "timed out") && !strings.Contains(err.Error(), "not ready") {
+		t.Errorf("every process stopped: %v, want ErrProcess saying the process timed out", err)
+	}
+	for _, pid := range redoPIDs(t, opts.Dir) {
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+	}
+	if err := call(ctx, pool, reqs[3]); err != nil {
+		t.Errorf("after the timeouts: %v", err)
+	}
+}
+
+// testConcurrentCallers runs 64 callers for 10 seconds on a pool of two
+// processes: every answer correct, nobody stuck.
+func testConcurrentCallers(t *testing.T, reqs []request) {
+	ctx := context.Background()
+	pool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 2))
+	deadline := time.Now().Add(10 * time.Second)
+	var calls atomic.Int64
+	var wg sync.WaitGroup
+	for c := range 64 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(c), 1))
+			for time.Now().Before(deadline) {
+				cctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a deadlock fails, not hangs
+				err := call(cctx, pool, reqs[rng.IntN(len(reqs))])
+				cancel()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				calls.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("64 callers, 10 s: %d pages rebuilt (%.0f/s), %d processes", calls.Load(), float64(calls.Load())/10, pool.Processes())
+	if pool.Processes() != 2 {
+		t.Errorf("%d redo processes under load, want the pool's 2", pool.Processes())
+	}
+}
+
+// withRecords copies r with its own records and record bytes.
+func withRecords(r value.Reconstruction) value.Reconstruction {
+	r.Records = slices.Clone(r.Records)
+	for i := range r.Records {
+		r.Records[i].Record.Raw = bytes.Clone(r.Records[i].Record.Raw)
+	}
+	return r
+}
+
+func lastIsHeapInsert(r value.Reconstruction) bool {
+	last := r.Records[len(r.Records)-1]
+	if last.Record.Kind != value.Postgres {
+		return false
+	}
+	h, err := wal.DecodeRecordHeader(last.Record.Raw)
+	return err == nil && h.RmID == walrecord.RmHeap && h.Info&0x70 == 0 // XLOG_HEAP_INSERT
+}
+
+// redoPIDs lists the redo processes of the pool whose scratch directory is
+// dir: `postgres --single -D <dir>/proc-...`.
+func redoPIDs(t *testing.T, dir string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if slices.Contains(args, "--single") && slices.ContainsFunc(args, func(a string) bool {
+			return strings.HasPrefix(a, filepath.Join(dir, "proc-"))
+		}) && !isZombie(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func isZombie(pid int) bool {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z'
+}
+
+// checkNoLeftovers checks that no scratch copy is left in dir and no System V
+// shared memory segment was left by the processes in pids.
+func checkNoLeftovers(t *testing.T, dir string, pids map[int]bool) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "proc-") {
+			t.Errorf("scratch copy %s left in %s", e.Name(), dir)
+		}
+	}
+	// /proc/sysvipc/shm: key shmid perms size cpid lpid nattch ...
+	b, err := os.ReadFile("/proc/sysvipc/shm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 7 {
+			continue
+		}
+		if cpid, _ := strconv.Atoi(f[4]); pids[cpid] {
+			t.Errorf("shared memory segment %s of killed redo process %d left behind", f[1], cpid)
+		}
+	}
+}
