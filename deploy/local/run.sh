@@ -20,7 +20,7 @@ DIR=$(cd "$DIR" && pwd)
 
 say() { printf '%s\n' "$*"; }
 die() { say "run: $*" >&2; exit 1; }
-[ -x "$BIN/safekeeper" ] && [ -x "$BIN/walproposer" ] && [ -x "$BIN/pageserver" ] || die "build first: make build"
+[ -x "$BIN/safekeeper" ] && [ -x "$BIN/walproposer" ] && [ -x "$BIN/pageserver" ] && [ -f "$BIN/walredo.so" ] || die "build first: make build"
 command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
 [ -x "$PGBIN/postgres" ] || die "PostgreSQL 15 not found in $PGBIN (apt-get install postgresql-15)"
 
@@ -81,6 +81,8 @@ mkdir -p "$PSDIR"
 PSBIN=$BIN/pageserver
 if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$PSBIN"; then
   cp "$PSBIN" "$PSDIR/pageserver-bin" && chmod 755 "$PSDIR/pageserver-bin" && PSBIN=$PSDIR/pageserver-bin
+  # The WAL-redo extension the pageserver loads lives next to its binary.
+  cp "$BIN/walredo.so" "$PSDIR/walredo.so" && chmod 644 "$PSDIR/walredo.so"
 fi
 aspg "$PSBIN" --id 1 --datadir "$PSDIR" --safekeepers "$SKS" --listen-http 127.0.0.1:9898 \
   --listen-grpc 127.0.0.1:64001 --listen-pg 127.0.0.1:64000 >>"$DIR/pageserver.log" 2>&1 &

@@ -40,6 +40,22 @@ type Config struct {
 	PgBinDir string `toml:"pg_bin_dir"`
 	// InitdbSuperuser is the superuser of bootstrapped clusters.
 	InitdbSuperuser string `toml:"initdb_superuser"`
+	// WalRedoProcesses is the size of the WAL-redo process pool; 0: one
+	// per CPU.
+	WalRedoProcesses int `toml:"walredo_processes"`
+	// WalRedoTimeout bounds one redo request (and a redo process start).
+	WalRedoTimeout Duration `toml:"walredo_timeout"`
+	// WalRedoIdleTimeout stops redo processes idle this long; 0: never.
+	WalRedoIdleTimeout Duration `toml:"walredo_idle_timeout"`
+	// WalRedoLibrary is walredo.so (pageserver/pgxn/walredo); empty: the
+	// one next to the pageserver binary.
+	WalRedoLibrary string `toml:"walredo_library"`
+	// WalRedoDir is the redo processes' scratch directory; empty:
+	// <datadir>/walredo.
+	WalRedoDir string `toml:"walredo_dir"`
+	// WalRedoUser runs redo processes when the pageserver runs as root
+	// (PostgreSQL refuses root); empty: the pageserver's own user.
+	WalRedoUser string `toml:"walredo_user"`
 	// NoSync disables every fsync. Unsafe: tests only.
 	NoSync    bool   `toml:"no_sync"`
 	LogFormat string `toml:"log_format"` // plain or json
@@ -66,6 +82,8 @@ func Defaults() Config {
 		WaitLSNTimeout:         Duration{Duration: 300 * time.Second},
 		PgBinDir:               "/usr/lib/postgresql/15/bin",
 		InitdbSuperuser:        "postgres",
+		WalRedoTimeout:         Duration{Duration: 60 * time.Second},
+		WalRedoIdleTimeout:     Duration{Duration: 5 * time.Minute},
 		LogFormat:              "plain",
 		LogLevel:               "info",
 	}
@@ -83,9 +101,12 @@ through the HTTP management API on --listen-http (Neon's routes):
   PUT  /v1/tenant/<tenant>/timeline/<id>/import_basebackup          tar body
   GET  /v1/tenant/<tenant>/timeline/<id>                            status
 
+Pages are rebuilt from WAL by a pool of WAL-redo processes: unmodified
+PostgreSQL 15 (postgres --single on a scratch copy of an initdb'd cluster)
+running the walredo.so extension that make build puts next to this binary.
 Prometheus metrics are at /metrics on the same port; gRPC health is on
 --listen-grpc. (Pages and basebackups on --listen-pg come next.) Run it as
-an unprivileged user: it runs initdb.
+an unprivileged user: it runs initdb and postgres.
 
 Usage:
   pageserver --id N --datadir DIR --safekeepers host:port,... [flags]
@@ -122,6 +143,12 @@ func Parse(args []string, out io.Writer) (Config, error) {
 	fs.DurationVar(&c.CompactionPeriod.Duration, "compaction-period", c.CompactionPeriod.Duration, "how often timelines are compacted (image layers); 0 disables")
 	fs.StringVar(&c.PgBinDir, "pg-bin-dir", c.PgBinDir, "directory of PostgreSQL 15's binaries (initdb)")
 	fs.StringVar(&c.InitdbSuperuser, "initdb-superuser", c.InitdbSuperuser, "superuser of clusters bootstrapped with initdb")
+	fs.IntVar(&c.WalRedoProcesses, "walredo-processes", c.WalRedoProcesses, "WAL-redo processes (postgres --single) in the pool; 0 = one per CPU")
+	fs.DurationVar(&c.WalRedoTimeout.Duration, "walredo-timeout", c.WalRedoTimeout.Duration, "longest one WAL-redo request may take before its process is killed and the request retried")
+	fs.DurationVar(&c.WalRedoIdleTimeout.Duration, "walredo-idle-timeout", c.WalRedoIdleTimeout.Duration, "stop WAL-redo processes idle this long; 0 = never")
+	fs.StringVar(&c.WalRedoLibrary, "walredo-library", c.WalRedoLibrary, "the WAL-redo extension walredo.so; empty = the one next to this binary (make build puts it there)")
+	fs.StringVar(&c.WalRedoDir, "walredo-dir", c.WalRedoDir, "scratch directory of the WAL-redo processes (a template cluster and one copy per process); empty = DATADIR/walredo")
+	fs.StringVar(&c.WalRedoUser, "walredo-user", c.WalRedoUser, "unprivileged user the WAL-redo processes run as when the pageserver runs as root")
 	fs.DurationVar(&c.WaitLSNTimeout.Duration, "wait-lsn-timeout", c.WaitLSNTimeout.Duration, "longest a read waits for the WAL it needs")
 	fs.BoolVar(&c.NoSync, "no-sync", c.NoSync, "disable fsync (UNSAFE: for tests only)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: plain or json")
@@ -166,6 +193,15 @@ func (c Config) Validate() error {
 	}
 	if c.WaitLSNTimeout.Duration <= 0 {
 		errs = append(errs, fmt.Errorf("--wait-lsn-timeout %v: want a positive duration", c.WaitLSNTimeout.Duration))
+	}
+	if c.WalRedoProcesses < 0 {
+		errs = append(errs, fmt.Errorf("--walredo-processes %d: want 0 (one per CPU) or more", c.WalRedoProcesses))
+	}
+	if c.WalRedoTimeout.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("--walredo-timeout %v: want a positive duration", c.WalRedoTimeout.Duration))
+	}
+	if c.WalRedoIdleTimeout.Duration < 0 {
+		errs = append(errs, fmt.Errorf("--walredo-idle-timeout %v: want 0 (never) or a positive duration", c.WalRedoIdleTimeout.Duration))
 	}
 	if _, err := daemon.NewLogger(c.LogFormat, c.LogLevel); err != nil {
 		errs = append(errs, err)

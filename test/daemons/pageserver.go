@@ -46,10 +46,11 @@ func NewPageserver(t testing.TB, args ...string) *Pageserver {
 	args = append([]string{"--id", "1", "--datadir", p.Dir,
 		"--listen-http", p.HTTPAddr, "--listen-grpc", p.GRPCAddr, "--listen-pg", p.PGAddr}, args...)
 	u := pgharness.ServerUser(t)
-	bin := Binary(t, "pageserver")
+	bin, lib := Binary(t, "pageserver"), RedoLibrary(t)
 	if u.Switch {
-		bin = reachableCopy(t, bin)
+		bin, lib = reachableCopy(t, bin), reachableCopy(t, lib)
 	}
+	args = append([]string{"--walredo-library", lib}, args...)
 	p.Process = newProcess(t, "pageserver", bin, filepath.Join(t.TempDir(), "pageserver.log"), args, p.ready)
 	p.Prepare = u.Apply
 	return p

@@ -19,6 +19,7 @@ import (
 
 	"strata.dev/pageserver/ingest"
 	"strata.dev/pageserver/ingest/ingesttest"
+	"strata.dev/test/daemons"
 	"strata.dev/test/pagecheck"
 	"strata.dev/test/pgharness"
 	"strata.dev/test/walcheck"
@@ -79,5 +80,5 @@ func testIngestRealWAL(t *testing.T, opts ...pgharness.Option) {
 	t.Logf("ingested %d records (%d values, %d commits, %d gap pages, %d VM clears skipped) in %v",
 		st.Records, st.Entries, st.Commits, st.GapPagesZeroed, st.VMClearsSkipped, time.Since(began).Round(time.Millisecond))
 
-	pagecheck.Compare(t, ctx, c, store, primary, w, beforeShutdown)
+	pagecheck.Compare(t, ctx, c, store, daemons.NewRedoPool(t, daemons.RedoOptions(t, 2)), primary, w, beforeShutdown)
 }

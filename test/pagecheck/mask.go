@@ -35,8 +35,9 @@ import (
 //
 // Pages that are all zeros are left alone. Free-space map pages are not
 // compared at all (their updates are never WAL-logged in vanilla
-// PostgreSQL). MaskAccessMethod adds the masks specific to one access
-// method. MaskPage returns a masked copy; page is not modified.
+// PostgreSQL). Pages with special space also get the masks of their
+// access method (maskAccessMethod). MaskPage returns a masked copy; page
+// is not modified.
 func MaskPage(page []byte, fork uint8) []byte {
 	p := append([]byte(nil), page...)
 	if allZero(p) {
@@ -53,6 +54,9 @@ func MaskPage(page []byte, fork uint8) []byte {
 	clear(p[lower:upper])
 	if isSpGistMeta(p) {
 		clear(p[28:92]) // SpGistMetaPageData.lastUsedPages, after the magic number
+	}
+	if special < len(p) {
+		maskAccessMethod(p)
 	}
 	heap := fork == key.ForkMain && special == len(p)
 	for off := 24; off+4 <= lower; off += 4 {
@@ -91,9 +95,9 @@ func maskHeapTuple(t []byte) {
 
 func maxAlign(n int) int { return (n + 7) &^ 7 }
 
-// MaskAccessMethod applies, to a page MaskPage already masked, what the
-// rm_mask function of the page's access method masks beyond that (label
-// as AMRels gives it; other labels are left alone):
+// maskAccessMethod applies what the rm_mask function of the page's access
+// method masks beyond the generic masks, the access method told by the
+// page's special space (its size and page id):
 //
 //   - btree: BTP_HAS_GARBAGE and BTP_SPLIT_END, btpo_cycleid;
 //   - hash: LH_PAGE_HAS_DEAD_TUPLES, and everything on an unused page;
@@ -103,59 +107,50 @@ func maxAlign(n int) int { return (n + 7) &^ 7 }
 //   - brin: BRIN_EVACUATE_PAGE;
 //   - sequence: last_value and log_cnt, which nextval logs ahead of the
 //     page (SEQ_LOG_VALS).
-func MaskAccessMethod(p []byte, label string) {
+func maskAccessMethod(p []byte) {
 	le := binary.LittleEndian
-	if allZero(p) || len(p) < 24 {
+	special := int(le.Uint16(p[16:]))
+	if special > len(p) || special < 24 {
 		return
 	}
-	special := int(le.Uint16(p[16:]))
-	opaque := func(size int) []byte {
-		if special+size <= len(p) {
-			return p[special : special+size]
-		}
-		return nil
-	}
+	o := p[special:]
 	maskContent := func() {
-		for i := 24; i < len(p); i++ {
-			p[i] = 0
-		}
+		clear(p[24:])
 		clear(p[12:16]) // pd_lower, pd_upper
 	}
-	switch label {
-	case "btree":
-		if o := opaque(16); o != nil {
-			le.PutUint16(o[12:], le.Uint16(o[12:])&^(1<<6|1<<5)) // BTP_HAS_GARBAGE, BTP_SPLIT_END
-			clear(o[14:16])                                      // btpo_cycleid
-		}
-	case "hash":
-		if o := opaque(16); o != nil {
+	switch len(o) {
+	case 16:
+		switch le.Uint16(o[14:]) {
+		case 0xFF80: // hash
 			flags := le.Uint16(o[12:])
 			if flags&0xF == 0 { // LH_UNUSED_PAGE
 				maskContent()
 				return
 			}
 			le.PutUint16(o[12:], flags&^(1<<7)) // LH_PAGE_HAS_DEAD_TUPLES
+		case 0xFF81: // gist
+			clear(o[0:8])                                 // NSN
+			le.PutUint16(o[12:], (le.Uint16(o[12:])|8)&^16) // F_FOLLOW_RIGHT set, F_HAS_GARBAGE cleared
+		default: // btree: no page id, btpo_cycleid <= MAX_BT_CYCLE_ID
+			le.PutUint16(o[12:], le.Uint16(o[12:])&^(1<<6|1<<5)) // BTP_HAS_GARBAGE, BTP_SPLIT_END
+			clear(o[14:16])                                      // btpo_cycleid
 		}
-	case "gin":
-		if o := opaque(8); o != nil && le.Uint16(o[6:])&(1<<2) != 0 { // GIN_DELETED
-			maskContent()
-		}
-	case "gist":
-		if o := opaque(16); o != nil {
-			clear(o[0:8])                               // NSN
-			le.PutUint16(o[12:], le.Uint16(o[12:])|8)   // F_FOLLOW_RIGHT, as GistMarkFollowRight
-			le.PutUint16(o[12:], le.Uint16(o[12:])&^16) // F_HAS_GARBAGE
-		}
-	case "brin":
-		if o := opaque(8); o != nil {
+	case 8:
+		id := le.Uint16(o[6:])
+		switch {
+		case le.Uint32(o) == 0x1717: // sequence (seq_magic)
+			lp := le.Uint32(p[24:])
+			if off := int(lp & 0x7FFF); off+24 <= len(p) {
+				if data := off + int(p[off+22]); data+16 <= len(p) { // t_hoff
+					clear(p[data : data+16]) // last_value, log_cnt
+				}
+			}
+		case id == 0xF091 || id == 0xF092 || id == 0xF093: // brin
 			le.PutUint16(o[4:], le.Uint16(o[4:])&^1) // BRIN_EVACUATE_PAGE
-		}
-	case "sequence":
-		lp := le.Uint32(p[24:])
-		if off := int(lp & 0x7FFF); off+24+16 <= len(p) {
-			data := off + int(p[off+22]) // t_hoff
-			if data+16 <= len(p) {
-				clear(p[data : data+16]) // last_value, log_cnt
+		case id >= 0xFF00: // spgist, bloom: nothing more
+		default: // gin: flags, no page id
+			if id&(1<<2) != 0 { // GIN_DELETED
+				maskContent()
 			}
 		}
 	}

@@ -125,7 +125,7 @@ func TestImportVanillaBasebackup(t *testing.T) {
 	last := walcheck.LatestCheckpoint(t, primary)
 	ps.WaitLastRecord(t, c.ttid, last+1, time.Minute)
 	ps.Stop()
-	pagecheck.Compare(t, ctx, primary, openTimeline(t, ps, c.ttid), snapshot, w, last)
+	pagecheck.Compare(t, ctx, primary, openTimeline(t, ps, c.ttid), daemons.NewRedoPool(t, daemons.RedoOptions(t, 2)), snapshot, w, last)
 }
 
 func isStatus(err error, code int) bool {

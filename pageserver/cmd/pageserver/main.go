@@ -11,6 +11,9 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -28,6 +32,7 @@ import (
 	"strata.dev/pageserver/config"
 	"strata.dev/pageserver/httpapi"
 	"strata.dev/pageserver/metrics"
+	"strata.dev/pageserver/redo"
 	"strata.dev/pageserver/tenant"
 	"strata.dev/pageserver/timeline"
 )
@@ -76,11 +81,18 @@ func run(cfg config.Config) error {
 		return fmt.Errorf("listen on --listen-grpc %s: %w", cfg.ListenGRPC, err)
 	}
 
+	pool, err := newRedoPool(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
 	t0 := time.Now()
 	mgr, err := tenant.Load(cfg.Datadir, tenant.Options{
 		Safekeepers: cfg.Safekeepers, SafekeeperToken: token, NodeID: cfg.ID,
 		Timeline: timeline.Options{
 			CheckpointDistance: cfg.CheckpointDistance, ImageThreshold: cfg.ImageCreationThreshold, NoSync: cfg.NoSync,
+			Reconstructor: pool,
 		},
 		CompactionPeriod: cfg.CompactionPeriod.Duration,
 		PgBinDir:         cfg.PgBinDir, InitdbSuperuser: cfg.InitdbSuperuser,
@@ -94,6 +106,7 @@ func run(cfg config.Config) error {
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.Register(promReg, mgr)
+	promReg.MustRegister(pool.Collectors()...)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -144,4 +157,48 @@ func wrap(what string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// newRedoPool makes the WAL-redo pool the configuration describes. It
+// starts no process: the first page that needs one does.
+func newRedoPool(cfg config.Config, log zerolog.Logger) (*redo.Pool, error) {
+	opts := redo.Options{
+		PGBinDir:    cfg.PgBinDir,
+		Library:     cfg.WalRedoLibrary,
+		Dir:         cfg.WalRedoDir,
+		Processes:   cfg.WalRedoProcesses,
+		Timeout:     cfg.WalRedoTimeout.Duration,
+		IdleTimeout: cfg.WalRedoIdleTimeout.Duration,
+		Log:         log.With().Str("component", "walredo").Logger(),
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = -1 // the flag's 0 means never
+	}
+	if opts.Library == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find walredo.so next to the pageserver: %w", err)
+		}
+		opts.Library = filepath.Join(filepath.Dir(exe), "walredo.so")
+	}
+	if opts.Dir == "" {
+		opts.Dir = filepath.Join(cfg.Datadir, "walredo")
+	}
+	if cfg.WalRedoUser != "" {
+		u, err := user.Lookup(cfg.WalRedoUser)
+		if err != nil {
+			return nil, fmt.Errorf("--walredo-user: %w", err)
+		}
+		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("--walredo-user %s: %w", cfg.WalRedoUser, err)
+		}
+		opts.User = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	pool, err := redo.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("WAL redo: %w (see --walredo-library, --walredo-user)", err)
+	}
+	return pool, nil
 }
