@@ -129,7 +129,7 @@ func maskAccessMethod(p []byte) {
 			}
 			le.PutUint16(o[12:], flags&^(1<<7)) // LH_PAGE_HAS_DEAD_TUPLES
 		case 0xFF81: // gist
-			clear(o[0:8])                                 // NSN
+			clear(o[0:8])                                   // NSN
 			le.PutUint16(o[12:], (le.Uint16(o[12:])|8)&^16) // F_FOLLOW_RIGHT set, F_HAS_GARBAGE cleared
 		default: // btree: no page id, btpo_cycleid <= MAX_BT_CYCLE_ID
 			le.PutUint16(o[12:], le.Uint16(o[12:])&^(1<<6|1<<5)) // BTP_HAS_GARBAGE, BTP_SPLIT_END
