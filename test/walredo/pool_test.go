@@ -44,6 +44,7 @@ func TestRedoPool(t *testing.T) {
 	t.Run("BadRequests", func(t *testing.T) { testBadRequests(t, reqs) })
 	t.Run("HungProcess", func(t *testing.T) { testHungProcess(t, reqs) })
 	t.Run("ConcurrentCallers", func(t *testing.T) { testConcurrentCallers(t, reqs) })
+	t.Run("IdleStop", func(t *testing.T) { testIdleStop(t, reqs) })
 }
 
 // processRequests samples pages of every relation whose rebuild needs a
@@ -308,6 +309,34 @@ func testConcurrentCallers(t *testing.T, reqs []request) {
 	}
 }
 
+// testIdleStop checks that idle processes are stopped and their scratch
+// copies removed, and that the next request starts a new one.
+func testIdleStop(t *testing.T, reqs []request) {
+	ctx := context.Background()
+	opts := daemons.RedoOptions(t, 2)
+	opts.IdleTimeout = 300 * time.Millisecond
+	pool := daemons.NewRedoPool(t, opts)
+	if err := call(ctx, pool, reqs[0]); err != nil {
+		t.Fatal(err)
+	}
+	pids := redoPIDs(t, opts.Dir)
+	deadline := time.Now().Add(10 * time.Second)
+	for pool.Processes() > 0 || len(redoPIDs(t, opts.Dir)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d redo processes still running after 10 s idle", pool.Processes())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	seen := map[int]bool{}
+	for _, pid := range pids {
+		seen[pid] = true
+	}
+	waitNoLeftovers(t, opts.Dir, seen)
+	if err := call(ctx, pool, reqs[1]); err != nil {
+		t.Errorf("after the idle stop: %v", err)
+	}
+}
+
 // withRecords copies r with its own records and record bytes.
 func withRecords(r value.Reconstruction) value.Reconstruction {
 	r.Records = slices.Clone(r.Records)
@@ -361,6 +390,20 @@ func isZombie(pid int) bool {
 	}
 	i := bytes.LastIndexByte(stat, ')')
 	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z'
+}
+
+// waitNoLeftovers waits a little for the scratch copies of stopped
+// processes to be removed (after they exit), then checks.
+func waitNoLeftovers(t *testing.T, dir string, pids map[int]bool) {
+	t.Helper()
+	for range 100 {
+		entries, _ := os.ReadDir(dir)
+		if !slices.ContainsFunc(entries, func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), "proc-") }) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	checkNoLeftovers(t, dir, pids)
 }
 
 // checkNoLeftovers checks that no scratch copy is left in dir and no System V

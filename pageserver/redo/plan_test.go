@@ -1,0 +1,226 @@
+package redo
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+
+	"strata.dev/libs/lsn"
+	"strata.dev/libs/wal"
+	"strata.dev/libs/walrecord"
+	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/pgpage"
+	"strata.dev/pageserver/value"
+)
+
+var (
+	target = key.RelBlock(key.Rel{Spc: 1663, DB: 5, Rel: 16384, Fork: key.ForkMain}, 7)
+	other  = key.RelBlock(key.Rel{Spc: 1663, DB: 5, Rel: 16384, Fork: key.ForkMain}, 8)
+)
+
+// blockRef is one block reference of a test record.
+type blockRef struct {
+	k        key.Key
+	willInit bool
+	image    []byte // an uncompressed full-page image to apply, if set
+}
+
+// record builds a heap record (rmid 10) referencing blocks, with a valid
+// CRC, as the store keeps it: a value.Postgres at its end LSN.
+func record(at lsn.LSN, blocks ...blockRef) value.Versioned {
+	le := binary.LittleEndian
+	var hdrs, payload []byte
+	for i, b := range blocks {
+		flags := b.k.Rel().Fork
+		if b.willInit {
+			flags |= walrecord.BKPBLOCK_WILL_INIT
+		}
+		if b.image != nil {
+			flags |= walrecord.BKPBLOCK_HAS_IMAGE
+		}
+		hdrs = append(hdrs, byte(i), flags, 0, 0) // no block data
+		if b.image != nil {
+			hdrs = le.AppendUint16(hdrs, pgpage.BlockSize)
+			hdrs = le.AppendUint16(hdrs, 0)               // hole offset
+			hdrs = append(hdrs, walrecord.BKPIMAGE_APPLY) // no hole, not compressed
+			payload = append(payload, b.image...)
+		}
+		rel := b.k.Rel()
+		hdrs = le.AppendUint32(hdrs, rel.Spc)
+		hdrs = le.AppendUint32(hdrs, rel.DB)
+		hdrs = le.AppendUint32(hdrs, rel.Rel)
+		hdrs = le.AppendUint32(hdrs, b.k.Block())
+	}
+	main := []byte{1, 0, 0} // xl_heap_insert: offnum 1, flags 0
+	hdrs = append(hdrs, walrecord.XLR_BLOCK_ID_DATA_SHORT, byte(len(main)))
+	body := append(append(hdrs, payload...), main...)
+	raw := wal.RecordHeader{TotLen: uint32(wal.RecordHeaderSize + len(body)), XID: 700, RmID: walrecord.RmHeap}.Append(nil)
+	raw = append(raw, body...)
+	le.PutUint32(raw[20:], wal.RecordCRC(raw))
+	willInit := false
+	for _, b := range blocks {
+		if b.k == target && (b.willInit || b.image != nil) {
+			willInit = true
+		}
+	}
+	return value.Versioned{LSN: at, Record: value.NewPostgres(raw, willInit).Record}
+}
+
+func neonRecord(at lsn.LSN) value.Versioned {
+	return value.Versioned{LSN: at, Record: value.Record{Kind: value.ClearVisibilityMapFlags}}
+}
+
+func page(fill byte) []byte {
+	p := bytes.Repeat([]byte{fill}, pgpage.BlockSize)
+	binary.LittleEndian.PutUint16(p[14:], 100) // pd_upper: not a new page
+	return p
+}
+
+func TestPlanRuns(t *testing.T) {
+	base := page(1)
+	r := value.Reconstruction{Key: target, LSN: 500, HasImage: true, Image: base, Records: []value.Versioned{
+		record(100, blockRef{k: target}), record(200, blockRef{k: target}, blockRef{k: other}),
+		neonRecord(300), record(400, blockRef{k: target}),
+	}}
+	p, err := makePlan(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p.base, base) {
+		t.Error("base is not the image")
+	}
+	p.base[0] = 9
+	if base[0] != 1 {
+		t.Error("the plan shares the stored image")
+	}
+	var shape []int
+	for _, s := range p.steps {
+		n := len(s.records)
+		if !s.postgres {
+			n = -n
+		}
+		shape = append(shape, n)
+	}
+	if got := shape; len(got) != 3 || got[0] != 2 || got[1] != -1 || got[2] != 1 {
+		t.Errorf("steps %v, want Postgres 2, Go 1, Postgres 1", got)
+	}
+}
+
+func TestPlanStartsFromTheLastFullPageImage(t *testing.T) {
+	img := page(3)
+	r := value.Reconstruction{Key: target, LSN: 500, Records: []value.Versioned{
+		record(100, blockRef{k: target, willInit: true}),
+		record(200, blockRef{k: target, image: img}),
+		record(300, blockRef{k: target}, blockRef{k: other, image: page(4)}), // another block's image
+		neonRecord(400),
+	}}
+	p, err := makePlan(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.base == nil || p.base[100] != 3 || binary.LittleEndian.Uint32(p.base[4:]) != 200 || binary.LittleEndian.Uint32(p.base[0:]) != 0 {
+		t.Fatalf("base is not the image of the record at 200 with pd_lsn 0/C8: % x", p.base[:8])
+	}
+	if p.records() != 2 || !p.steps[0].postgres || p.steps[0].records[0].LSN != 300 {
+		t.Errorf("plan applies %d records from %v, want the two after the image", p.records(), p.steps)
+	}
+
+	// An image as the last change: nothing left for a process.
+	r.Records = r.Records[:2]
+	if p, err = makePlan(r); err != nil || len(p.steps) != 0 || p.base[100] != 3 {
+		t.Errorf("image as last change: %d steps, %v", len(p.steps), err)
+	}
+}
+
+func TestPlanSplitsLongRuns(t *testing.T) {
+	r := value.Reconstruction{Key: target, LSN: 1 << 20, Records: []value.Versioned{record(1, blockRef{k: target, willInit: true})}}
+	for i := 2; i <= 300; i++ {
+		r.Records = append(r.Records, record(lsn.LSN(i), blockRef{k: target}))
+	}
+	p, err := makePlan(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.records() != 300 || len(p.steps) != 3 {
+		t.Fatalf("%d records in %d steps, want 300 in 3 (budget %d, 3 units each)", p.records(), len(p.steps), maxBufferUnits)
+	}
+	for _, s := range p.steps {
+		if !s.postgres || len(s.records)*3 > maxBufferUnits {
+			t.Errorf("step of %d records over the budget", len(s.records))
+		}
+	}
+}
+
+func TestPlanRefusesBadRequests(t *testing.T) {
+	corrupt := record(200, blockRef{k: target})
+	corrupt.Record.Raw = bytes.Clone(corrupt.Record.Raw)
+	corrupt.Record.Raw[len(corrupt.Record.Raw)-1] ^= 1
+	slru := key.SlruBlock(key.Clog, 0, 0)
+	for _, c := range []struct {
+		name string
+		r    value.Reconstruction
+		want string
+	}{
+		{"nothing", value.Reconstruction{Key: target}, "no image and no records"},
+		{"not initialised", value.Reconstruction{Key: target, Records: []value.Versioned{record(100, blockRef{k: target})}}, "does not initialise"},
+		{"other page", value.Reconstruction{Key: target, HasImage: true, Image: page(1), Records: []value.Versioned{record(100, blockRef{k: other})}}, "does not reference block 7"},
+		{"corrupt", value.Reconstruction{Key: target, HasImage: true, Image: page(1), Records: []value.Versioned{corrupt}}, "CRC"},
+		{"slru", value.Reconstruction{Key: slru, HasImage: true, Image: page(1), Records: []value.Versioned{record(100, blockRef{k: target})}}, "not a relation block"},
+	} {
+		_, err := makePlan(c.r)
+		if !errors.Is(err, ErrInvalidRequest) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want ErrInvalidRequest with %q", c.name, err, c.want)
+		}
+	}
+}
+
+func TestWithChecksums(t *testing.T) {
+	img := page(1)
+	r := value.Reconstruction{Key: target, HasImage: true, Image: img}
+	got, err := WithChecksums{imageOnly{}}.Reconstruct(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pgpage.StoredChecksum(got) != pgpage.Checksum(got, target.Block()) || pgpage.StoredChecksum(got) == 0 {
+		t.Errorf("pd_checksum %#x, want %#x", pgpage.StoredChecksum(got), pgpage.Checksum(got, target.Block()))
+	}
+	if !bytes.Equal(img, page(1)) {
+		t.Error("the stored image was modified")
+	}
+}
+
+// imageOnly rebuilds image-only values, as every Reconstructor does.
+type imageOnly struct{}
+
+func (imageOnly) Reconstruct(_ context.Context, r value.Reconstruction) ([]byte, error) {
+	return r.Image, nil
+}
+
+// FuzzMakePlan feeds arbitrary record bytes, as a corrupt store could hold
+// them, to the planner: an error or a plan, never a panic.
+func FuzzMakePlan(f *testing.F) {
+	f.Add(record(100, blockRef{k: target}).Record.Raw, true)
+	f.Add(record(100, blockRef{k: target, image: page(2)}).Record.Raw, false)
+	f.Add(record(100, blockRef{k: other, willInit: true}).Record.Raw, true)
+	f.Fuzz(func(t *testing.T, raw []byte, willInit bool) {
+		// With a valid CRC, so that decoding gets exercised.
+		if len(raw) >= wal.RecordHeaderSize {
+			binary.LittleEndian.PutUint32(raw[0:], uint32(len(raw)))
+			binary.LittleEndian.PutUint32(raw[20:], wal.RecordCRC(raw))
+		}
+		rec := value.Versioned{LSN: 100, Record: value.NewPostgres(raw, willInit).Record}
+		for _, hasImage := range []bool{false, true} {
+			r := value.Reconstruction{Key: target, LSN: 100, HasImage: hasImage, Records: []value.Versioned{rec, rec}}
+			if hasImage {
+				r.Image = page(1)
+			}
+			p, err := makePlan(r)
+			if err == nil && p.base == nil && p.records() > 0 && !p.steps[0].records[0].Record.WillInit {
+				t.Fatal("a plan with no base whose first record does not initialise the page")
+			}
+		}
+	})
+}
