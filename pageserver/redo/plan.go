@@ -3,6 +3,7 @@ package redo
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
@@ -19,12 +20,21 @@ import (
 var ErrInvalidRequest = errors.New("invalid WAL redo request")
 
 // maxBufferUnits bounds the buffers one process request may need, counted
-// as block references plus two per record (the FSM and VM pages heap redo
-// updates). The redo process runs with 1024 buffers and every buffer a
-// request dirties must stay in the pool until the request ends: evicting a
-// dirty one would flush WAL past the scratch cluster's end. Longer runs of
-// records are split, each part starting from the page the previous made.
+// as the distinct blocks its records reference plus two for each heap block
+// (the FSM and VM pages heap redo updates). The redo process runs with 1024
+// buffers and every buffer a request dirties must stay in the pool until
+// the request ends: evicting a dirty one would flush WAL past the scratch
+// cluster's end. Longer runs of records are split, each part starting from
+// the page the previous made.
 const maxBufferUnits = 400
+
+// blockTag names a block a record references, for the buffer budget.
+type blockTag struct {
+	rel  walrecord.RelFileNode
+	fork uint8
+	blk  uint32
+	heap bool // referenced by a heap record: FSM and VM pages come with it
+}
 
 // plan is a reconstruction ready to run: a base page (nil if the first
 // record initialises it) and runs of records, each applied in Go (Neon
@@ -69,7 +79,10 @@ func makePlan(r value.Reconstruction) (plan, error) {
 	if r.HasImage {
 		base = r.Image
 	}
-	var units []int // buffer units of each Postgres record, by index in recs
+	// The blocks of each Postgres record, newest first: record i's are
+	// tags[ends[i-1]:ends[i]].
+	var tags []blockTag
+	var ends []int
 	var dec walrecord.Record
 	for i := len(recs) - 1; i >= 0; i-- {
 		rec := &recs[i]
@@ -95,7 +108,11 @@ func makePlan(r value.Reconstruction) (plan, error) {
 			base, recs, shared = page, recs[i+1:], false
 			break
 		}
-		units = append(units, len(dec.Blocks)+2)
+		heap := dec.Header.RmID == walrecord.RmHeap || dec.Header.RmID == walrecord.RmHeap2
+		for _, b := range dec.Blocks {
+			tags = append(tags, blockTag{rel: b.Rel, fork: b.Fork, blk: b.Blkno, heap: heap})
+		}
+		ends = append(ends, len(tags))
 	}
 	if shared {
 		base = append(make([]byte, 0, len(base)), base...)
@@ -105,18 +122,32 @@ func makePlan(r value.Reconstruction) (plan, error) {
 	if base == nil && len(recs) > 0 && !recs[0].Record.WillInit {
 		return p, invalidf(r.Key, recs[0].LSN, "no base image, and the first record does not initialise the page")
 	}
-	// units was filled newest first.
-	unit := func(j int) int { return units[len(units)-1-j] }
-	pg := 0 // Postgres records seen, oldest first
+	blocksOf := func(j int) []blockTag { // of the j-th Postgres record, oldest first
+		i := len(ends) - 1 - j
+		if i == 0 {
+			return tags[:ends[0]]
+		}
+		return tags[ends[i-1]:ends[i]]
+	}
+	var seen []blockTag // distinct blocks of the current step
+	pg := 0             // Postgres records seen, oldest first
 	for start := 0; start < len(recs); {
 		postgres := !neonredo.Applicable(recs[start].Record)
 		end, budget := start, 0
+		seen = seen[:0]
 		for end < len(recs) && !neonredo.Applicable(recs[end].Record) == postgres {
 			if postgres {
-				if budget+unit(pg) > maxBufferUnits && end > start {
+				n := len(seen)
+				for _, b := range blocksOf(pg) {
+					if !slices.Contains(seen, b) {
+						seen = append(seen, b)
+						budget += 1 + 2*boolInt(b.heap)
+					}
+				}
+				if budget > maxBufferUnits && end > start {
+					seen = seen[:n] // the record starts the next step
 					break
 				}
-				budget += unit(pg)
 				pg++
 			}
 			end++
@@ -146,6 +177,13 @@ func checkRecord(dec *walrecord.Record, rec *value.Versioned, target walrecord.B
 	}
 	return nil, fmt.Errorf("the record does not reference block %d of %d/%d/%d fork %d",
 		target.Blkno, target.Rel.Spc, target.Rel.DB, target.Rel.Rel, target.Fork)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func invalidf(k key.Key, at lsn.LSN, format string, args ...any) error {

@@ -136,16 +136,27 @@ func TestPlanStartsFromTheLastFullPageImage(t *testing.T) {
 }
 
 func TestPlanSplitsLongRuns(t *testing.T) {
+	// Every record on the page: one block in all, one step.
 	r := value.Reconstruction{Key: target, LSN: 1 << 20, Records: []value.Versioned{record(1, blockRef{k: target, willInit: true})}}
 	for i := 2; i <= 300; i++ {
 		r.Records = append(r.Records, record(lsn.LSN(i), blockRef{k: target}))
+	}
+	if p, err := makePlan(r); err != nil || p.records() != 300 || len(p.steps) != 1 {
+		t.Fatalf("300 records on one block: %d steps (%v), want 1", len(p.steps), err)
+	}
+
+	// Every record also on a block of its own: 3 heap units each (the
+	// block, its FSM and VM pages).
+	r.Records = r.Records[:1]
+	for i := 2; i <= 300; i++ {
+		r.Records = append(r.Records, record(lsn.LSN(i), blockRef{k: target}, blockRef{k: key.RelBlock(target.Rel(), uint32(1000+i))}))
 	}
 	p, err := makePlan(r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.records() != 300 || len(p.steps) != 3 {
-		t.Fatalf("%d records in %d steps, want 300 in 3 (budget %d, 3 units each)", p.records(), len(p.steps), maxBufferUnits)
+		t.Fatalf("%d records in %d steps, want 300 in 3 (budget %d)", p.records(), len(p.steps), maxBufferUnits)
 	}
 	for _, s := range p.steps {
 		if !s.postgres || len(s.records)*3 > maxBufferUnits {
