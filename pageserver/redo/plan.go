@@ -41,7 +41,7 @@ type blockTag struct {
 // records, PS §3) or by a redo process, alternately.
 type plan struct {
 	key   key.Key
-	base  []byte // owned by the plan: may be modified
+	base  []byte // read only: may be the stored image (Go steps copy it)
 	steps []step
 }
 
@@ -75,7 +75,6 @@ func makePlan(r value.Reconstruction) (plan, error) {
 
 	recs := r.Records
 	var base []byte
-	shared := r.HasImage // base is r.Image, which the plan must not change
 	if r.HasImage {
 		base = r.Image
 	}
@@ -105,7 +104,7 @@ func makePlan(r value.Reconstruction) (plan, error) {
 			if !pgpage.IsNew(page) {
 				neonredo.SetPageLSN(page, uint64(rec.LSN))
 			}
-			base, recs, shared = page, recs[i+1:], false
+			base, recs = page, recs[i+1:]
 			break
 		}
 		heap := dec.Header.RmID == walrecord.RmHeap || dec.Header.RmID == walrecord.RmHeap2
@@ -113,9 +112,6 @@ func makePlan(r value.Reconstruction) (plan, error) {
 			tags = append(tags, blockTag{rel: b.Rel, fork: b.Fork, blk: b.Blkno, heap: heap})
 		}
 		ends = append(ends, len(tags))
-	}
-	if shared {
-		base = append(make([]byte, 0, len(base)), base...)
 	}
 	p.base = base
 

@@ -19,6 +19,9 @@ type Pool struct {
 	metrics *metrics
 	ctx     context.Context // cancelled by Close: stops spawns
 	cancel  context.CancelFunc
+	// requestBuffers recycles request encodings: a request is written
+	// whole before roundTrip returns, so its buffer is free after.
+	requestBuffers sync.Pool
 
 	mu       sync.Mutex
 	tmpl     string     // the template, once made
@@ -82,7 +85,13 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 // apply runs records on base in a redo process, retrying once on another
 // process if the first fails.
 func (p *Pool) apply(ctx context.Context, pl *plan, base []byte, records []value.Versioned) ([]byte, error) {
-	req := appendRequest(make([]byte, 0, requestSize(base, records)), pl.key, base, records)
+	buf, _ := p.requestBuffers.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	defer p.requestBuffers.Put(buf)
+	req := appendRequest(slices.Grow((*buf)[:0], requestSize(base, records)), pl.key, base, records)
+	*buf = req
 	for attempt := 0; ; attempt++ {
 		page, err := p.roundTrip(ctx, req)
 		if err == nil {

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -42,20 +43,29 @@ var processSettings = []string{
 
 // process is one running redo process. Requests are written whole, in
 // turn, and answered in the order written, so several callers can have
-// requests in flight on one process (pipelining): the reader goroutine
-// hands each 8192-byte answer to the oldest waiting call.
+// requests in flight on one process (pipelining). There is no reader
+// goroutine: the caller that holds the read token reads answers, in order,
+// handing each to its call, until its own has come; then it passes the
+// token on. A caller alone on the process waits for its answer in a
+// blocking poll(2), woken straight by the pipe (no goroutine hand-offs);
+// otherwise the wait goes through the runtime's poller, so that a blocked
+// thread does not hold up the other callers.
 type process struct {
 	id     int
 	dir    string
 	cmd    *exec.Cmd
 	stdin  *os.File
 	stdout *os.File
+	outRC  syscall.RawConn // stdout's, for waits through the poller
+	outFD  int
 	log    zerolog.Logger
 
-	mu    sync.Mutex // serialises writes; with them, the order of calls
-	calls chan *call // written, not yet answered, oldest first
-	err   error      // why the process failed; set once, under mu
+	writeMu sync.Mutex // serialises writes, and with them the order of calls
+	mu      sync.Mutex // guards queue and err; never held across I/O
+	queue   []*call    // written, not yet answered, oldest first
+	err     error      // why the process failed; set once
 	dead  chan struct{}
+	token chan struct{} // held by the caller reading answers
 
 	inflight atomic.Int32 // calls reserved or running
 	lastUsed atomic.Int64 // unix nanoseconds
@@ -63,7 +73,8 @@ type process struct {
 	stderr   stderrTail
 }
 
-// call is one request waiting for its answer.
+// call is one request waiting for its answer. It is finished once, under
+// process.mu.
 type call struct {
 	page []byte
 	err  error
@@ -87,7 +98,8 @@ func spawn(ctx context.Context, o *Options, tmpl string, id int) (*process, erro
 	}
 
 	p := &process{id: id, dir: dir, log: o.Log.With().Int("redo_process", id).Logger(),
-		calls: make(chan *call, 4096), dead: make(chan struct{}), exited: make(chan struct{})}
+		dead: make(chan struct{}), token: make(chan struct{}, 1), exited: make(chan struct{})}
+	p.token <- struct{}{}
 	args := append([]string{"--single", "-D", dir}, processSettings...)
 	p.cmd = exec.Command(filepath.Join(o.PGBinDir, "postgres"), append(args, redoDB)...)
 	p.cmd.Env = redoEnv()
@@ -111,6 +123,14 @@ func spawn(ctx context.Context, o *Options, tmpl string, id int) (*process, erro
 	}
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = stdinR, stdoutW, stderrW
 	p.stdin, p.stdout = stdinW, stdoutR
+	if p.outRC, err = stdoutR.SyscallConn(); err == nil {
+		err = p.outRC.Control(func(fd uintptr) { p.outFD = int(fd) })
+	}
+	if err != nil {
+		closeAll(stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW)
+		removeProcessDir(dir)
+		return nil, fmt.Errorf("%w: pipes: %w", ErrProcess, err)
+	}
 	err = p.cmd.Start()
 	closeAll(childEnds...)
 	if err != nil {
@@ -131,6 +151,9 @@ func spawn(ctx context.Context, o *Options, tmpl string, id int) (*process, erro
 		p.fail(fmt.Errorf("exited: %v", err))
 		removeSharedMemory(dir, p.cmd.Process.Pid)
 		removeProcessDir(dir)
+		// The last reader may still hold the token; it returns on EOF.
+		<-p.token
+		p.stdout.Close()
 		p.log.Debug().Err(err).Msg("WAL redo process ended")
 		close(p.exited)
 	}()
@@ -138,11 +161,9 @@ func spawn(ctx context.Context, o *Options, tmpl string, id int) (*process, erro
 	if err := p.handshake(ctx, o.Timeout); err != nil {
 		p.kill(err)
 		<-p.exited
-		p.stdout.Close()
 		return nil, err
 	}
 	p.lastUsed.Store(time.Now().UnixNano())
-	go p.readAnswers()
 	p.log.Debug().Int("pid", p.cmd.Process.Pid).Msg("WAL redo process started")
 	return p, nil
 }
@@ -195,67 +216,169 @@ func (p *process) handshake(ctx context.Context, timeout time.Duration) error {
 // answer. A timeout kills the process.
 func (p *process) request(ctx context.Context, req []byte, timeout time.Duration) ([]byte, error) {
 	c := &call{page: make([]byte, pgpage.BlockSize), done: make(chan struct{})}
+	// The write can block on a full pipe until the token holder reads
+	// answers, which needs mu: only writeMu is held across it.
+	p.writeMu.Lock()
 	p.mu.Lock()
-	if p.err != nil {
-		err := p.err
-		p.mu.Unlock()
+	err := p.err
+	p.queue = append(p.queue, c)
+	alone := len(p.queue) == 1
+	p.mu.Unlock()
+	if err != nil {
+		p.writeMu.Unlock()
 		return nil, err
 	}
-	p.calls <- c
-	_, werr := p.stdin.Write(req)
-	p.mu.Unlock()
+	deadline := time.Now().Add(timeout)
+	werr := p.stdin.SetWriteDeadline(deadline)
+	if werr == nil {
+		_, werr = p.stdin.Write(req)
+	}
+	p.writeMu.Unlock()
 	if werr != nil {
-		// The reader fails c once the process is gone.
 		p.kill(p.errorf("write request: %w", werr))
 	}
 
-	timer := time.NewTimer(timeout)
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case <-c.done:
-		return c.page, c.err
+	case <-p.token:
+		if err := p.readUntil(c, deadline, alone); err != nil {
+			p.kill(p.errorf("read answer: %w", err))
+		}
+		p.token <- struct{}{}
+		<-c.done
 	case <-timer.C:
 		p.kill(p.errorf("request timed out after %v", timeout))
 		<-c.done
-		return nil, c.err
 	case <-ctx.Done():
-		// c stays queued: the reader still takes its answer off the pipe.
+		// c stays queued: whoever reads next takes its answer off the pipe.
 		return nil, ctx.Err()
 	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	return c.page, nil
 }
 
-// readAnswers hands answers to calls in order until the process fails,
-// then fails every call left.
-func (p *process) readAnswers() {
+// readUntil reads answers for the oldest calls until c has its own (or the
+// process failed: then fail finished every call).
+func (p *process) readUntil(c *call, deadline time.Time, alone bool) error {
 	for {
-		select {
-		case c := <-p.calls:
-			if _, err := io.ReadFull(p.stdout, c.page); err != nil {
+		p.mu.Lock()
+		if p.err != nil || len(p.queue) == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		head := p.queue[0]
+		p.mu.Unlock()
+		if err := p.readPage(head.page, deadline, alone && head == c); err != nil {
+			if errors.Is(err, io.EOF) {
 				// Let the process finish dying, so the error says how.
 				p.kill(nil)
 				select {
 				case <-p.exited:
 				case <-time.After(time.Second):
 				}
-				p.kill(p.errorf("read answer: %w", err))
-				c.finish(p.failure())
-				continue
 			}
-			c.finish(nil)
-		case <-p.dead:
-			for {
-				select {
-				case c := <-p.calls:
-					c.finish(p.failure())
-				default:
-					p.stdout.Close()
-					return
-				}
-			}
+			return err
+		}
+		p.mu.Lock()
+		if p.err == nil && len(p.queue) > 0 && p.queue[0] == head {
+			p.queue = p.queue[1:]
+			head.finish(nil)
+		}
+		p.mu.Unlock()
+		if head == c {
+			return nil
 		}
 	}
 }
 
+// readPage fills page from stdout with raw system calls (the pipe is
+// non-blocking). When the pipe is empty it waits in poll(2) if block, else
+// through the runtime's poller.
+func (p *process) readPage(page []byte, deadline time.Time, block bool) error {
+	n := 0
+	var spun time.Duration
+	var spinStart time.Time
+	for n < len(page) {
+		m, errno := rawRead(p.outFD, page[n:])
+		switch {
+		case m > 0:
+			n += m
+			continue
+		case m == 0 && errno == 0:
+			return io.EOF
+		case errno == syscall.EINTR:
+			continue
+		case errno != syscall.EAGAIN:
+			return errno
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		if block && spun < spinFor {
+			// The answer of a short request comes within tens of
+			// microseconds: waiting for it awake saves the wake-up of a
+			// sleeping thread, which on a VM costs as much again.
+			if spun == 0 {
+				spinStart = time.Now()
+			}
+			spun = time.Since(spinStart) + 1
+			continue
+		}
+		if block {
+			fds := []unix.PollFd{{Fd: int32(p.outFD), Events: unix.POLLIN}}
+			if _, err := unix.Poll(fds, int(wait/time.Millisecond)+1); err != nil && err != unix.EINTR {
+				return err
+			}
+			continue
+		}
+		if err := p.stdout.SetReadDeadline(deadline); err != nil {
+			return err
+		}
+		// Read calls the function, and again each time the poller says
+		// the pipe is readable, until it returns true.
+		var rerr error
+		err := p.outRC.Read(func(fd uintptr) bool {
+			m, errno := rawRead(int(fd), page[n:])
+			switch {
+			case m > 0:
+				n += m
+				return n == len(page)
+			case m == 0 && errno == 0:
+				rerr = io.EOF
+			case errno == syscall.EAGAIN:
+				return false
+			case errno != syscall.EINTR:
+				rerr = errno
+			}
+			return true
+		})
+		if rerr != nil {
+			return rerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// spinFor is how long a caller alone on a process polls for its answer
+// before it sleeps in poll(2).
+const spinFor = 50 * time.Microsecond
+
+// rawRead is read(2) without the runtime's system call bookkeeping: the
+// pipe is non-blocking, so it never blocks (see libs/rawconn).
+func rawRead(fd int, b []byte) (int, syscall.Errno) {
+	r, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	return int(r), errno
+}
+
+// finish completes c; process.mu is held.
 func (c *call) finish(err error) {
 	c.err = err
 	close(c.done)
@@ -284,14 +407,12 @@ func (p *process) fail(why error) {
 	if !errors.Is(why, ErrProcess) {
 		p.err = p.errorf("%w", why)
 	}
+	for _, c := range p.queue {
+		c.finish(p.err)
+	}
+	p.queue = nil
 	close(p.dead)
 	p.stdin.Close()
-}
-
-func (p *process) failure() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
 }
 
 func (p *process) alive() bool {
