@@ -64,8 +64,8 @@ type process struct {
 	mu      sync.Mutex // guards queue and err; never held across I/O
 	queue   []*call    // written, not yet answered, oldest first
 	err     error      // why the process failed; set once
-	dead  chan struct{}
-	token chan struct{} // held by the caller reading answers
+	dead    chan struct{}
+	token   chan struct{} // held by the caller reading answers
 
 	inflight atomic.Int32 // calls reserved or running
 	lastUsed atomic.Int64 // unix nanoseconds
