@@ -92,15 +92,20 @@ func (p *Pool) apply(ctx context.Context, pl *plan, base []byte, records []value
 	defer p.requestBuffers.Put(buf)
 	req := appendRequest(slices.Grow((*buf)[:0], requestSize(base, records)), pl.key, base, records)
 	*buf = req
+	var first error
 	for attempt := 0; ; attempt++ {
 		page, err := p.roundTrip(ctx, req)
 		if err == nil {
 			p.metrics.observe(len(records), len(req))
 			return page, nil
 		}
-		if ctx.Err() != nil || !errors.Is(err, ErrProcess) || attempt == 1 {
+		if ctx.Err() != nil || !errors.Is(err, ErrProcess) {
 			return nil, err
 		}
+		if attempt == 1 {
+			return nil, fmt.Errorf("%w (and before, %v)", err, first)
+		}
+		first = err
 		p.opts.Log.Warn().Err(err).Stringer("key", pl.key).Msg("WAL redo failed, retrying on another process")
 	}
 }

@@ -243,7 +243,10 @@ func (p *process) request(ctx context.Context, req []byte, timeout time.Duration
 	select {
 	case <-c.done:
 	case <-p.token:
-		if err := p.readUntil(c, deadline, alone); err != nil {
+		switch err := p.readUntil(c, deadline, alone); {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			p.kill(p.errorf("request timed out after %v", timeout))
+		case err != nil:
 			p.kill(p.errorf("read answer: %w", err))
 		}
 		p.token <- struct{}{}
