@@ -67,9 +67,10 @@ type process struct {
 	dead    chan struct{}
 	token   chan struct{} // held by the caller reading answers
 
-	inflight atomic.Int32 // calls reserved or running
-	lastUsed atomic.Int64 // unix nanoseconds
-	exited   chan struct{}
+	inflight atomic.Int32  // calls reserved or running
+	lastUsed atomic.Int64  // unix nanoseconds
+	reaped   chan struct{} // closed once the process has exited and stderr is read
+	exited   chan struct{} // closed once it is reaped and cleaned up
 	stderr   stderrTail
 }
 
@@ -98,7 +99,8 @@ func spawn(ctx context.Context, o *Options, tmpl string, id int) (*process, erro
 	}
 
 	p := &process{id: id, dir: dir, log: o.Log.With().Int("redo_process", id).Logger(),
-		dead: make(chan struct{}), token: make(chan struct{}, 1), exited: make(chan struct{})}
+		dead: make(chan struct{}), token: make(chan struct{}, 1),
+		reaped: make(chan struct{}), exited: make(chan struct{})}
 	p.token <- struct{}{}
 	args := append([]string{"--single", "-D", dir}, processSettings...)
 	p.cmd = exec.Command(filepath.Join(o.PGBinDir, "postgres"), append(args, redoDB)...)
@@ -149,6 +151,7 @@ func spawn(ctx context.Context, o *Options, tmpl string, id int) (*process, erro
 		<-drained
 		stderrR.Close()
 		p.fail(fmt.Errorf("exited: %v", err))
+		close(p.reaped)
 		removeSharedMemory(dir, p.cmd.Process.Pid)
 		removeProcessDir(dir)
 		// The last reader may still hold the token; it returns on EOF.
@@ -280,7 +283,7 @@ func (p *process) readUntil(c *call, deadline time.Time, alone bool) error {
 				// Let the process finish dying, so the error says how.
 				p.kill(nil)
 				select {
-				case <-p.exited:
+				case <-p.reaped:
 				case <-time.After(time.Second):
 				}
 			}
