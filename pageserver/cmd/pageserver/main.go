@@ -29,9 +29,11 @@ import (
 
 	"strata.dev/libs/daemon"
 	"strata.dev/libs/id"
+	"strata.dev/libs/pq"
 	"strata.dev/pageserver/config"
 	"strata.dev/pageserver/httpapi"
 	"strata.dev/pageserver/metrics"
+	"strata.dev/pageserver/pageservice"
 	"strata.dev/pageserver/redo"
 	"strata.dev/pageserver/tenant"
 	"strata.dev/pageserver/timeline"
@@ -80,6 +82,10 @@ func run(cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on --listen-grpc %s: %w", cfg.ListenGRPC, err)
 	}
+	pgLn, err := net.Listen("tcp", cfg.ListenPG)
+	if err != nil {
+		return fmt.Errorf("listen on --listen-pg %s: %w", cfg.ListenPG, err)
+	}
 
 	pool, err := newRedoPool(cfg, log)
 	if err != nil {
@@ -122,10 +128,19 @@ func run(cfg config.Config) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 2)
+	pages := &pageservice.Service{Manager: mgr, Reconstructor: pool, WaitLSNTimeout: cfg.WaitLSNTimeout.Duration,
+		Log: log.With().Str("component", "page_service").Logger()}
+	pgCtx, stopPG := context.WithCancel(context.Background())
+	pgDone := make(chan struct{})
+	errc := make(chan error, 3)
 	go func() { errc <- wrap("HTTP service", httpServer.Serve(httpLn)) }()
 	go func() { errc <- wrap("gRPC service", grpcServer.Serve(grpcLn)) }()
+	go func() {
+		defer close(pgDone)
+		errc <- wrap("page service", pages.Serve(pgCtx, pgLn, pq.Config{}))
+	}()
 	log.Info().Str("listen_http", httpLn.Addr().String()).Str("listen_grpc", grpcLn.Addr().String()).
+		Str("listen_pg", pgLn.Addr().String()).
 		Strs("safekeepers", cfg.Safekeepers).Str("datadir", cfg.Datadir).Msg("pageserver started")
 
 	var runErr error
@@ -136,6 +151,9 @@ func run(cfg config.Config) error {
 		log.Error().Err(runErr).Msg("a service failed; shutting down")
 	}
 	stop()
+	// Page requests end before the timelines they read are closed.
+	stopPG()
+	<-pgDone
 	healthSrv.Shutdown()
 	grpcServer.Stop()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
