@@ -1,0 +1,277 @@
+// Package basebackup_test starts unmodified PostgreSQL 15 from basebackups
+// written by pageserver/basebackup out of a store that ingested a real
+// primary's WAL, and checks that it starts without recovery at the backup
+// LSN, holds the primary's data, passes amcheck and keeps writing WAL.
+//
+// The store is built as in test/ingest: initdb's directory imported at its
+// shutdown checkpoint, then every WAL record of a workload ingested.
+package basebackup_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"strata.dev/libs/lsn"
+	"strata.dev/pageserver/basebackup"
+	"strata.dev/pageserver/ingest"
+	"strata.dev/pageserver/ingest/ingesttest"
+	"strata.dev/pageserver/redo"
+	"strata.dev/test/daemons"
+	"strata.dev/test/pagecheck"
+	"strata.dev/test/pgharness"
+	"strata.dev/test/walcheck"
+)
+
+// point is a backup LSN and what the primary looked like there.
+type point struct {
+	name     string
+	at, prev lsn.LSN // prev: start of the record ending at at, 0 if unknown
+	dump     string
+	prepared int // prepared transactions open at that LSN
+}
+
+func TestVanillaStartFromBasebackup(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []pgharness.Option
+	}{
+		{"plain", nil},
+		// Pages rebuilt by redo and FPIs carry stale checksums; the
+		// basebackup recomputes them.
+		{"checksums", []pgharness.Option{pgharness.WithDataChecksums()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testVanillaStart(t, tc.opts...) })
+	}
+}
+
+func testVanillaStart(t *testing.T, extra ...pgharness.Option) {
+	ctx := context.Background()
+	opts := append([]pgharness.Option{pgharness.NoStart(),
+		pgharness.WithConf("wal_keep_size", "4GB"),
+		pgharness.WithConf("max_wal_size", "4GB"),
+		pgharness.WithConf("checkpoint_timeout", "1h"),
+	}, pagecheck.ClusterOptions()...)
+	opts = append(opts, extra...)
+	c := pgharness.New(t, opts...)
+
+	start := walcheck.LatestCheckpoint(t, c)
+	store := ingesttest.NewMemStore()
+	if _, err := ingest.Import(ctx, store, os.DirFS(c.DataDir())); err != nil {
+		t.Fatal(err)
+	}
+
+	c.Start(t)
+	pagecheck.Workload(t, ctx, c)
+	// An earlier LSN: nothing writes between reading the insert position
+	// (a record boundary) and the dump, and the dump writes no WAL.
+	var s string
+	c.QueryRow(t, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s)
+	mid := point{name: "mid", at: lsn.MustParse(s), dump: dumpAll(t, c), prepared: 1}
+	for _, sql := range []string{
+		"CREATE TABLE after_mid AS SELECT g, md5(g::text) AS h FROM generate_series(1, 5000) g",
+		"CREATE INDEX after_mid_h ON after_mid (h)",
+		"UPDATE pgbench_accounts SET abalance = abalance - 1 WHERE aid % 7 = 0",
+	} {
+		c.Exec(t, sql)
+	}
+	final := point{name: "final", dump: dumpAll(t, c), prepared: 1}
+	c.Stop(t)
+	end := walcheck.LatestCheckpoint(t, c)
+
+	in, err := ingest.New(ctx, store, store, ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pagecheck.IngestWAL(t, ctx, c, in, start, end)
+	final.at, final.prev = store.LastRecordLSN()
+	t.Logf("WAL from %s to %s ingested; backups at %s (mid) and %s (final)", start, end, mid.at, final.at)
+
+	pool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 2))
+	for _, p := range []point{final, mid} {
+		t.Run(p.name, func(t *testing.T) { checkBackup(t, ctx, store, pool, p, opts) })
+	}
+}
+
+// checkBackup writes a backup at p, starts a server on it and checks it.
+func checkBackup(t *testing.T, ctx context.Context, store *ingesttest.MemStore, pool *redo.Pool, p point, opts []pgharness.Option) {
+	var tarball bytes.Buffer
+	err := basebackup.Write(ctx, &tarball, store, pool, p.at, basebackup.Options{
+		PrevRecord:   p.prev,
+		PostgresConf: "include 'strata.conf'\n", // the harness's settings
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("basebackup at %s: %d MiB", p.at, tarball.Len()>>20)
+
+	r := pgharness.New(t, opts...) // not started: its data directory is replaced
+	replaceDataDir(t, r, &tarball)
+
+	want := p.at
+	if want.IsPageStart() {
+		want += 24 // normalized past the page header (never a segment start here)
+	}
+	if got := walcheck.LatestCheckpoint(t, r); got != want {
+		t.Errorf("pg_controldata: latest checkpoint %s, want %s", got, want)
+	}
+
+	r.Start(t)
+	log, err := os.ReadFile(r.LogFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"redo starts", "not properly shut down", "automatic recovery", "invalid record"} {
+		if strings.Contains(string(log), bad) {
+			t.Errorf("server log says %q:\n%s", bad, log)
+		}
+	}
+	if !strings.Contains(string(log), "database system was shut down at") {
+		t.Errorf("server log does not report a clean shutdown:\n%s", log)
+	}
+
+	if got := dumpAll(t, r); got != p.dump {
+		t.Errorf("pg_dumpall differs from the primary's at %s:\n%s", p.at, diff(p.dump, got))
+	}
+	out, err := r.Command("pg_amcheck", "--all", "--install-missing", "--heapallindexed").CombinedOutput()
+	if err != nil {
+		t.Errorf("pg_amcheck: %v\n%s", err, out)
+	}
+
+	// WAL continues right after our checkpoint record.
+	var prepared int
+	r.QueryRow(t, "SELECT count(*) FROM pg_prepared_xacts").Scan(&prepared)
+	if prepared != p.prepared {
+		t.Errorf("%d prepared transactions, want %d", prepared, p.prepared)
+	}
+	r.Exec(t, "COMMIT PREPARED 'p2'")
+	r.Exec(t, "CREATE TABLE after_restore AS SELECT generate_series(1, 1000) g")
+	r.Restart(t)
+	var n, t1 int
+	r.QueryRow(t, "SELECT count(*) FROM after_restore").Scan(&n)
+	r.QueryRow(t, "SELECT count(*) FROM t1 WHERE id = 100006").Scan(&t1)
+	if n != 1000 || t1 != 1 {
+		t.Errorf("after restart: %d rows written after the restore (want 1000), committed prepared row found %d times (want 1)", n, t1)
+	}
+	if l := r.CurrentWALLSN(t); l <= want {
+		t.Errorf("WAL position %s did not move past the checkpoint at %s", l, want)
+	}
+	// pg_waldump decodes our record and the server's first one after it.
+	walcheck.Waldump(t, r, r.WALDir(), want, want+240)
+}
+
+// replaceDataDir swaps r's data directory for the tarball's content,
+// keeping the harness's own configuration files.
+func replaceDataDir(t *testing.T, r *pgharness.Cluster, tarball io.Reader) {
+	t.Helper()
+	dir := r.DataDir()
+	keep := map[string][]byte{}
+	for _, name := range []string{"strata.conf", "pg_hba.conf"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep[name] = b
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr := tar.NewReader(tarball)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, filepath.FromSlash(h.Name))
+		if !strings.HasPrefix(path, dir+string(filepath.Separator)) {
+			t.Fatalf("tar entry %q escapes the data directory", h.Name)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			err = os.MkdirAll(path, 0o700)
+		case tar.TypeReg:
+			var f *os.File
+			if f, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err == nil {
+				_, err = io.Copy(f, tr)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+		default:
+			err = fmt.Errorf("unexpected tar entry type %c", h.Typeflag)
+		}
+		if err != nil {
+			t.Fatalf("extract %s: %v", h.Name, err)
+		}
+	}
+	for name, b := range keep {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return r.User().Chown(path)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dumpAll is pg_dumpall of every database (with a fixed \restrict key,
+// which is random otherwise), without the setval lines of
+// sequences: a sequence WAL-logs 32 values ahead (SEQ_LOG_VALS), so a
+// server started from WAL-rebuilt pages continues past the primary's
+// last value, as after a crash.
+func dumpAll(t *testing.T, c *pgharness.Cluster) string {
+	t.Helper()
+	out, err := c.Command("pg_dumpall", "--no-role-passwords", "--restrict-key=strata").Output()
+	if err != nil {
+		t.Fatalf("pg_dumpall: %v", err)
+	}
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(string(out), "\n") {
+		if !strings.HasPrefix(line, "SELECT pg_catalog.setval(") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// diff shows the first differing lines of two dumps.
+func diff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	shown := 0
+	for i := 0; i < max(len(w), len(g)) && shown < 20; i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			fmt.Fprintf(&b, "line %d:\n- %s\n+ %s\n", i+1, wl, gl)
+			shown++
+		}
+	}
+	return b.String()
+}
