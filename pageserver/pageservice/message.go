@@ -231,9 +231,9 @@ func appendResponseStart(dst []byte, v Version, tag uint8, r Request) []byte {
 	return dst
 }
 
-// AppendExists, AppendNblocks, AppendDBSize and AppendErrorResponse encode
-// responses to r. A page or SLRU segment response is the start from
-// appendResponseStart followed by the bytes, so pages are copied once.
+// The Append* functions below encode the answer to r. The server builds
+// an SLRU segment answer in place (appendResponseStart, then the pages) so
+// that a segment's pages are copied once.
 
 // AppendExists encodes the answer to an Exists request.
 func AppendExists(dst []byte, v Version, r Request, exists bool) []byte {
