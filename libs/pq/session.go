@@ -189,6 +189,19 @@ func (s *Session) StartCopyBoth() error {
 	return s.Flush()
 }
 
+// StartCopyOut switches the session to COPY OUT (text format, no columns):
+// the handler then sends its output as CopyData and ends with EndCopyOut
+// and a CommandComplete, as PostgreSQL's COPY TO STDOUT does. A handler
+// that fails in between returns its error instead: the client gets an
+// ErrorResponse and knows the copy is incomplete.
+func (s *Session) StartCopyOut() error {
+	return s.send(&pgproto3.CopyOutResponse{OverallFormat: 0})
+}
+
+// EndCopyOut ends COPY OUT: CopyDone. The handler writes its
+// CommandComplete next.
+func (s *Session) EndCopyOut() error { return s.send(&pgproto3.CopyDone{}) }
+
 // EndCopy leaves COPY BOTH cleanly, as a walsender does when the client
 // sent CopyDone: it sends CopyDone back, and the session goes on after the
 // handler returns (the handler writes its CommandComplete first). The

@@ -105,7 +105,9 @@ Pages are rebuilt from WAL by a pool of WAL-redo processes: unmodified
 PostgreSQL 15 (postgres --single on a scratch copy of an initdb'd cluster)
 running the walredo.so extension that make build puts next to this binary.
 Prometheus metrics are at /metrics on the same port; gRPC health is on
---listen-grpc. (Pages and basebackups on --listen-pg come next.) Run it as
+--listen-grpc. On --listen-pg (libpq): pagestream_v2/v3 <tenant> <timeline>
+(GetPage@LSN and friends) and basebackup <tenant> <timeline> [<lsn>]
+[--gzip] (a tar vanilla PostgreSQL 15 starts from). Run it as
 an unprivileged user: it runs initdb and postgres.
 
 Usage:

@@ -67,6 +67,8 @@ func (s *Service) HandleQuery(ctx context.Context, sess *pq.Session, query strin
 		return s.pagestream(ctx, sess, V2, args)
 	case "pagestream_v3":
 		return s.pagestream(ctx, sess, V3, args)
+	case "basebackup":
+		return s.basebackup(ctx, sess, args)
 	case "set":
 		return sess.WriteCommandComplete("SELECT 1")
 	}

@@ -1,15 +1,22 @@
 package pageserver_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/pageservice"
@@ -60,6 +67,8 @@ func TestPagestream(t *testing.T) {
 		primary.QueryRow(t, "SELECT pg_relation_filenode('"+name+"')::int8").Scan(&node)
 		rels[name] = key.Rel{Spc: key.DefaultTablespace, DB: db, Rel: uint32(node), Fork: key.ForkMain}
 	}
+	var accounts int64
+	primary.QueryRow(t, "SELECT count(*) FROM pgbench_accounts").Scan(&accounts)
 	primary.Stop(t)
 	end := walcheck.LatestCheckpoint(t, primary)
 	final := ps.WaitLastRecord(t, c.ttid, end+1, time.Minute).LastRecordLSN
@@ -207,5 +216,82 @@ func TestPagestream(t *testing.T) {
 	}
 	if n, err := dial(pageservice.V3).Nblocks(acc, final); err != nil || n != disk[acc] {
 		t.Errorf("a new connection after malformed requests: nblocks %d, %v", n, err)
+	}
+
+	checkBasebackupCommand(t, ctx, ps, c.ttid, accounts)
+}
+
+// checkBasebackupCommand fetches basebackups over the libpq port (PS §7):
+// vanilla PostgreSQL starts from one without recovery and has the
+// primary's rows; the gzip variant is a gzipped tar; a bad request gets an
+// error.
+func checkBasebackupCommand(t *testing.T, ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline, accounts int64) {
+	host, port, _ := net.SplitHostPort(ps.PGAddr)
+	pc, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=strata database=postgres sslmode=disable", host, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close(ctx)
+	cmd := fmt.Sprintf("basebackup %s %s", ttid.Tenant, ttid.Timeline)
+	var tarball bytes.Buffer
+	if _, err := pc.CopyTo(ctx, &tarball, cmd); err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	t.Logf("basebackup over libpq: %d MiB", tarball.Len()>>20)
+
+	// The primary's settings: the workload left a prepared transaction.
+	r := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, pagecheck.ClusterOptions()...)...)
+	r.ReplaceDataDir(t, &tarball)
+	conf, err := os.OpenFile(filepath.Join(r.DataDir(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = conf.WriteString("include 'strata.conf'\n")
+		if cerr := conf.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Start(t)
+	log, err := os.ReadFile(r.LogFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(log), "redo starts") || !strings.Contains(string(log), "database system was shut down at") {
+		t.Errorf("the server started from the basebackup did recovery:\n%s", log)
+	}
+	var n int64
+	r.QueryRow(t, "SELECT count(*) FROM pgbench_accounts").Scan(&n)
+	if n != accounts {
+		t.Errorf("pgbench_accounts has %d rows, the primary had %d", n, accounts)
+	}
+
+	var gz bytes.Buffer
+	if _, err := pc.CopyTo(ctx, &gz, cmd+" --gzip"); err != nil {
+		t.Fatalf("%s --gzip: %v", cmd, err)
+	}
+	zr, err := gzip.NewReader(&gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, found := tar.NewReader(zr), false
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("gzipped basebackup: %v", err)
+		}
+		found = found || h.Name == "global/pg_control"
+	}
+	if !found {
+		t.Error("gzipped basebackup has no global/pg_control")
+	}
+
+	for _, bad := range []string{"basebackup " + ttid.Tenant.String(), cmd + " not-an-lsn"} {
+		if _, err := pc.CopyTo(ctx, io.Discard, bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
 	}
 }
