@@ -1,0 +1,201 @@
+package pageserver_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"strata.dev/libs/id"
+	"strata.dev/libs/lsn"
+	"strata.dev/test/daemons"
+	"strata.dev/test/pagecheck"
+	"strata.dev/test/pgharness"
+	"strata.dev/test/walcheck"
+)
+
+// Acceptance 2 of issue 7: the primary's data directory is gone; a new
+// compute starts from storage alone (walproposer --sync-safekeepers, a
+// basebackup at the LSN it prints, unmodified PostgreSQL on it, a
+// walproposer streaming from that LSN). Every transaction that had
+// committed is there, and new commits are acknowledged by the safekeepers
+// and ingested by the pageserver.
+func TestComputeFromStorage(t *testing.T) {
+	ctx := context.Background()
+	primary := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, computeOptions()...)...)
+	c := newCluster(t, primary)
+	start := walcheck.LatestCheckpoint(t, primary)
+	upload := daemons.DataDirTar(t, primary.DataDir())
+	ps := daemons.StartPageserver(t, "--safekeepers", c.addrs(), "--no-sync",
+		"--checkpoint-distance", "1048576", "--compaction-period", "1s", "--wait-lsn-timeout", "30s")
+	if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(upload), start, 0); err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	primary.Start(t)
+	c.startWalproposer(t, start.SegmentStart(primary.WALSegmentSize()))
+
+	primary.RunPgbench(t, "-i", "-s", "1", "-q")
+	primary.RunPgbench(t, "-t", "300", "-c", "1", "-n")
+	primary.Exec(t, "CREATE TABLE marker (id int PRIMARY KEY, note text)")
+	for i := 1; i <= 5; i++ {
+		primary.Exec(t, "INSERT INTO marker VALUES ($1, $2)", i, fmt.Sprintf("before %d", i))
+	}
+	primary.Exec(t, "UPDATE marker SET note = note || ' updated' WHERE id = 3")
+	primary.Exec(t, "DELETE FROM marker WHERE id = 5")
+	before := readState(t, primary)
+	t.Logf("committed before the kill: %+v", before)
+
+	// Nothing runs now, so the primary's WAL ends at a record boundary;
+	// then it dies and its data directory goes.
+	primary.Kill(t)
+	c.wp.Kill()
+	if err := os.RemoveAll(primary.DataDir()); err != nil {
+		t.Fatal(err)
+	}
+
+	out, stderr, err := daemons.RunSyncSafekeepers(t, "--safekeepers", c.addrs(),
+		"--tenant-id", c.ttid.Tenant.String(), "--timeline-id", c.ttid.Timeline.String(), "--sync-timeout", "30s")
+	if err != nil {
+		t.Fatalf("sync-safekeepers: %v\n%s", err, stderr)
+	}
+	synced, err := lsn.Parse(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("sync-safekeepers printed %q: %v", out, err)
+	}
+	t.Logf("safekeepers synced at %s", synced)
+
+	t0 := time.Now()
+	compute := computeFromBasebackup(t, ctx, ps, c.ttid, synced.String(), computeOptions())
+	c.primary = compute
+	c.startWalproposer(t, synced)
+	t.Logf("new compute up and streaming %v after sync", time.Since(t0).Round(time.Millisecond))
+	if log := c.wp.Log(); !strings.Contains(log, "from="+synced.String()) {
+		t.Errorf("the new walproposer does not stream from %s:\n%s", synced, log)
+	}
+
+	if got := readState(t, compute); got != before {
+		t.Errorf("after the new compute started: %+v, committed before the kill: %+v", got, before)
+	}
+
+	// Writes continue: commits wait for the safekeepers (synchronous_commit
+	// on, the walproposer as the synchronous standby), so their returning
+	// means a quorum has them.
+	compute.RunPgbench(t, "-t", "100", "-c", "1", "-n")
+	compute.Exec(t, "INSERT INTO marker VALUES (100, 'after')")
+	end := recordEndBound(t, compute)
+	after := readState(t, compute)
+	if after.History != before.History+100 || after.Markers != before.Markers+1 {
+		t.Errorf("after new writes: %+v, want 100 more history rows and one more marker than %+v", after, before)
+	}
+	if end <= synced {
+		t.Errorf("the new compute's WAL ends at %s, not past %s", end, synced)
+	}
+	daemons.WaitFlushed(t, c.sks, c.ttid, end)
+	ti := ps.WaitLastRecord(t, c.ttid, end, time.Minute)
+	t.Logf("new writes: WAL %s..%s on every safekeeper; pageserver at %s", synced, end, ti.LastRecordLSN)
+
+	// The pageserver serves the new writes: a basebackup at what it has
+	// ingested starts yet another compute that sees them.
+	reader := computeFromBasebackup(t, ctx, ps, c.ttid, ti.LastRecordLSN.String(), pagecheck.ClusterOptions())
+	if got := readState(t, reader); got != after {
+		t.Errorf("a compute from a basebackup at %s: %+v, the new compute has %+v", ti.LastRecordLSN, got, after)
+	}
+}
+
+// computeOptions are the primary's settings: commits wait for the
+// walproposer.
+func computeOptions() []pgharness.Option {
+	return append([]pgharness.Option{
+		pgharness.WithConf("synchronous_standby_names", "walproposer"),
+		pgharness.WithConf("synchronous_commit", "on"),
+		pgharness.WithConf("wal_keep_size", "4GB"),     // the first walproposer starts at initdb's segment
+		pgharness.WithConf("checkpoint_timeout", "1h"), // no checkpoints but the test's
+	}, pagecheck.ClusterOptions()...)
+}
+
+// computeState is what the test checks survives: committed pgbench
+// transactions and a table of known rows.
+type computeState struct {
+	Balance  int64
+	History  int64
+	Accounts int64
+	Markers  int64
+	Notes    string
+}
+
+func readState(t *testing.T, c *pgharness.Cluster) computeState {
+	t.Helper()
+	var s computeState
+	c.QueryRow(t, "SELECT sum(abalance)::int8, count(*) FROM pgbench_accounts").Scan(&s.Balance, &s.Accounts)
+	c.QueryRow(t, "SELECT count(*) FROM pgbench_history").Scan(&s.History)
+	c.QueryRow(t, "SELECT count(*), string_agg(id || ':' || note, ',' ORDER BY id) FROM marker").Scan(&s.Markers, &s.Notes)
+	return s
+}
+
+// recordEndBound is a lower bound of the end of the last record c
+// inserted: the insert position, moved back over a page header it may
+// point past and over the alignment padding.
+func recordEndBound(t *testing.T, c *pgharness.Cluster) lsn.LSN {
+	t.Helper()
+	var s string
+	c.QueryRow(t, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s)
+	l, err := lsn.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case l.SegmentOffset(c.WALSegmentSize()) == 40: // long page header
+		l -= 40
+	case l.PageOffset() == 24: // short page header
+		l -= 24
+	}
+	return l - 7
+}
+
+// computeFromBasebackup fetches a basebackup at at over the pageserver's
+// libpq port and starts unmodified PostgreSQL on it with opts, checking
+// that it did no recovery.
+func computeFromBasebackup(t *testing.T, ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline, at string, opts []pgharness.Option) *pgharness.Cluster {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(ps.PGAddr)
+	pc, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=strata database=postgres sslmode=disable", host, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close(ctx)
+	cmd := fmt.Sprintf("basebackup %s %s %s", ttid.Tenant, ttid.Timeline, at)
+	var tarball bytes.Buffer
+	if _, err := pc.CopyTo(ctx, &tarball, cmd); err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+
+	r := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, opts...)...)
+	r.ReplaceDataDir(t, &tarball)
+	// The backup's postgresql.conf is minimal; the harness's port, socket
+	// and settings are in strata.conf.
+	conf, err := os.OpenFile(filepath.Join(r.DataDir(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = conf.WriteString("include 'strata.conf'\n")
+		if cerr := conf.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Start(t)
+	log, err := os.ReadFile(r.LogFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(log), "redo starts") || !strings.Contains(string(log), "database system was shut down at") {
+		t.Errorf("the server started from the basebackup at %s did recovery:\n%s", at, log)
+	}
+	return r
+}
