@@ -233,33 +233,8 @@ func checkBasebackupCommand(t *testing.T, ctx context.Context, ps *daemons.Pages
 	}
 	defer pc.Close(ctx)
 	cmd := fmt.Sprintf("basebackup %s %s", ttid.Tenant, ttid.Timeline)
-	var tarball bytes.Buffer
-	if _, err := pc.CopyTo(ctx, &tarball, cmd); err != nil {
-		t.Fatalf("%s: %v", cmd, err)
-	}
-	t.Logf("basebackup over libpq: %d MiB", tarball.Len()>>20)
-
 	// The primary's settings: the workload left a prepared transaction.
-	r := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, pagecheck.ClusterOptions()...)...)
-	r.ReplaceDataDir(t, &tarball)
-	conf, err := os.OpenFile(filepath.Join(r.DataDir(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err == nil {
-		_, err = conf.WriteString("include 'strata.conf'\n")
-		if cerr := conf.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Start(t)
-	log, err := os.ReadFile(r.LogFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(log), "redo starts") || !strings.Contains(string(log), "database system was shut down at") {
-		t.Errorf("the server started from the basebackup did recovery:\n%s", log)
-	}
+	r := computeFromBasebackup(t, ctx, ps, ttid, "", pagecheck.ClusterOptions())
 	var n int64
 	r.QueryRow(t, "SELECT count(*) FROM pgbench_accounts").Scan(&n)
 	if n != accounts {
