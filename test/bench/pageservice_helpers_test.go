@@ -1,0 +1,204 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"strata.dev/libs/id"
+	"strata.dev/libs/lsn"
+	"strata.dev/pageserver/httpapi"
+	"strata.dev/test/daemons"
+	"strata.dev/test/pgharness"
+	"strata.dev/test/walcheck"
+)
+
+// readEnv is the read path's setup: a primary streaming through a
+// walproposer to one safekeeper and a pageserver following the timeline,
+// with pgbench -i at some scale ingested; and a second timeline that is
+// only the initdb data directory (a small database).
+type readEnv struct {
+	primary     *pgharness.Cluster
+	sk          *daemons.Safekeeper
+	ps          *daemons.Pageserver
+	ttid, small id.TenantTimeline
+	// ingested is the pageserver's last record LSN after pgbench -i.
+	ingested lsn.LSN
+}
+
+func newReadEnv(b *testing.B, scale int) *readEnv {
+	e := &readEnv{
+		ttid:  id.TenantTimeline{Tenant: id.Generate(), Timeline: id.Generate()},
+		small: id.TenantTimeline{Tenant: id.Generate(), Timeline: id.Generate()},
+	}
+	e.primary = pgharness.New(b, append(benchConf(), pgharness.NoStart(), pgharness.WithConf("wal_keep_size", "16GB"))...)
+	start := walcheck.LatestCheckpoint(b, e.primary)
+	upload := daemons.DataDirTar(b, e.primary.DataDir())
+	e.sk = daemons.StartSafekeeper(b, 1)
+	// One delta layer over a key range is enough for compaction to write
+	// an image layer: after checkpoint the timeline is fully imaged.
+	e.ps = daemons.StartPageserver(b, "--safekeepers", e.sk.PGAddr, "--image-creation-threshold", "1")
+	for _, ttid := range []id.TenantTimeline{e.ttid, e.small} {
+		if err := e.ps.ImportBasebackup(ttid, bytes.NewReader(upload), start, 0); err != nil {
+			b.Fatalf("import %s: %v", ttid, err)
+		}
+	}
+	e.primary.Start(b)
+	wp := daemons.NewWalproposer(b, "--pgconn", e.primary.ConnString("postgres"), "--safekeepers", e.sk.PGAddr,
+		"--tenant-id", e.ttid.Tenant.String(), "--timeline-id", e.ttid.Timeline.String(),
+		"--start-lsn", start.SegmentStart(e.primary.WALSegmentSize()).String(), "--heartbeat-interval", "200ms")
+	wp.Start()
+	waitUntil(b, "the walproposer to stream", 30*time.Second, func() bool {
+		return daemons.Metric(wp.HTTPAddr, "walproposer_primary_connected") == 1
+	})
+	e.primary.RunPgbench(b, "-i", "-s", strconv.Itoa(scale), "-q")
+	e.primary.Exec(b, "VACUUM ANALYZE")
+	l1 := currentLSN(b, e.primary)
+	// A commit past l1 makes every record up to it reach the safekeeper.
+	e.primary.Exec(b, "SELECT txid_current()")
+	e.ingested = e.ps.WaitLastRecord(b, e.ttid, l1, 10*time.Minute).LastRecordLSN
+	// The primary's own pages are on disk too, as the pageserver's are
+	// in layer files (pg_basebackup's fast checkpoint then has little to
+	// write).
+	e.primary.Exec(b, "CHECKPOINT")
+	return e
+}
+
+// checkpoint makes the pageserver flush its open layer and compact: the
+// timeline is then image layers. It returns how long that took.
+func (e *readEnv) checkpoint(b *testing.B) time.Duration {
+	t0 := time.Now()
+	if err := e.ps.Call("PUT", daemons.TimelinePath(e.ttid)+"/checkpoint", nil, nil); err != nil {
+		b.Fatalf("pageserver checkpoint: %v", err)
+	}
+	return time.Since(t0)
+}
+
+// layerCounts is how many delta and image layers the timeline has.
+func (e *readEnv) layerCounts(b *testing.B) (deltas, images int) {
+	var ls struct{ Layers []httpapi.LayerInfo }
+	if err := e.ps.Call("GET", daemons.TimelinePath(e.ttid)+"/layer", nil, &ls); err != nil {
+		b.Logf("layer listing: %v", err)
+		return -1, -1
+	}
+	for _, l := range ls.Layers {
+		if l.Kind == "Image" {
+			images++
+		} else {
+			deltas++
+		}
+	}
+	return deltas, images
+}
+
+// byteCounter is an io.Writer that only counts.
+type byteCounter struct{ n uint64 }
+
+func (c *byteCounter) Write(p []byte) (int, error) {
+	c.n += uint64(len(p))
+	return len(p), nil
+}
+
+// pageserverBasebackup times `basebackup <tenant> <timeline>` over the
+// pageserver's libpq port, from connecting to the last byte of the tar,
+// which is counted and dropped. cpu is the pageserver's.
+func pageserverBasebackup(b *testing.B, ps *daemons.Pageserver, ttid id.TenantTimeline) result {
+	ctx := context.Background()
+	host, port, _ := net.SplitHostPort(ps.PGAddr)
+	pid := ps.Pid()
+	c0 := processCPU(pid)
+	t0 := time.Now()
+	pc, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=strata database=postgres sslmode=disable", host, port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pc.Close(ctx)
+	cmd := fmt.Sprintf("basebackup %s %s", ttid.Tenant, ttid.Timeline)
+	var n byteCounter
+	if _, err := pc.CopyTo(ctx, &n, cmd); err != nil {
+		b.Fatalf("%s: %v", cmd, err)
+	}
+	return result{what: "pageserver basebackup", bytes: n.n, elapsed: time.Since(t0), cpu: processCPU(pid) - c0}
+}
+
+// pgBasebackup times `pg_basebackup -Ft -X none -D - -c fast` of c, its tar
+// counted and dropped in Go. cpu is the whole machine's busy time (the
+// walsender is not our child).
+func pgBasebackup(b *testing.B, c *pgharness.Cluster) result {
+	cmd := c.Command("pg_basebackup", "-Ft", "-X", "none", "-D", "-", "-c", "fast")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	m0 := machineBusy()
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	var n byteCounter
+	_, cerr := io.Copy(&n, out)
+	if err := cmd.Wait(); err != nil || cerr != nil {
+		b.Fatalf("pg_basebackup: %v %v\n%s", err, cerr, stderr.String())
+	}
+	return result{what: "pg_basebackup", bytes: n.n, elapsed: time.Since(t0), cpu: machineBusy() - m0}
+}
+
+// best is the fastest of results.
+func best(rs []result) result {
+	r := rs[0]
+	for _, o := range rs[1:] {
+		if o.mibps() > r.mibps() {
+			r = o
+		}
+	}
+	return r
+}
+
+// pgbenchSelect runs pgbench -S (select-only) with clients for seconds
+// and reads its per-transaction log for latencies.
+func pgbenchSelect(b *testing.B, c *pgharness.Cluster, clients, seconds int) latencies {
+	dir := c.MkdirShared(b, fmt.Sprintf("pgbench-S-%d-%d", clients, time.Now().UnixNano()))
+	out := c.RunPgbench(b, "-S", "-n", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)), "-T", strconv.Itoa(seconds),
+		"--log", "--log-prefix", filepath.Join(dir, "log"))
+	var l latencies
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "tps = "); ok {
+			l.tps, _ = strconv.ParseFloat(strings.Fields(v)[0], 64)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "log*"))
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			if fields := strings.Fields(sc.Text()); len(fields) >= 3 {
+				us, _ := strconv.ParseFloat(fields[2], 64)
+				l.ms = append(l.ms, us/1000)
+			}
+		}
+		fh.Close()
+		os.Remove(f)
+	}
+	slices.Sort(l.ms)
+	if l.tps == 0 || len(l.ms) == 0 {
+		b.Fatalf("pgbench -S -c %d: no tps or no transaction log:\n%s", clients, out)
+	}
+	return l
+}
