@@ -135,6 +135,20 @@ func RelSize(ctx context.Context, r Reader, rel key.Rel, at lsn.LSN) (uint32, er
 	return sizeKey(ctx, r, key.RelSize(rel), at)
 }
 
+// StoredRelSize is the size a relation fork last had, from its size key
+// alone, without RelSize's directory lookups (two directory decodes per
+// call). Keys are never deleted, so a dropped fork keeps its last size:
+// only for callers that know the fork exists, like a compute reading a
+// page of a main fork (Neon's get_rel_size does the same). A fork that
+// never existed is the reader's missing-key error.
+func StoredRelSize(ctx context.Context, r Reader, rel key.Rel, at lsn.LSN) (uint32, error) {
+	n, err := sizeKey(ctx, r, key.RelSize(rel), at)
+	if err != nil {
+		return 0, fmt.Errorf("size of %s at %s: %w", rel, at, err)
+	}
+	return n, nil
+}
+
 func sizeKey(ctx context.Context, r Reader, k key.Key, at lsn.LSN) (uint32, error) {
 	b, err := Image(ctx, r, k, at)
 	if err != nil {

@@ -230,7 +230,13 @@ func (s *Service) page(ctx context.Context, t *tenant.Timeline, rel key.Rel, blk
 	if rel.Rel == 0 {
 		return nil, errors.New("invalid relation node 0")
 	}
-	n, err := datadir.RelSize(ctx, t, rel, at)
+	// A compute reads pages of forks it knows exist: the size key alone
+	// will do, except for FSM and VM forks, which may not exist (size 0).
+	size := datadir.StoredRelSize
+	if rel.Fork == key.ForkFSM || rel.Fork == key.ForkVM {
+		size = datadir.RelSize
+	}
+	n, err := size(ctx, t, rel, at)
 	if err != nil {
 		return nil, err
 	}
