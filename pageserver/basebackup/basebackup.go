@@ -81,7 +81,8 @@ var ErrUnsupported = errors.New("unsupported")
 
 // Write writes a full basebackup of the data at `at` as a tar stream to w.
 // `at` must be a record boundary (the end of a record, as the store's last
-// record LSN is); the server starts at normalize(at).
+// record LSN is); the server starts at normalize(at). src and rc are used
+// from several goroutines at once (relation blocks are rebuilt ahead).
 func Write(ctx context.Context, w io.Writer, src Source, rc Reconstructor, at lsn.LSN, opts Options) error {
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
@@ -180,6 +181,7 @@ type builder struct {
 	now       time.Time
 	checksums bool
 	page      []byte // one block, reused
+	batch     []byte // readBatch relation blocks, reused
 }
 
 func (b *builder) dir(name string) error {

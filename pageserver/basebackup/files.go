@@ -5,9 +5,11 @@ package basebackup
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"slices"
+	"sync"
 
 	"strata.dev/pageserver/datadir"
 	"strata.dev/pageserver/key"
@@ -83,6 +85,10 @@ func (b *builder) slruSegment(kind key.SlruKind, seg, n, total uint32) error {
 // readPage reads and rebuilds the page at k into b.page. CLOG pages may
 // carry an 8-byte timestamp tail in storage (PS §3), which is dropped.
 func (b *builder) readPage(k key.Key, relation bool) error {
+	return b.readPageInto(b.page, k, relation)
+}
+
+func (b *builder) readPageInto(dst []byte, k key.Key, relation bool) error {
 	rec, err := b.src.Get(b.ctx, k, b.at)
 	if err != nil {
 		return err
@@ -94,11 +100,41 @@ func (b *builder) readPage(k key.Key, relation bool) error {
 	if len(page) < blockSize || len(page) > blockSize+8 || (relation && len(page) != blockSize) {
 		return fmt.Errorf("page %s at %s is %d bytes: %w", k, b.at, len(page), value.ErrCorrupt)
 	}
-	copy(b.page, page)
+	copy(dst, page)
 	if relation && b.checksums {
-		return pgpage.SetChecksum(b.page, k.Block())
+		return pgpage.SetChecksum(dst, k.Block())
 	}
 	return nil
+}
+
+// Relation blocks are read readBatch at a time by readers goroutines:
+// rebuilding a page is mostly waiting for the WAL-redo pool, which serves
+// several callers at once (and pipelines them).
+const (
+	readBatch = 64
+	readers   = 8
+)
+
+// readBlocks reads blocks first.. of r into b.batch[:n].
+func (b *builder) readBlocks(r key.Rel, first uint32, n int) error {
+	if b.batch == nil {
+		b.batch = make([]byte, readBatch*blockSize)
+	}
+	errs := make([]error, readers)
+	var wg sync.WaitGroup
+	for w := range min(readers, n) {
+		wg.Go(func() {
+			for i := w; i < n; i += readers {
+				blk := first + uint32(i)
+				if err := b.readPageInto(b.batch[i*blockSize:(i+1)*blockSize], key.RelBlock(r, blk), true); err != nil {
+					errs[w] = fmt.Errorf("%s block %d: %w", r, blk, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // databases writes PG_VERSION, the relmapper files and every relation
@@ -214,11 +250,12 @@ func (b *builder) relation(dirName string, r key.Rel, as uint8) error {
 		if err := b.begin(name, int64(last-first)*blockSize); err != nil {
 			return err
 		}
-		for blk := first; blk < last; blk++ {
-			if err := b.readPage(key.RelBlock(r, blk), true); err != nil {
-				return fmt.Errorf("%s block %d: %w", r, blk, err)
+		for blk := first; blk < last; blk += readBatch {
+			n := int(min(last-blk, readBatch))
+			if err := b.readBlocks(r, blk, n); err != nil {
+				return err
 			}
-			if _, err := b.tw.Write(b.page); err != nil {
+			if _, err := b.tw.Write(b.batch[:n*blockSize]); err != nil {
 				return fmt.Errorf("tar file %s: %w", name, err)
 			}
 		}
