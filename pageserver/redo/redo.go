@@ -4,20 +4,22 @@
 // A redo process is `postgres --single` on its own scratch copy of an
 // initdb'd template cluster, running walredo_main() from the C extension in
 // pageserver/pgxn/walredo, which serves the B/P/A/G/H protocol of PS §4.2
-// on its stdin and stdout (see ../../shared/walredo.md for the design and
-// its gotchas). What needs no PostgreSQL is done in Go: a full-page image
-// that is the last change to the page, the pageserver's own records (CLOG,
-// multixact, visibility map bits: package neonredo).
+// on its stdin and stdout (the design and its gotchas: walredo.md in the
+// project's shared notes, and the comments of walredo.c). What needs no
+// PostgreSQL is done in Go: the newest record carrying a full-page image
+// of the page restarts it from that image (nothing older is sent), and the
+// pageserver's own records (CLOG, multixact, visibility map bits: package
+// neonredo) are applied here.
 //
 // The pool spawns processes lazily, one at a time (callers that find no
 // process wait for that one spawn), up to its size; a caller that finds
 // every process busy pipelines its request behind the others on the least
 // loaded one. A process that fails, times out or returns short is killed,
 // waited for and its scratch directory removed; the request is retried
-// once on another. A redo process is untrusted: it can only hurt the
-// request it serves, since every answer is just 8192 bytes for the caller
-// that asked, and the process runs as an unprivileged user with an empty
-// environment.
+// once on another. A redo process is untrusted: it runs as an
+// unprivileged user with an empty environment, and all it can do is answer
+// 8192 wrong bytes to the requests sent to it (with pipelining, those of
+// the other callers on the same process too).
 package redo
 
 import (
