@@ -56,6 +56,8 @@ cleanup() {
   say "stopping..."
   [ -n "${WP_PID:-}" ] && kill "$WP_PID" 2>/dev/null || true
   [ -n "${PS_PID:-}" ] && kill "$PS_PID" 2>/dev/null || true
+  # runuser does not pass the signal on: stop the pageserver by its pid file.
+  [ -f "${PSDIR:-/nonexistent}/pageserver.pid" ] && kill "$(cat "$PSDIR/pageserver.pid")" 2>/dev/null || true
   aspg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -120,6 +122,22 @@ CONF
   hi=${CKPT%/*}; lo=$((16#${CKPT#*/} & ~0xFFFFFF))
   START_LSN_ARG=(--start-lsn "$(printf '%X/%X' "0x$hi" "$lo")")
 fi
+if [ ${#START_LSN_ARG[@]} = 0 ] && ! curl -sf "http://127.0.0.1:9898/v1/tenant/$TENANT/timeline/$TIMELINE" >/dev/null; then
+  # State from a run whose pageserver lost the timeline (or predates it): a
+  # cleanly shut down cluster is imported as it is now; the safekeepers hold
+  # the WAL after its checkpoint.
+  STATE=$(aspg "$PGBIN/pg_controldata" "$PGDATA" | sed -n 's/^Database cluster state: *//p')
+  if [ "$STATE" = "shut down" ]; then
+    CKPT=$(aspg "$PGBIN/pg_controldata" "$PGDATA" | sed -n 's/^Latest checkpoint location: *//p')
+    say "the pageserver has no copy of the timeline: importing the cluster at $CKPT"
+    tar -C "$PGDATA" -cf - . | curl -sf -X PUT -T - \
+      "http://127.0.0.1:9898/v1/tenant/$TENANT/timeline/$TIMELINE/import_basebackup?base_lsn=$CKPT" >/dev/null \
+      || die "import into the pageserver failed: see $DIR/pageserver.log"
+  else
+    say "warning: the pageserver has no copy of the timeline and PostgreSQL was not shut down cleanly"
+    say "         ($STATE), so it cannot be imported now: no pages or basebackups (rm -rf $DIR for a fresh cluster)"
+  fi
+fi
 PGLOG=$PGDATA_PARENT/postgresql.log
 touch "$PGLOG"
 [ "$(id -u)" = 0 ] && chown postgres: "$PGLOG"
@@ -150,6 +168,8 @@ Strata is running (state in $DIR; logs there too).
     sk3  127.0.0.1:5484  127.0.0.1:5485  http://127.0.0.1:7696/metrics
   Walproposer metrics: http://127.0.0.1:7678/metrics
   Pageserver: http://127.0.0.1:9898/v1/tenant/$TENANT/timeline/$TIMELINE (status), /metrics
+    pages and basebackups on libpq 127.0.0.1:64000, e.g. a tar vanilla PostgreSQL starts from:
+    psql -h 127.0.0.1 -p 64000 -c "basebackup $TENANT $TIMELINE" > base.tar   (COPY OUT)
   Timeline: tenant $TENANT timeline $TIMELINE
     pg_receivewal -D DIR -d "host=127.0.0.1 port=5464 options='-c tenant_id=$TENANT timeline_id=$TIMELINE'"
 
