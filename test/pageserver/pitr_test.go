@@ -50,10 +50,11 @@ func TestBasebackupAtPastLSNs(t *testing.T) {
 	// take records a point: nothing else runs on the primary, so its dump
 	// is what every commit so far left, and the pageserver's last record
 	// LSN, once at or past the end of the last record, covers them all.
-	// The safekeepers learn that the last record is committed only with
-	// the WAL that follows it (otherwise the bgwriter's next snapshot
-	// record, up to 15 s later), so an empty transaction's commit, which
-	// changes nothing pg_dumpall shows, follows it.
+	// WAL written after the last commit (nextval outside a transaction
+	// with an xid, pruning by the dump's reads) is flushed on the primary,
+	// and so streamed, only with the next commit or the walwriter's flush
+	// of the bgwriter's snapshot record up to 15 s later: an xid's commit,
+	// which changes nothing pg_dumpall shows, flushes it at once.
 	var points []pitrPoint
 	take := func(name string) {
 		t.Helper()
