@@ -10,7 +10,6 @@ package basebackup_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -70,7 +69,7 @@ func testVanillaStart(t *testing.T, extra ...pgharness.Option) {
 	// (a record boundary) and the dump, and the dump writes no WAL.
 	var s string
 	c.QueryRow(t, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s)
-	mid := point{name: "mid", at: lsn.MustParse(s), dump: dumpAll(t, c), prepared: 1}
+	mid := point{name: "mid", at: lsn.MustParse(s), dump: c.DumpAll(t), prepared: 1}
 	for _, sql := range []string{
 		"CREATE TABLE after_mid AS SELECT g, md5(g::text) AS h FROM generate_series(1, 5000) g",
 		"CREATE INDEX after_mid_h ON after_mid (h)",
@@ -78,7 +77,7 @@ func testVanillaStart(t *testing.T, extra ...pgharness.Option) {
 	} {
 		c.Exec(t, sql)
 	}
-	final := point{name: "final", dump: dumpAll(t, c), prepared: 1}
+	final := point{name: "final", dump: c.DumpAll(t), prepared: 1}
 	c.Stop(t)
 	end := walcheck.LatestCheckpoint(t, c)
 
@@ -133,8 +132,8 @@ func checkBackup(t *testing.T, ctx context.Context, store *ingesttest.MemStore, 
 		t.Errorf("server log does not report a clean shutdown:\n%s", log)
 	}
 
-	if got := dumpAll(t, r); got != p.dump {
-		t.Errorf("pg_dumpall differs from the primary's at %s:\n%s", p.at, diff(p.dump, got))
+	if got := r.DumpAll(t); got != p.dump {
+		t.Errorf("pg_dumpall differs from the primary's at %s:\n%s", p.at, pgharness.DumpDiff(p.dump, got))
 	}
 	out, err := r.Command("pg_amcheck", "--all", "--install-missing", "--heapallindexed").CombinedOutput()
 	if err != nil {
@@ -161,45 +160,4 @@ func checkBackup(t *testing.T, ctx context.Context, store *ingesttest.MemStore, 
 	}
 	// pg_waldump decodes our record and the server's first one after it.
 	walcheck.Waldump(t, r, r.WALDir(), want, want+240)
-}
-
-// dumpAll is pg_dumpall of every database (with a fixed \restrict key,
-// which is random otherwise), without the setval lines of
-// sequences: a sequence WAL-logs 32 values ahead (SEQ_LOG_VALS), so a
-// server started from WAL-rebuilt pages continues past the primary's
-// last value, as after a crash.
-func dumpAll(t *testing.T, c *pgharness.Cluster) string {
-	t.Helper()
-	out, err := c.Command("pg_dumpall", "--no-role-passwords", "--restrict-key=strata").Output()
-	if err != nil {
-		t.Fatalf("pg_dumpall: %v", err)
-	}
-	var b strings.Builder
-	for _, line := range strings.SplitAfter(string(out), "\n") {
-		if !strings.HasPrefix(line, "SELECT pg_catalog.setval(") {
-			b.WriteString(line)
-		}
-	}
-	return b.String()
-}
-
-// diff shows the first differing lines of two dumps.
-func diff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	shown := 0
-	for i := 0; i < max(len(w), len(g)) && shown < 20; i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			fmt.Fprintf(&b, "line %d:\n- %s\n+ %s\n", i+1, wl, gl)
-			shown++
-		}
-	}
-	return b.String()
 }

@@ -3,8 +3,6 @@ package pageserver_test
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -58,7 +56,7 @@ func TestBasebackupAtPastLSNs(t *testing.T) {
 	var points []pitrPoint
 	take := func(name string) {
 		t.Helper()
-		dump := pitrDump(t, primary)
+		dump := primary.DumpAll(t)
 		end := recordEndBound(t, primary)
 		primary.Exec(t, "SELECT txid_current()")
 		at := ps.WaitLastRecord(t, c.ttid, end, time.Minute).LastRecordLSN
@@ -104,8 +102,8 @@ func TestBasebackupAtPastLSNs(t *testing.T) {
 	for _, p := range points {
 		t.Run(p.name, func(t *testing.T) {
 			r := computeFromBasebackup(t, ctx, ps, c.ttid, p.at.String(), pagecheck.ClusterOptions())
-			if got := pitrDump(t, r); got != p.dump {
-				t.Errorf("pg_dumpall of a basebackup at %s differs from the primary's there:\n%s", p.at, dumpDiff(p.dump, got))
+			if got := r.DumpAll(t); got != p.dump {
+				t.Errorf("pg_dumpall of a basebackup at %s differs from the primary's there:\n%s", p.at, pgharness.DumpDiff(p.dump, got))
 			}
 			out, err := r.Command("pg_amcheck", "--all", "--install-missing", "--heapallindexed").CombinedOutput()
 			if err != nil {
@@ -129,45 +127,4 @@ func execIn(t *testing.T, ctx context.Context, c *pgharness.Cluster, db string, 
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-}
-
-// pitrDump is pg_dumpall of every database (with a fixed \restrict key,
-// which is random otherwise), without the setval lines of sequences: a
-// sequence WAL-logs 32 values ahead (SEQ_LOG_VALS), so a server started
-// from WAL-rebuilt pages continues past the primary's last value, as after
-// a crash. As dumpAll in test/basebackup.
-func pitrDump(t *testing.T, c *pgharness.Cluster) string {
-	t.Helper()
-	out, err := c.Command("pg_dumpall", "--no-role-passwords", "--restrict-key=strata").Output()
-	if err != nil {
-		t.Fatalf("pg_dumpall: %v", err)
-	}
-	var b strings.Builder
-	for _, line := range strings.SplitAfter(string(out), "\n") {
-		if !strings.HasPrefix(line, "SELECT pg_catalog.setval(") {
-			b.WriteString(line)
-		}
-	}
-	return b.String()
-}
-
-// dumpDiff shows the first differing lines of two dumps.
-func dumpDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	shown := 0
-	for i := 0; i < max(len(w), len(g)) && shown < 20; i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			fmt.Fprintf(&b, "line %d:\n- %s\n+ %s\n", i+1, wl, gl)
-			shown++
-		}
-	}
-	return b.String()
 }
