@@ -13,7 +13,6 @@ import (
 	"strata.dev/test/daemons"
 	"strata.dev/test/pagecheck"
 	"strata.dev/test/pgharness"
-	"strata.dev/test/walcheck"
 )
 
 // Acceptance 3 of issue 7: a branch created at an earlier LSN of a running
@@ -24,16 +23,7 @@ import (
 func TestBranchAtEarlierLSN(t *testing.T) {
 	ctx := context.Background()
 	primary := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, computeOptions()...)...)
-	c := newCluster(t, primary)
-	start := walcheck.LatestCheckpoint(t, primary)
-	upload := daemons.DataDirTar(t, primary.DataDir())
-	ps := daemons.StartPageserver(t, "--safekeepers", c.addrs(), "--no-sync",
-		"--checkpoint-distance", "1048576", "--compaction-period", "1s", "--wait-lsn-timeout", "30s")
-	if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(upload), start, 0); err != nil {
-		t.Fatalf("import: %v", err)
-	}
-	primary.Start(t)
-	c.startWalproposer(t, start.SegmentStart(primary.WALSegmentSize()))
+	c, ps := startWithStorage(t, primary)
 
 	// Rows A, then the branch point: a record end the pageserver has
 	// ingested, with A committed before it.

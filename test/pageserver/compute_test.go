@@ -29,16 +29,7 @@ import (
 func TestComputeFromStorage(t *testing.T) {
 	ctx := context.Background()
 	primary := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, computeOptions()...)...)
-	c := newCluster(t, primary)
-	start := walcheck.LatestCheckpoint(t, primary)
-	upload := daemons.DataDirTar(t, primary.DataDir())
-	ps := daemons.StartPageserver(t, "--safekeepers", c.addrs(), "--no-sync",
-		"--checkpoint-distance", "1048576", "--compaction-period", "1s", "--wait-lsn-timeout", "30s")
-	if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(upload), start, 0); err != nil {
-		t.Fatalf("import: %v", err)
-	}
-	primary.Start(t)
-	c.startWalproposer(t, start.SegmentStart(primary.WALSegmentSize()))
+	c, ps := startWithStorage(t, primary)
 
 	primary.RunPgbench(t, "-i", "-s", "1", "-q")
 	primary.RunPgbench(t, "-t", "300", "-c", "1", "-n")
@@ -198,4 +189,24 @@ func computeFromBasebackup(t *testing.T, ctx context.Context, ps *daemons.Pagese
 		t.Errorf("the server started from the basebackup at %s did recovery:\n%s", at, log)
 	}
 	return r
+}
+
+// startWithStorage puts the storage under a new, not yet started primary:
+// its initdb state imported into a pageserver (small layers, frequent
+// compaction, reads waiting up to 30 s for WAL), then the primary started
+// with a walproposer streaming to 3 safekeepers from its initdb
+// checkpoint's segment.
+func startWithStorage(t *testing.T, primary *pgharness.Cluster) (*cluster, *daemons.Pageserver) {
+	t.Helper()
+	c := newCluster(t, primary)
+	start := walcheck.LatestCheckpoint(t, primary)
+	upload := daemons.DataDirTar(t, primary.DataDir())
+	ps := daemons.StartPageserver(t, "--safekeepers", c.addrs(), "--no-sync",
+		"--checkpoint-distance", "1048576", "--compaction-period", "1s", "--wait-lsn-timeout", "30s")
+	if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(upload), start, 0); err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	primary.Start(t)
+	c.startWalproposer(t, start.SegmentStart(primary.WALSegmentSize()))
+	return c, ps
 }

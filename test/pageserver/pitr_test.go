@@ -1,7 +1,6 @@
 package pageserver_test
 
 import (
-	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -9,10 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"strata.dev/libs/lsn"
-	"strata.dev/test/daemons"
 	"strata.dev/test/pagecheck"
 	"strata.dev/test/pgharness"
-	"strata.dev/test/walcheck"
 )
 
 // pitrPoint is an LSN taken during the run and the primary's pg_dumpall
@@ -34,16 +31,7 @@ type pitrPoint struct {
 func TestBasebackupAtPastLSNs(t *testing.T) {
 	ctx := context.Background()
 	primary := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, computeOptions()...)...)
-	c := newCluster(t, primary)
-	start := walcheck.LatestCheckpoint(t, primary)
-	upload := daemons.DataDirTar(t, primary.DataDir())
-	ps := daemons.StartPageserver(t, "--safekeepers", c.addrs(), "--no-sync",
-		"--checkpoint-distance", "1048576", "--compaction-period", "1s", "--wait-lsn-timeout", "30s")
-	if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(upload), start, 0); err != nil {
-		t.Fatalf("import: %v", err)
-	}
-	primary.Start(t)
-	c.startWalproposer(t, start.SegmentStart(primary.WALSegmentSize()))
+	c, ps := startWithStorage(t, primary)
 
 	// take records a point: nothing else runs on the primary, so its dump
 	// is what every commit so far left, and the pageserver's last record
