@@ -22,6 +22,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"strata.dev/libs/walrecord"
 )
 
 // ErrMalformed matches every parse error: the bytes are not a payload
@@ -141,10 +143,28 @@ func (r *reader) end() {
 	}
 }
 
-func (r *reader) done() error { return r.err }
+// result is v, or T's zero value and the error of the first failed read:
+// the last line of every parser.
+func result[T any](r *reader, v T) (T, error) {
+	if r.err != nil {
+		var zero T
+		return zero, r.err
+	}
+	return v, nil
+}
 
-// RelFileNode names a relation's files (storage/relfilenode.h), 12 bytes.
-type RelFileNode struct{ Spc, DB, Rel uint32 }
+// pageno reads an SLRU page number, an int32 that must not be negative.
+func (r *reader) pageno(field string) int32 {
+	p := int32(r.u32(field))
+	if r.err == nil && p < 0 {
+		r.fail("%s: negative page number %d", field, p)
+	}
+	return p
+}
+
+// RelFileNode names a relation's files (storage/relfilenode.h), 12 bytes;
+// the same type as a block reference's.
+type RelFileNode = walrecord.RelFileNode
 
 func (r *reader) relFileNode(field string) RelFileNode {
 	return RelFileNode{Spc: r.u32(field + ".spcNode"), DB: r.u32(field + ".dbNode"), Rel: r.u32(field + ".relNode")}

@@ -122,10 +122,7 @@ func ParseHeap2VMClear(info uint8, data []byte) (HeapVMClear, error) {
 		}
 		c.NewBlock0 = flags&XLH_INSERT_ALL_VISIBLE_CLEARED != 0
 		c.Flags = VISIBILITYMAP_VALID_BITS
-		if err := r.done(); err != nil {
-			return HeapVMClear{}, err
-		}
-		return c, nil
+		return result(r, c)
 	case XLOG_HEAP2_LOCK_UPDATED:
 		flags, err := flagsAt("XLOG_HEAP2_LOCK_UPDATED", data, sizeOfHeapLockUpdated, 7)
 		c.OldBlock0 = flags&XLH_LOCK_ALL_FROZEN_CLEARED != 0
@@ -141,5 +138,5 @@ func flagsAt(what string, data []byte, size, off int) (uint8, error) {
 	r.atLeast(size)
 	r.seek(off, "flags")
 	flags := r.u8("flags")
-	return flags, r.done()
+	return result(r, flags)
 }

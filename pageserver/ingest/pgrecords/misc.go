@@ -44,10 +44,7 @@ func ParseRunningXacts(data []byte) (RunningXacts, error) {
 			r.fail("xcnt %d + subxcnt %d xids, but %d bytes follow", x.Xcnt, x.Subxcnt, r.remaining())
 		}
 	}
-	if err := r.done(); err != nil {
-		return RunningXacts{}, err
-	}
-	return x, nil
+	return result(r, x)
 }
 
 // RM_REPLORIGIN_ID record types (replication/origin.h).
@@ -69,10 +66,7 @@ func ParseReplOriginSet(data []byte) (ReplOriginSet, error) {
 	r := newReader("XLOG_REPLORIGIN_SET", data)
 	r.atLeast(11)
 	s := ReplOriginSet{RemoteLSN: lsn.LSN(r.u64("remote_lsn")), NodeID: r.u16("node_id"), Force: r.u8("force") != 0}
-	if err := r.done(); err != nil {
-		return ReplOriginSet{}, err
-	}
-	return s, nil
+	return result(r, s)
 }
 
 // ParseReplOriginDrop parses XLOG_REPLORIGIN_DROP: the dropped origin.
@@ -80,7 +74,7 @@ func ParseReplOriginDrop(data []byte) (uint16, error) {
 	r := newReader("XLOG_REPLORIGIN_DROP", data)
 	r.atLeast(2)
 	id := r.u16("node_id")
-	return id, r.done()
+	return result(r, id)
 }
 
 // RM_LOGICALMSG_ID record type (replication/message.h).
@@ -116,9 +110,8 @@ func ParseLogicalMessage(data []byte) (LogicalMessage, error) {
 		}
 	}
 	m.Message = r.take(int(messageSize), "message")
-	if err := r.done(); err != nil {
-		return LogicalMessage{}, err
+	if r.err == nil {
+		m.Prefix = string(prefix[:len(prefix)-1])
 	}
-	m.Prefix = string(prefix[:len(prefix)-1])
-	return m, nil
+	return result(r, m)
 }

@@ -108,7 +108,7 @@ func TestParseXact(t *testing.T) {
 			want: Xact{Op: XLOG_XACT_COMMIT, XactTime: 8,
 				XInfo: XACT_XINFO_HAS_DBINFO | XACT_XINFO_HAS_SUBXACTS | XACT_XINFO_HAS_RELFILENODES |
 					XACT_XINFO_HAS_DROPPED_STATS | XACT_XINFO_HAS_INVALS | XACT_XINFO_HAS_ORIGIN,
-				DBID: 5, TsID: 1663, Subxacts: []uint32{801, 802}, Rels: []RelFileNode{{1663, 5, 16384}},
+				DBID: 5, TsID: 1663, Subxacts: []uint32{801, 802}, Rels: []RelFileNode{{Spc: 1663, DB: 5, Rel: 16384}},
 				DroppedStats: []StatsItem{{1, 5, 16384}}, NInvals: 2, OriginLSN: 0xABCDEF, OriginTimestamp: 99},
 		},
 		{
@@ -127,7 +127,7 @@ func TestParseXact(t *testing.T) {
 				int32(1), rel, int32(0)),
 			want: Xact{Op: XLOG_XACT_ABORT, XactTime: 10,
 				XInfo: XACT_XINFO_HAS_INVALS | XACT_XINFO_HAS_RELFILENODES | XACT_XINFO_HAS_DROPPED_STATS,
-				Rels:  []RelFileNode{{1663, 5, 16384}}, DroppedStats: []StatsItem{}},
+				Rels:  []RelFileNode{{Spc: 1663, DB: 5, Rel: 16384}}, DroppedStats: []StatsItem{}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,7 +177,7 @@ func TestParseTwoPhaseHeader(t *testing.T) {
 
 func TestFixedLayouts(t *testing.T) {
 	rel := ingesttest.LE(uint32(1663), uint32(5), uint32(16384))
-	node := RelFileNode{1663, 5, 16384}
+	node := RelFileNode{Spc: 1663, DB: 5, Rel: 16384}
 	check := func(name string, got any, err error, want any) {
 		t.Helper()
 		if err != nil {

@@ -24,11 +24,7 @@ func ParseClogZeroPage(data []byte) (int32, error) {
 func parsePageno(what string, data []byte) (int32, error) {
 	r := newReader(what, data)
 	r.exactly(4)
-	p := int32(r.u32("pageno"))
-	if r.err == nil && p < 0 {
-		r.fail("negative page number %d", p)
-	}
-	return p, r.done()
+	return result(r, r.pageno("pageno"))
 }
 
 // ClogTruncate is xl_clog_truncate: CLOG segments before Pageno were
@@ -43,14 +39,8 @@ type ClogTruncate struct {
 func ParseClogTruncate(data []byte) (ClogTruncate, error) {
 	r := newReader("CLOG_TRUNCATE", data)
 	r.exactly(12)
-	t := ClogTruncate{Pageno: int32(r.u32("pageno")), OldestXact: r.u32("oldestXact"), OldestXactDB: r.u32("oldestXactDb")}
-	if r.err == nil && t.Pageno < 0 {
-		r.fail("negative page number %d", t.Pageno)
-	}
-	if err := r.done(); err != nil {
-		return ClogTruncate{}, err
-	}
-	return t, nil
+	t := ClogTruncate{Pageno: r.pageno("pageno"), OldestXact: r.u32("oldestXact"), OldestXactDB: r.u32("oldestXactDb")}
+	return result(r, t)
 }
 
 // ClogPagePrecedes is CLOGPagePrecedes (PostgreSQL 15): whether every xid
@@ -121,10 +111,7 @@ func ParseMultiXactCreate(data []byte) (MultiXactCreate, error) {
 		c.Members[i] = MultiXactMember{Xid: r.u32("xid"), Status: r.u32("status")}
 	}
 	r.end()
-	if err := r.done(); err != nil {
-		return MultiXactCreate{}, err
-	}
-	return c, nil
+	return result(r, c)
 }
 
 // MultiXactTruncate is xl_multixact_truncate: multixacts
@@ -144,8 +131,5 @@ func ParseMultiXactTruncate(data []byte) (MultiXactTruncate, error) {
 	r.exactly(20)
 	t := MultiXactTruncate{OldestMultiDB: r.u32("oldestMultiDB"), StartTruncOff: r.u32("startTruncOff"),
 		EndTruncOff: r.u32("endTruncOff"), StartTruncMemb: r.u32("startTruncMemb"), EndTruncMemb: r.u32("endTruncMemb")}
-	if err := r.done(); err != nil {
-		return MultiXactTruncate{}, err
-	}
-	return t, nil
+	return result(r, t)
 }

@@ -31,10 +31,7 @@ func ParseSmgrCreate(data []byte) (SmgrCreate, error) {
 	if r.err == nil && (c.Fork < 0 || c.Fork > MaxForkNum) {
 		r.fail("fork number %d", c.Fork)
 	}
-	if err := r.done(); err != nil {
-		return SmgrCreate{}, err
-	}
-	return c, nil
+	return result(r, c)
 }
 
 // SmgrTruncate is xl_smgr_truncate: the relation's forks named by Flags
@@ -50,10 +47,7 @@ func ParseSmgrTruncate(data []byte) (SmgrTruncate, error) {
 	r := newReader("XLOG_SMGR_TRUNCATE", data)
 	r.exactly(20)
 	t := SmgrTruncate{Blkno: r.u32("blkno"), Rel: r.relFileNode("rnode"), Flags: r.u32("flags")}
-	if err := r.done(); err != nil {
-		return SmgrTruncate{}, err
-	}
-	return t, nil
+	return result(r, t)
 }
 
 // RM_DBASE_ID record types (commands/dbcommands_xlog.h), PostgreSQL 15.
@@ -77,10 +71,7 @@ func ParseDbaseCreateFileCopy(data []byte) (DbaseCreateFileCopy, error) {
 	r.exactly(16)
 	c := DbaseCreateFileCopy{DB: r.u32("db_id"), Tablespace: r.u32("tablespace_id"),
 		SrcDB: r.u32("src_db_id"), SrcTablespace: r.u32("src_tablespace_id")}
-	if err := r.done(); err != nil {
-		return DbaseCreateFileCopy{}, err
-	}
-	return c, nil
+	return result(r, c)
 }
 
 // DbaseCreateWalLog is xl_dbase_create_wal_log_rec: a database directory
@@ -93,10 +84,7 @@ func ParseDbaseCreateWalLog(data []byte) (DbaseCreateWalLog, error) {
 	r := newReader("XLOG_DBASE_CREATE_WAL_LOG", data)
 	r.exactly(8)
 	c := DbaseCreateWalLog{DB: r.u32("db_id"), Tablespace: r.u32("tablespace_id")}
-	if err := r.done(); err != nil {
-		return DbaseCreateWalLog{}, err
-	}
-	return c, nil
+	return result(r, c)
 }
 
 // DbaseDrop is xl_dbase_drop_rec: a database was dropped from every
@@ -116,10 +104,7 @@ func ParseDbaseDrop(data []byte) (DbaseDrop, error) {
 		d.Tablespaces[i] = r.u32("tablespace_id")
 	}
 	r.end()
-	if err := r.done(); err != nil {
-		return DbaseDrop{}, err
-	}
-	return d, nil
+	return result(r, d)
 }
 
 // RM_RELMAP_ID record type (utils/relmapper.h).
@@ -147,10 +132,7 @@ func ParseRelmapUpdate(data []byte) (RelmapUpdate, error) {
 		r.fail("map file of %d bytes, want %d", n, RelMapFileSize)
 	}
 	u.Data = r.take(int(n), "data")
-	if err := r.done(); err != nil {
-		return RelmapUpdate{}, err
-	}
-	return u, nil
+	return result(r, u)
 }
 
 // RM_TBLSPC_ID record types (commands/tablespace.h).

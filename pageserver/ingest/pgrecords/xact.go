@@ -161,10 +161,7 @@ func ParseXact(info uint8, data []byte) (Xact, error) {
 		x.OriginLSN = lsn.LSN(r.u64("origin_lsn"))
 		x.OriginTimestamp = int64(r.u64("origin_timestamp"))
 	}
-	if err := r.done(); err != nil {
-		return Xact{}, err
-	}
-	return x, nil
+	return result(r, x)
 }
 
 // cString reads a NUL-terminated string and the NUL. PostgreSQL copies at
@@ -212,8 +209,5 @@ func ParseTwoPhaseHeader(data []byte) (TwoPhaseHeader, error) {
 	}
 	h.PreparedAt = int64(r.u64("prepared_at"))
 	h.Owner = r.u32("owner")
-	if err := r.done(); err != nil {
-		return TwoPhaseHeader{}, err
-	}
-	return h, nil
+	return result(r, h)
 }

@@ -60,8 +60,8 @@ type CheckPoint struct {
 func DecodeCheckPoint(b []byte) (CheckPoint, error) {
 	r := newReader("checkpoint", b)
 	r.exactly(CheckPointSize)
-	if err := r.done(); err != nil {
-		return CheckPoint{}, err
+	if r.err != nil {
+		return CheckPoint{}, r.err
 	}
 	le := binary.LittleEndian
 	return CheckPoint{
@@ -181,5 +181,5 @@ func ParseNextOid(data []byte) (uint32, error) {
 	r := newReader("XLOG_NEXTOID", data)
 	r.exactly(4)
 	v := r.u32("nextOid")
-	return v, r.done()
+	return result(r, v)
 }
