@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"strata.dev/libs/lsn"
+	"strata.dev/libs/wal"
+	"strata.dev/libs/walrecord"
 	"strata.dev/pageserver/ingest/pgrecords"
 	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/value"
@@ -32,7 +34,7 @@ const (
 	dbShutdowned         = 1 // DB_SHUTDOWNED
 
 	relSegSize = 131072 // RELSEG_SIZE: blocks per relation segment file
-	blockSize  = 8192
+	blockSize  = walrecord.BlockSize
 )
 
 var relFileName = regexp.MustCompile(`^([0-9]+)(_fsm|_vm|_init)?(\.([0-9]+))?$`)
@@ -65,42 +67,42 @@ const importChunk = 8 << 20
 // left out; a user tablespace is an error. Two-phase state files are
 // stored without their trailing CRC, as PREPARE records store them.
 func Import(ctx context.Context, store Store, fsys fs.FS) (lsn.LSN, error) {
-	control, err := fs.ReadFile(fsys, "global/pg_control")
+	control, at, err := readControl(fsys)
 	if err != nil {
 		return 0, fmt.Errorf("import: %w", err)
 	}
-	if len(control) < controlDataSize {
-		return 0, fmt.Errorf("import: pg_control of %d bytes", len(control))
-	}
-	cpBytes := append([]byte(nil), control[controlCopyOff:controlCopyOff+pgrecords.CheckPointSize]...)
-	cp, err := pgrecords.DecodeCheckPoint(cpBytes)
-	if err != nil {
-		return 0, fmt.Errorf("import: %w", err)
-	}
-	at, err := replayStart(fsys, control, cp)
-	if err != nil {
-		return 0, fmt.Errorf("import: %w", err)
-	}
-	return at, importAt(ctx, store, fsys, at, control, cpBytes)
+	return at, importAt(ctx, store, fsys, at, control)
 }
 
 // ImportLSN is the LSN Import would store fsys at (see Import).
 func ImportLSN(fsys fs.FS) (lsn.LSN, error) {
-	control, err := fs.ReadFile(fsys, "global/pg_control")
-	if err != nil {
-		return 0, err
-	}
-	if len(control) < controlDataSize {
-		return 0, fmt.Errorf("pg_control of %d bytes", len(control))
-	}
-	cp, err := pgrecords.DecodeCheckPoint(control[controlCopyOff : controlCopyOff+pgrecords.CheckPointSize])
-	if err != nil {
-		return 0, err
-	}
-	return replayStart(fsys, control, cp)
+	_, at, err := readControl(fsys)
+	return at, err
 }
 
-func importAt(ctx context.Context, store Store, fsys fs.FS, at lsn.LSN, control, cpBytes []byte) error {
+// readControl reads pg_control and the LSN replay of fsys starts from.
+func readControl(fsys fs.FS) ([]byte, lsn.LSN, error) {
+	control, err := fs.ReadFile(fsys, "global/pg_control")
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(control) < controlDataSize {
+		return nil, 0, fmt.Errorf("pg_control of %d bytes", len(control))
+	}
+	cp, err := pgrecords.DecodeCheckPoint(controlCheckPoint(control))
+	if err != nil {
+		return nil, 0, err
+	}
+	at, err := replayStart(fsys, control, cp)
+	return control, at, err
+}
+
+// controlCheckPoint is pg_control's checkPointCopy.
+func controlCheckPoint(control []byte) []byte {
+	return control[controlCopyOff : controlCopyOff+pgrecords.CheckPointSize]
+}
+
+func importAt(ctx context.Context, store Store, fsys fs.FS, at lsn.LSN, control []byte) error {
 	im := &importer{
 		store: store, at: at,
 		dbs:      value.DBDir{},
@@ -109,8 +111,8 @@ func importAt(ctx context.Context, store Store, fsys fs.FS, at lsn.LSN, control,
 		slruDirs: map[key.SlruKind]value.U32Set{key.Clog: {}, key.MultiXactMembers: {}, key.MultiXactOffsets: {}},
 		twoPhase: value.U32Set{},
 	}
-	im.put(key.ControlFile(), append([]byte(nil), control...))
-	im.put(key.Checkpoint(), cpBytes)
+	im.put(key.ControlFile(), control)
+	im.put(key.Checkpoint(), controlCheckPoint(control))
 
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -370,8 +372,8 @@ func WALSegmentSize(control []byte) (uint64, error) {
 		return 0, fmt.Errorf("pg_control of %d bytes", len(control))
 	}
 	n := uint64(binary.LittleEndian.Uint32(control[controlSegSizeOff:]))
-	if n < 1<<20 || n > 1<<30 || n&(n-1) != 0 {
-		return 0, fmt.Errorf("pg_control: WAL segment size %d is not a power of two between 1 MiB and 1 GiB", n)
+	if err := wal.ValidateSegmentSize(n); err != nil {
+		return 0, fmt.Errorf("pg_control: %w", err)
 	}
 	return n, nil
 }
