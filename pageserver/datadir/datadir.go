@@ -85,6 +85,11 @@ func ListRels(ctx context.Context, r Reader, spc, db uint32, at lsn.LSN) ([]key.
 	if _, ok := dbs[value.DBKey{Spc: spc, DB: db}]; !ok {
 		return nil, nil
 	}
+	return listRels(ctx, r, spc, db, at)
+}
+
+// listRels is ListRels of a database known to be in DBDir.
+func listRels(ctx context.Context, r Reader, spc, db uint32, at lsn.LSN) ([]key.Rel, error) {
 	dir, err := RelDir(ctx, r, spc, db, at)
 	if err != nil {
 		return nil, err

@@ -37,7 +37,7 @@ func KeySpace(ctx context.Context, r Reader, at lsn.LSN) ([]key.Range, error) {
 			one(key.RelMap(db.Spc, db.DB))
 		}
 		one(key.RelDir(db.Spc, db.DB))
-		rels, err := ListRels(ctx, r, db.Spc, db.DB, at)
+		rels, err := listRels(ctx, r, db.Spc, db.DB, at)
 		if err != nil {
 			return nil, err
 		}
