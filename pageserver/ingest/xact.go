@@ -4,9 +4,11 @@ package ingest
 // replication origins (PS §2.6, RM_XACT_ID rows).
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/walrecord"
@@ -54,24 +56,24 @@ func (in *Ingester) xactEnd(ctx context.Context, rec *walrecord.Record, x *pgrec
 
 	// One CLOG record per page the xids fall on. Neon cuts the list into
 	// runs of consecutive xids on one page, which could write two records
-	// for one page at one LSN after a wrap-around; grouping cannot.
-	var pages []uint32
-	byPage := make(map[uint32][]uint32)
-	for _, id := range append([]uint32{xid}, x.Subxacts...) {
-		p := id / pgrecords.ClogXactsPerPage
-		if _, ok := byPage[p]; !ok {
-			pages = append(pages, p)
+	// for one page at one LSN after a wrap-around; grouping by page (a
+	// stable sort, keeping each page's xids in record order) cannot.
+	page := func(xid uint32) uint32 { return xid / pgrecords.ClogXactsPerPage }
+	xids := append([]uint32{xid}, x.Subxacts...)
+	slices.SortStableFunc(xids, func(a, b uint32) int { return cmp.Compare(page(a), page(b)) })
+	for len(xids) > 0 {
+		n := 1
+		for n < len(xids) && page(xids[n]) == page(xids[0]) {
+			n++
 		}
-		byPage[p] = append(byPage[p], id)
-	}
-	for _, p := range pages {
-		r := value.Record{Kind: value.ClogSetAborted, Xids: byPage[p]}
+		r := value.Record{Kind: value.ClogSetAborted, Xids: xids[:n:n]}
 		if x.IsCommit() {
 			r.Kind, r.Timestamp = value.ClogSetCommitted, x.XactTime
 		}
-		if err := in.putSlruRecord(key.Clog, p, r); err != nil {
+		if err := in.putSlruRecord(key.Clog, page(xids[0]), r); err != nil {
 			return err
 		}
+		xids = xids[n:]
 	}
 
 	if len(x.Rels) > 0 {
