@@ -141,6 +141,10 @@ type Ingester struct {
 // maxCachedRels bounds relSizes; past it the cache starts over.
 const maxCachedRels = 100_000
 
+// maxWrittenReused is the most keys one record may have written for the
+// Ingester to clear its written map and reuse it for the next record.
+const maxWrittenReused = 1024
+
 // New makes an Ingester that continues from the Store's last record, with
 // the checkpoint stored there. The Store must hold a timeline's initial
 // state (see Import).
@@ -207,7 +211,14 @@ func (in *Ingester) ingest(ctx context.Context, rec *walrecord.Record) error {
 		}
 	}
 	in.rec, in.at, in.rawCopy = rec, rec.EndLSN, nil
-	clear(in.written)
+	// clear costs the map's capacity, which never shrinks: after a record
+	// that wrote many keys (a database copy), start a small map rather
+	// than pay for the big one on every record that follows.
+	if len(in.written) > maxWrittenReused {
+		in.written = make(map[key.Key]int)
+	} else {
+		clear(in.written)
+	}
 	in.early = in.early[:0]
 	recStart := len(in.entries)
 	defer func() { in.rec = nil }()
