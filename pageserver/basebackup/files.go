@@ -230,12 +230,14 @@ func (b *builder) database(db value.DBKey, hasRelMap bool) error {
 var forkSuffix = [...]string{key.ForkMain: "", key.ForkFSM: "_fsm", key.ForkVM: "_vm", key.ForkInit: "_init"}
 
 // relation writes the blocks of fork r as the files of fork `as`, in
-// 1 GiB segments; a relation of 0 blocks is one empty file.
+// 1 GiB segments; a relation of 0 blocks is one empty file. r comes from
+// its database's relation directory, so its size key alone will do:
+// RelSize would read and decode DBDir and the RelDir again for every fork.
 func (b *builder) relation(dirName string, r key.Rel, as uint8) error {
 	if int(as) >= len(forkSuffix) {
 		return fmt.Errorf("relation %s: unknown fork: %w", r, value.ErrCorrupt)
 	}
-	n, err := datadir.RelSize(b.ctx, b.src, r, b.at)
+	n, err := datadir.StoredRelSize(b.ctx, b.src, r, b.at)
 	if err != nil {
 		return fmt.Errorf("size of %s: %w", r, err)
 	}

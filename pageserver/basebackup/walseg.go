@@ -12,13 +12,11 @@ import (
 
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
+	"strata.dev/libs/walrecord"
 	"strata.dev/pageserver/ingest/pgrecords"
 )
 
-const (
-	xlrBlockIDDataShort = 0xFF // XLR_BLOCK_ID_DATA_SHORT
-	checkpointRecordLen = wal.RecordHeaderSize + 2 + pgrecords.CheckPointSize
-)
+const checkpointRecordLen = wal.RecordHeaderSize + 2 + pgrecords.CheckPointSize
 
 type segment struct {
 	name string
@@ -32,7 +30,7 @@ func checkpointRecord(cp checkpoint, prev lsn.LSN) []byte {
 		Info: pgrecords.XLOG_CHECKPOINT_SHUTDOWN, RmID: wal.RM_XLOG_ID,
 	}
 	rec := hdr.Append(make([]byte, 0, checkpointRecordLen))
-	rec = append(rec, xlrBlockIDDataShort, pgrecords.CheckPointSize)
+	rec = append(rec, walrecord.XLR_BLOCK_ID_DATA_SHORT, pgrecords.CheckPointSize)
 	rec = cp.Append(rec)
 	binary.LittleEndian.PutUint32(rec[20:], wal.RecordCRC(rec))
 	return rec
