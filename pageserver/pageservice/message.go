@@ -126,11 +126,8 @@ func bodyLen(t Tag) (int, bool) {
 // message must be exactly as long as its tag says.
 func DecodeRequest(v Version, b []byte) (Request, error) {
 	var r Request
-	if v != V2 && v != V3 {
-		return r, fmt.Errorf("pagestream version %d: %w", v, ErrMalformed)
-	}
-	if len(b) == 0 {
-		return r, fmt.Errorf("empty request: %w", ErrMalformed)
+	if err := checkMessage(v, b, "request"); err != nil {
+		return r, err
 	}
 	r.Tag = Tag(b[0])
 	n, ok := bodyLen(r.Tag)
@@ -147,6 +144,18 @@ func DecodeRequest(v Version, b []byte) (Request, error) {
 		return r, fmt.Errorf("unknown SLRU kind %d: %w", r.SlruKind, ErrMalformed)
 	}
 	return r, nil
+}
+
+// checkMessage refuses what neither decoder can start on: an unknown
+// version or an empty message (what is "request" or "response").
+func checkMessage(v Version, b []byte, what string) error {
+	if v != V2 && v != V3 {
+		return fmt.Errorf("pagestream version %d: %w", v, ErrMalformed)
+	}
+	if len(b) == 0 {
+		return fmt.Errorf("empty %s: %w", what, ErrMalformed)
+	}
+	return nil
 }
 
 // decodeHeader reads a header of the right length from b and returns the
@@ -294,11 +303,8 @@ type Response struct {
 // DecodeResponse decodes one response (the payload of one CopyData).
 func DecodeResponse(v Version, b []byte) (Response, error) {
 	var r Response
-	if v != V2 && v != V3 {
-		return r, fmt.Errorf("pagestream version %d: %w", v, ErrMalformed)
-	}
-	if len(b) == 0 {
-		return r, fmt.Errorf("empty response: %w", ErrMalformed)
+	if err := checkMessage(v, b, "response"); err != nil {
+		return r, err
 	}
 	r.Tag = b[0]
 	b = b[1:]

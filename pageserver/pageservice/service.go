@@ -15,13 +15,16 @@
 // are stored as records are rebuilt with the Reconstructor (the WAL-redo
 // pool).
 //
-// Not done yet: auth (the pageserver has no JWT configuration), basebackup
-// and the other commands, batching of consecutive GetPage requests, and a
-// relation size cache (every GetPage reads the relation's size first).
+// The basebackup command streams a tar of the timeline (basebackup.go).
+//
+// Not done yet: auth (the pageserver has no JWT configuration), the other
+// commands, batching of consecutive GetPage requests, and a relation size
+// cache (every GetPage reads the relation's size first).
 package pageservice
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -280,7 +283,7 @@ func (s *Service) appendSlruSegment(ctx context.Context, dst []byte, t *tenant.T
 	if err != nil {
 		return dst, fmt.Errorf("%s segment %04X at %s: %w", kind, seg, at, err)
 	}
-	dst = append(dst, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	dst = binary.BigEndian.AppendUint32(dst, n)
 	for blk := range n {
 		page, err := s.value(ctx, t, key.SlruBlock(kind, seg, blk), at)
 		if err != nil {
