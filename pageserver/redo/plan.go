@@ -50,14 +50,6 @@ type step struct {
 	records  []value.Versioned
 }
 
-// records counts the records the plan still applies.
-func (p *plan) records() (n int) {
-	for _, s := range p.steps {
-		n += len(s.records)
-	}
-	return n
-}
-
 // makePlan checks r and splits it into steps. It applies in Go what needs
 // no PostgreSQL: the last record that carries a full-page image of the
 // target (to be applied) resets the page, so it and everything older is

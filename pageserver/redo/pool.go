@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/neonredo"
 	"strata.dev/pageserver/value"
 )
@@ -68,7 +69,7 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 	page := pl.base
 	for _, s := range pl.steps {
 		if s.postgres {
-			page, err = p.apply(ctx, &pl, page, s.records)
+			page, err = p.apply(ctx, pl.key, page, s.records)
 		} else {
 			page, err = neonredo.ApplyAll(pl.key, page, s.records)
 		}
@@ -82,42 +83,42 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 	return page, nil
 }
 
-// apply runs records on base in a redo process, retrying once on another
-// process if the first fails.
-func (p *Pool) apply(ctx context.Context, pl *plan, base []byte, records []value.Versioned) ([]byte, error) {
+// apply runs records on base in a redo process.
+func (p *Pool) apply(ctx context.Context, k key.Key, base []byte, records []value.Versioned) ([]byte, error) {
 	buf, _ := p.requestBuffers.Get().(*[]byte)
 	if buf == nil {
 		buf = new([]byte)
 	}
 	defer p.requestBuffers.Put(buf)
-	req := appendRequest(slices.Grow((*buf)[:0], requestSize(base, records)), pl.key, base, records)
+	req := appendRequest(slices.Grow((*buf)[:0], requestSize(base, records)), k, base, records)
 	*buf = req
-	var first error
-	for attempt := 0; ; attempt++ {
-		page, err := p.roundTrip(ctx, req)
-		if err == nil {
-			p.metrics.observe(len(records), len(req))
-			return page, nil
-		}
-		if ctx.Err() != nil || !errors.Is(err, ErrProcess) {
-			return nil, err
-		}
-		if attempt == 1 {
-			return nil, fmt.Errorf("%w (and before, %v)", err, first)
-		}
-		first = err
-		p.opts.Log.Warn().Err(err).Stringer("key", pl.key).Msg("WAL redo failed, retrying on another process")
+	page, err := p.send(ctx, req)
+	if err != nil {
+		return nil, err // Reconstruct names the key
 	}
+	p.metrics.observe(len(records), len(req))
+	return page, nil
 }
 
-// Ping round-trips a ping through a process (retried once, like a request).
+// Ping round-trips a ping through a process.
 func (p *Pool) Ping(ctx context.Context) error {
-	req := appendPing(nil)
-	_, err := p.roundTrip(ctx, req)
-	if err != nil && errors.Is(err, ErrProcess) && ctx.Err() == nil {
-		_, err = p.roundTrip(ctx, req)
-	}
+	_, err := p.send(ctx, appendPing(nil))
 	return err
+}
+
+// send round-trips a request, retrying once on another process if the
+// first one fails (the failed process is killed and replaced).
+func (p *Pool) send(ctx context.Context, req []byte) ([]byte, error) {
+	page, err := p.roundTrip(ctx, req)
+	if err == nil || ctx.Err() != nil || !errors.Is(err, ErrProcess) {
+		return page, err
+	}
+	p.opts.Log.Warn().Err(err).Msg("WAL redo failed, retrying on another process")
+	page, err2 := p.roundTrip(ctx, req)
+	if err2 != nil && errors.Is(err2, ErrProcess) {
+		return nil, fmt.Errorf("%w (and before, %v)", err2, err)
+	}
+	return page, err2
 }
 
 // roundTrip sends one whole request to a process and returns its answer.

@@ -346,7 +346,9 @@ func (p *process) readPage(page []byte, deadline time.Time, block bool) error {
 			return err
 		}
 		// Read calls the function, and again each time the poller says
-		// the pipe is readable, until it returns true.
+		// the pipe is readable, until it returns true. The read must be
+		// made inside it: Read first clears the poller's readiness, so a
+		// wait alone could miss data that came after our last read.
 		var rerr error
 		err := p.outRC.Read(func(fd uintptr) bool {
 			m, errno := rawRead(int(fd), page[n:])
