@@ -297,11 +297,7 @@ func (in *Ingester) put(k key.Key, v value.Value) error {
 	if !k.IsData() {
 		in.pending[k] = v.Image
 	}
-	if v.IsImage {
-		in.batchBytes += len(v.Image) + key.Size
-	} else {
-		in.batchBytes += len(v.Record.Raw) + 64 + key.Size
-	}
+	in.batchBytes += v.MaxEncodedLen() + key.Size
 	return nil
 }
 
@@ -318,7 +314,7 @@ func (in *Ingester) putEarly(k key.Key, v value.Value) error {
 	}
 	in.early = append(in.early, value.Entry{Key: k, LSN: in.at - 1, Value: v})
 	in.stats.Entries++
-	in.batchBytes += 64 + key.Size
+	in.batchBytes += v.MaxEncodedLen() + key.Size
 	return nil
 }
 

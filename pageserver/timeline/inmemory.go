@@ -106,17 +106,11 @@ func (m *memLayer) release() {
 	m.chunks, m.index, m.chain = nil, nil, nil
 }
 
-// encodedBound is at least the size of v's encoding.
-func encodedBound(v value.Value) int {
-	r := &v.Record
-	return 64 + len(v.Image) + len(r.Raw) + len(r.Path) + len(r.Content) + 4*len(r.Xids) + 8*len(r.Members)
-}
-
 // put stores one version; the caller holds m.mu for writing. A second
 // value at the same (key, LSN) replaces the first, as in Neon.
 func (m *memLayer) put(e value.Entry) {
 	// Encode straight into the arena: the chunk has room for the bound.
-	bound := encodedBound(e.Value)
+	bound := e.Value.MaxEncodedLen()
 	last := len(m.chunks) - 1
 	if last < 0 || cap(m.chunks[last])-len(m.chunks[last]) < bound {
 		m.chunks = append(m.chunks, m.pool.get(bound))

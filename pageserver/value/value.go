@@ -167,6 +167,13 @@ func (v Value) Append(dst []byte) []byte {
 	return dst
 }
 
+// MaxEncodedLen is at least the length of v's encoding (Append adds at
+// most this many bytes), without encoding it.
+func (v Value) MaxEncodedLen() int {
+	r := &v.Record
+	return 64 + len(v.Image) + len(r.Raw) + len(r.Path) + len(r.Content) + 4*len(r.Xids) + 8*len(r.Members)
+}
+
 // Encode is Append to a new slice.
 func (v Value) Encode() []byte { return v.Append(nil) }
 

@@ -36,6 +36,9 @@ func TestRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(norm(got), norm(v)) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, v)
 		}
+		if len(b) > v.MaxEncodedLen() {
+			t.Fatalf("%v: encoding of %d bytes, MaxEncodedLen %d", v, len(b), v.MaxEncodedLen())
+		}
 		if WillInitEncoded(b) != v.WillInit() {
 			t.Fatalf("WillInitEncoded(%v) = %v, WillInit %v", v, WillInitEncoded(b), v.WillInit())
 		}
