@@ -273,7 +273,7 @@ func (m *Manager) importDir(ctx context.Context, ttid id.TenantTimeline, dataDir
 		p.abort()
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if p.feed, err = newFeed(tl, pageReader{tl}, m.log.With().Stringer("timeline", ttid).Logger()); err != nil {
+	if p.feed, err = m.newFeed(tl); err != nil {
 		p.abort()
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}

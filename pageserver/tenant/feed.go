@@ -49,7 +49,9 @@ type feed struct {
 	received atomic.Uint64
 }
 
-func newFeed(tl *timeline.Timeline, pages ingest.PageReader, log zerolog.Logger) (*feed, error) {
+// newFeed makes tl's feed. The pages ingest copies are rebuilt like any
+// read: with the timelines' Reconstructor (the WAL-redo pool).
+func (m *Manager) newFeed(tl *timeline.Timeline) (*feed, error) {
 	last, _ := tl.LastRecordLSN()
 	r, err := tl.Get(context.Background(), key.ControlFile(), last)
 	if err != nil {
@@ -59,7 +61,8 @@ func newFeed(tl *timeline.Timeline, pages ingest.PageReader, log zerolog.Logger)
 	if err != nil {
 		return nil, err
 	}
-	f := &feed{tl: tl, pages: pages, segSize: seg, log: log}
+	f := &feed{tl: tl, pages: pageReader{tl, m.opts.Timeline.Reconstructor}, segSize: seg,
+		log: m.log.With().Stringer("timeline", tl.ID()).Logger()}
 	f.received.Store(uint64(last))
 	return f, nil
 }

@@ -11,7 +11,6 @@ import (
 	"strata.dev/pageserver/datadir"
 	"strata.dev/pageserver/ingest"
 	"strata.dev/pageserver/key"
-	"strata.dev/pageserver/neonredo"
 	"strata.dev/pageserver/timeline"
 	"strata.dev/pageserver/walreceiver"
 )
@@ -33,7 +32,7 @@ type Timeline struct {
 
 func (m *Manager) newTimeline(tl *timeline.Timeline) (*Timeline, error) {
 	t := &Timeline{Timeline: tl, m: m}
-	f, err := newFeed(tl, pageReader{tl}, m.log.With().Stringer("timeline", tl.ID()).Logger())
+	f, err := m.newFeed(tl)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +123,6 @@ func (m *Manager) compactLoop() {
 	defer m.wg.Done()
 	tick := time.NewTicker(m.opts.CompactionPeriod)
 	defer tick.Stop()
-	waitingForRedo := map[*Timeline]bool{}
 	for {
 		select {
 		case <-m.ctx.Done():
@@ -132,17 +130,7 @@ func (m *Manager) compactLoop() {
 		case <-tick.C:
 		}
 		for _, t := range m.List(id.TenantID{}) {
-			err := t.Compact(m.ctx)
-			switch {
-			case err == nil || m.ctx.Err() != nil:
-			case errors.Is(err, neonredo.ErrNeedsRedo):
-				// Image layers of pages changed by PostgreSQL records need
-				// the WAL redo pool; until then reads use the deltas.
-				if !waitingForRedo[t] {
-					t.feed.log.Info().Err(err).Msg("image layer creation skipped: a page needs PostgreSQL WAL redo")
-					waitingForRedo[t] = true
-				}
-			default:
+			if err := t.Compact(m.ctx); err != nil && m.ctx.Err() == nil {
 				t.feed.log.Warn().Err(err).Msg("compaction failed")
 			}
 		}
@@ -150,13 +138,17 @@ func (m *Manager) compactLoop() {
 }
 
 // pageReader reads whole pages for ingest (CREATE DATABASE ... FILE_COPY
-// copies the template's pages).
-type pageReader struct{ tl *timeline.Timeline }
+// copies the template's pages), rebuilt by rc as every read is: a page
+// with PostgreSQL records needs the WAL-redo pool, not Go alone.
+type pageReader struct {
+	tl *timeline.Timeline
+	rc timeline.Reconstructor
+}
 
 func (p pageReader) Page(ctx context.Context, k key.Key, at lsn.LSN) ([]byte, error) {
 	r, err := p.tl.Get(ctx, k, at)
 	if err != nil {
 		return nil, err
 	}
-	return neonredo.Reconstruct(r)
+	return p.rc.Reconstruct(ctx, r)
 }
