@@ -27,7 +27,6 @@ import (
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/layer"
-	"strata.dev/pageserver/neonredo"
 	"strata.dev/pageserver/tenant"
 )
 
@@ -57,9 +56,8 @@ func (a *API) status(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (a *API) listTimelines(w http.ResponseWriter, r *http.Request) {
-	tenantID, err := id.Parse(r.PathValue("tenant"))
-	if err != nil {
-		fail(w, http.StatusBadRequest, fmt.Errorf("tenant id: %w", err))
+	tenantID, ok := pathID(w, r, "tenant")
+	if !ok {
 		return
 	}
 	out := []TimelineInfo{}
@@ -79,9 +77,8 @@ type createRequest struct {
 }
 
 func (a *API) createTimeline(w http.ResponseWriter, r *http.Request) {
-	tenantID, err := id.Parse(r.PathValue("tenant"))
-	if err != nil {
-		fail(w, http.StatusBadRequest, fmt.Errorf("tenant id: %w", err))
+	tenantID, ok := pathID(w, r, "tenant")
+	if !ok {
 		return
 	}
 	var req createRequest
@@ -123,18 +120,24 @@ func (a *API) createTimeline(w http.ResponseWriter, r *http.Request) {
 	reply(w, http.StatusCreated, info(t))
 }
 
+// pathID parses the id in the path segment name, or replies why not.
+func pathID(w http.ResponseWriter, r *http.Request, name string) (id.ID, bool) {
+	v, err := id.Parse(r.PathValue(name))
+	if err != nil {
+		fail(w, http.StatusBadRequest, fmt.Errorf("%s id: %w", name, err))
+		return id.ID{}, false
+	}
+	return v, true
+}
+
+// timeline parses the tenant and timeline ids of the path, or replies why not.
 func (a *API) timeline(w http.ResponseWriter, r *http.Request) (id.TenantTimeline, bool) {
-	tenantID, err := id.Parse(r.PathValue("tenant"))
-	if err != nil {
-		fail(w, http.StatusBadRequest, fmt.Errorf("tenant id: %w", err))
+	tenantID, ok := pathID(w, r, "tenant")
+	if !ok {
 		return id.TenantTimeline{}, false
 	}
-	tl, err := id.Parse(r.PathValue("timeline"))
-	if err != nil {
-		fail(w, http.StatusBadRequest, fmt.Errorf("timeline id: %w", err))
-		return id.TenantTimeline{}, false
-	}
-	return id.TenantTimeline{Tenant: tenantID, Timeline: tl}, true
+	tl, ok := pathID(w, r, "timeline")
+	return id.TenantTimeline{Tenant: tenantID, Timeline: tl}, ok
 }
 
 // active finds the active timeline the path names, or replies with why not.
@@ -231,7 +234,7 @@ func (a *API) checkpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.URL.Query().Get("compact") != "false" {
-		if err := t.Compact(r.Context()); err != nil && !errors.Is(err, neonredo.ErrNeedsRedo) {
+		if err := t.Compact(r.Context()); err != nil {
 			fail(w, http.StatusInternalServerError, err)
 			return
 		}
