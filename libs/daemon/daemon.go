@@ -1,6 +1,7 @@
-// Package daemon holds the plumbing every Strata daemon shares: its logger
-// main function, its logger, how it reads its TOML configuration file,
-// and the lock on its data directory.
+// Package daemon holds the plumbing every Strata daemon shares: its main
+// function, its logger, how it reads its TOML configuration file, the
+// lock on its data directory, and the metrics and profiler routes of its
+// HTTP port.
 package daemon
 
 import (

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"os/user"
@@ -18,9 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -109,14 +105,10 @@ func run(cfg config.Config) error {
 	}
 	log.Info().Int("timelines", len(mgr.List(id.TenantID{}))).Dur("took", time.Since(t0)).Msg("timelines loaded")
 
-	promReg := prometheus.NewRegistry()
-	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	promReg := daemon.NewMetricsRegistry()
 	metrics.Register(promReg, mgr)
 	promReg.MustRegister(pool.Collectors()...)
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux := daemon.NewHTTPMux(promReg)
 	(&httpapi.API{Manager: mgr, NodeID: cfg.ID, WaitLSNTimeout: cfg.WaitLSNTimeout.Duration, Log: log}).Register(mux)
 	// Imports upload whole base backups: no body timeout.
 	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -130,14 +122,13 @@ func run(cfg config.Config) error {
 	defer stop()
 	pages := &pageservice.Service{Manager: mgr, Reconstructor: pool, WaitLSNTimeout: cfg.WaitLSNTimeout.Duration,
 		Log: log.With().Str("component", "page_service").Logger()}
-	pgCtx, stopPG := context.WithCancel(context.Background())
 	pgDone := make(chan struct{})
 	errc := make(chan error, 3)
 	go func() { errc <- wrap("HTTP service", httpServer.Serve(httpLn)) }()
 	go func() { errc <- wrap("gRPC service", grpcServer.Serve(grpcLn)) }()
 	go func() {
 		defer close(pgDone)
-		errc <- wrap("page service", pages.Serve(pgCtx, pgLn, pq.Config{}))
+		errc <- wrap("page service", pages.Serve(ctx, pgLn, pq.Config{}))
 	}()
 	log.Info().Str("listen_http", httpLn.Addr().String()).Str("listen_grpc", grpcLn.Addr().String()).
 		Str("listen_pg", pgLn.Addr().String()).
@@ -152,7 +143,6 @@ func run(cfg config.Config) error {
 	}
 	stop()
 	// Page requests end before the timelines they read are closed.
-	stopPG()
 	<-pgDone
 	healthSrv.Shutdown()
 	grpcServer.Stop()
