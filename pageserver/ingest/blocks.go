@@ -10,7 +10,7 @@ import (
 	"strata.dev/pageserver/datadir"
 	"strata.dev/pageserver/ingest/pgrecords"
 	"strata.dev/pageserver/key"
-	"strata.dev/pageserver/neonredo"
+	"strata.dev/pageserver/pgpage"
 	"strata.dev/pageserver/value"
 )
 
@@ -33,12 +33,9 @@ func (in *Ingester) blocks(ctx context.Context, rec *walrecord.Record) error {
 		}
 		var v value.Value
 		if isFPI && b.HasImage && b.Image.Apply() {
-			page, err := b.Image.Page(nil)
+			page, err := pgpage.Restore(&b.Image, rec.EndLSN, nil)
 			if err != nil {
 				return fmt.Errorf("block %d (%s block %d): %w", b.ID, rel, b.Blkno, err)
-			}
-			if !neonredo.PageIsNew(page) {
-				neonredo.SetPageLSN(page, uint64(rec.EndLSN))
 			}
 			v = value.NewImage(page)
 		} else {

@@ -16,7 +16,6 @@ import (
 	"strata.dev/pageserver/ingest/ingesttest"
 	"strata.dev/pageserver/ingest/pgrecords"
 	"strata.dev/pageserver/key"
-	"strata.dev/pageserver/neonredo"
 	"strata.dev/pageserver/value"
 )
 
@@ -216,7 +215,6 @@ func rfn(r key.Rel) []byte { return ingesttest.LE(r.Spc, r.DB, r.Rel) }
 var (
 	_ = errors.Is
 	_ = slices.Equal[[]int]
-	_ = neonredo.PageIsNew
 )
 
 var fstestFile = fstest.MapFile{Data: []byte("x")}

@@ -14,7 +14,7 @@ import (
 	"strata.dev/pageserver/ingest/ingesttest"
 	"strata.dev/pageserver/ingest/pgrecords"
 	"strata.dev/pageserver/key"
-	"strata.dev/pageserver/neonredo"
+	"strata.dev/pageserver/pgpage"
 	"strata.dev/pageserver/value"
 )
 
@@ -98,10 +98,10 @@ func TestFPIImageAndImplicitExtension(t *testing.T) {
 	p := page(0xAB)
 	r := h.do(walrecord.RmXLOG, pgrecords.XLOG_FPI, 0, nil, fpiBlock(0, tblA, 3, p))
 	v, at := h.latest(key.RelBlock(tblA, 3))
-	if !v.IsImage || at != r.EndLSN || neonredo.PageLSN(v.Image) != uint64(r.EndLSN) || !bytes.Equal(v.Image[8:], p[8:]) {
+	if !v.IsImage || at != r.EndLSN || pgpage.LSN(v.Image) != r.EndLSN || !bytes.Equal(v.Image[8:], p[8:]) {
 		t.Fatalf("FPI not stored as an image with pd_lsn = end LSN: %+v", v.Record)
 	}
-	if neonredo.PageLSN(p) != 0 {
+	if pgpage.LSN(p) != 0 {
 		t.Fatal("the record's image was modified")
 	}
 	if n := h.relSize(tblA); n != 4 {
@@ -125,11 +125,11 @@ func TestFPIImageAndImplicitExtension(t *testing.T) {
 	b.Image.Info |= walrecord.BKPIMAGE_HAS_HOLE
 	b.Image.HoleOffset, b.Image.HoleLength = 100, 7900
 	r = h.do(walrecord.RmXLOG, pgrecords.XLOG_FPI_FOR_HINT, 0, nil, fpiBlock(0, tblA, 4, make([]byte, 8192)), b)
-	if v, _ := h.latest(key.RelBlock(tblA, 4)); neonredo.PageLSN(v.Image) != 0 {
+	if v, _ := h.latest(key.RelBlock(tblA, 4)); pgpage.LSN(v.Image) != 0 {
 		t.Error("new page got an LSN")
 	}
 	v, _ = h.latest(key.RelBlock(other, 0))
-	neonredo.SetPageLSN(withHole, uint64(r.EndLSN))
+	pgpage.SetLSN(withHole, r.EndLSN)
 	if !bytes.Equal(v.Image, withHole) {
 		t.Error("image with a hole rebuilt wrongly")
 	}

@@ -23,6 +23,7 @@ import (
 	"fmt"
 
 	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/pgpage"
 	"strata.dev/pageserver/value"
 )
 
@@ -176,8 +177,8 @@ func clearVM(k key.Key, page []byte, rec value.Versioned) ([]byte, error) {
 	}
 	// As visibilitymap_clear's redo does through the buffer: a page that
 	// was never initialised keeps LSN 0.
-	if !PageIsNew(page) {
-		SetPageLSN(page, uint64(rec.LSN))
+	if !pgpage.IsNew(page) {
+		pgpage.SetLSN(page, rec.LSN)
 	}
 	return page, nil
 }
@@ -276,18 +277,4 @@ func multixactMembers(k key.Key, page []byte, rec value.Versioned) ([]byte, erro
 		binary.LittleEndian.PutUint32(page[flagsOff+4+off%4*4:], m.Xid)
 	}
 	return page, nil
-}
-
-// PageIsNew is PageIsNew: pd_upper is 0 on a page never initialised.
-func PageIsNew(page []byte) bool { return binary.LittleEndian.Uint16(page[14:]) == 0 }
-
-// PageLSN reads pd_lsn: {xlogid u32, xrecoff u32}, little-endian.
-func PageLSN(page []byte) uint64 {
-	return uint64(binary.LittleEndian.Uint32(page[0:]))<<32 | uint64(binary.LittleEndian.Uint32(page[4:]))
-}
-
-// SetPageLSN writes pd_lsn.
-func SetPageLSN(page []byte, l uint64) {
-	binary.LittleEndian.PutUint32(page[0:], uint32(l>>32))
-	binary.LittleEndian.PutUint32(page[4:], uint32(l))
 }

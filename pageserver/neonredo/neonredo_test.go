@@ -10,6 +10,7 @@ import (
 
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/pgpage"
 	"strata.dev/pageserver/value"
 )
 
@@ -52,7 +53,7 @@ func TestClearVisibilityMapFlags(t *testing.T) {
 			}
 			want := initPage(0xFF)
 			want[tc.wantByte] = tc.wantVal
-			SetPageLSN(want, 0x1234_5678)
+			pgpage.SetLSN(want, lsn.LSN(0x1234_5678))
 			if !bytes.Equal(out, want) {
 				t.Errorf("page differs at %d", firstDiff(out, want))
 			}
@@ -68,8 +69,8 @@ func TestClearVisibilityMapFlags(t *testing.T) {
 	// A new (all-zero) page keeps LSN 0.
 	zero := make([]byte, BlockSize)
 	out, err = Apply(vmKey(0), zero, value.Versioned{LSN: 8, Record: rec})
-	if err != nil || PageLSN(out) != 0 {
-		t.Fatalf("new page: lsn %x %v", PageLSN(out), err)
+	if err != nil || pgpage.LSN(out) != 0 {
+		t.Fatalf("new page: lsn %x %v", pgpage.LSN(out), err)
 	}
 	// Wrong VM page, wrong fork.
 	if _, err := Apply(vmKey(1), initPage(0xFF), value.Versioned{Record: rec}); !errors.Is(err, ErrInvalid) {
@@ -86,13 +87,13 @@ func TestClearVisibilityMapFlags(t *testing.T) {
 func TestTruncateVisibilityMap(t *testing.T) {
 	// Heap truncated to 13 blocks: trunc_byte 3, trunc_offs 2 (PS §2.6).
 	page := initPage(0xFF)
-	SetPageLSN(page, 77)
+	pgpage.SetLSN(page, lsn.LSN(77))
 	out, err := Apply(vmKey(0), page, value.Versioned{LSN: 99, Record: value.Record{Kind: value.TruncateVisibilityMap, TruncByte: 3, TruncOffs: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := initPage(0xFF)
-	SetPageLSN(want, 77) // LSN unchanged
+	pgpage.SetLSN(want, lsn.LSN(77)) // LSN unchanged
 	want[24+3] = 0x03
 	clear(want[24+4:])
 	if !bytes.Equal(out, want) {
@@ -178,7 +179,7 @@ func TestApplyAllAndPostgres(t *testing.T) {
 		{LSN: lsn.LSN(20), Record: value.Record{Kind: value.AuxFile}},
 	}
 	out, err := ApplyAll(vmKey(0), base, recs)
-	if err != nil || out[24] != 0xFC || base[24] != 0xFF || PageLSN(out) != 10 {
+	if err != nil || out[24] != 0xFC || base[24] != 0xFF || pgpage.LSN(out) != 10 {
 		t.Fatalf("ApplyAll: %v", err)
 	}
 	if _, err := Apply(vmKey(0), base, value.Versioned{Record: value.Record{Kind: value.Postgres}}); !errors.Is(err, ErrInvalid) {
@@ -196,12 +197,12 @@ func TestReconstruct(t *testing.T) {
 	postgres := value.Versioned{LSN: 30, Record: value.Record{Kind: value.Postgres, Raw: []byte{1}}}
 	postgresInit := value.Versioned{LSN: 30, Record: value.Record{Kind: value.Postgres, WillInit: true, Raw: []byte{1}}}
 	wrongVMPage := value.Versioned{LSN: 40, Record: value.Record{Kind: value.ClearVisibilityMapFlags, HasNewHeapBlkno: true, NewHeapBlkno: 32672, Flags: 3}}
-	cleared := func(lsn uint64, bytes ...int) []byte {
+	cleared := func(at lsn.LSN, bytes ...int) []byte {
 		p := initPage(0xFF)
 		for _, b := range bytes {
 			p[b] = 0xFC
 		}
-		SetPageLSN(p, lsn)
+		pgpage.SetLSN(p, at)
 		return p
 	}
 	clogKey := key.SlruBlock(key.Clog, 0, 0)

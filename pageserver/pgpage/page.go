@@ -8,7 +8,12 @@
 // servers only (amd64, arm64), so multi-byte fields are read little endian.
 package pgpage
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"strata.dev/libs/lsn"
+	"strata.dev/libs/walrecord"
+)
 
 // BlockSize is PostgreSQL's BLCKSZ, the size of every relation page.
 const BlockSize = 8192
@@ -31,4 +36,31 @@ func IsNew(page []byte) bool {
 // not it is right. page must be at least 10 bytes long.
 func StoredChecksum(page []byte) uint16 {
 	return binary.LittleEndian.Uint16(page[checksumOffset:])
+}
+
+// LSN reads pd_lsn, stored as {xlogid, xrecoff}: the high half first.
+func LSN(page []byte) lsn.LSN {
+	le := binary.LittleEndian
+	return lsn.LSN(uint64(le.Uint32(page[0:]))<<32 | uint64(le.Uint32(page[4:])))
+}
+
+// SetLSN writes pd_lsn.
+func SetLSN(page []byte, l lsn.LSN) {
+	binary.LittleEndian.PutUint32(page[0:], uint32(l>>32))
+	binary.LittleEndian.PutUint32(page[4:], uint32(l))
+}
+
+// Restore is the page redo makes of a full-page image in a record ending
+// at end: decompressed, its hole zero-filled, and, unless the page is new,
+// stamped with end (XLogReadBufferForRedoExtended). It is built in dst[:0]
+// if dst has the capacity.
+func Restore(im *walrecord.BlockImage, end lsn.LSN, dst []byte) ([]byte, error) {
+	page, err := im.Page(dst)
+	if err != nil {
+		return nil, err
+	}
+	if !IsNew(page) {
+		SetLSN(page, end)
+	}
+	return page, nil
 }

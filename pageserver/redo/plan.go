@@ -88,13 +88,9 @@ func makePlan(r value.Reconstruction) (plan, error) {
 			return p, fmt.Errorf("%w: %s at %s: %w", ErrInvalidRequest, r.Key, rec.LSN, err)
 		}
 		if blk.HasImage && blk.Image.Apply() {
-			page, err := blk.Image.Page(make([]byte, 0, pgpage.BlockSize))
+			page, err := pgpage.Restore(&blk.Image, rec.LSN, make([]byte, 0, pgpage.BlockSize))
 			if err != nil {
 				return p, invalidf(r.Key, rec.LSN, "full-page image: %v", err)
-			}
-			// As XLogReadBufferForRedoExtended does after restoring it.
-			if !pgpage.IsNew(page) {
-				neonredo.SetPageLSN(page, uint64(rec.LSN))
 			}
 			base, recs = page, recs[i+1:]
 			break

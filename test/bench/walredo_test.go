@@ -18,7 +18,6 @@ import (
 	"strata.dev/pageserver/ingest"
 	"strata.dev/pageserver/ingest/ingesttest"
 	"strata.dev/pageserver/key"
-	"strata.dev/pageserver/neonredo"
 	"strata.dev/pageserver/pgpage"
 	"strata.dev/pageserver/redo"
 	"strata.dev/pageserver/value"
@@ -101,7 +100,7 @@ func measureShapes(b *testing.B, ctx context.Context, pools map[int]*redo.Pool, 
 				b.Fatalf("%s: %v", s.name, err)
 			}
 			last := s.rec.Records[len(s.rec.Records)-1].LSN
-			if got := lsn.LSN(neonredo.PageLSN(page)); got != last {
+			if got := pgpage.LSN(page); got != last {
 				b.Fatalf("%s: the page's LSN is %s, not the last record's %s", s.name, got, last)
 			}
 			s.want = page
