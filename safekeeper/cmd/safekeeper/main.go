@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,9 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 
@@ -78,8 +74,7 @@ func run(cfg config.Config) error {
 	}
 	log = log.With().Uint64("sk", nodeID).Logger()
 
-	promReg := prometheus.NewRegistry()
-	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	promReg := daemon.NewMetricsRegistry()
 	// The metrics observe the WAL stores, and the per-timeline collector
 	// reads the registry: build the observer first, register the collector after.
 	m := metrics.New(promReg)
@@ -130,11 +125,7 @@ func run(cfg config.Config) error {
 		Registry: reg, NodeID: id.NodeID(nodeID), Version: version, Started: time.Now(),
 		Addrs: grpcsvc.Addresses{ListenPG: pgLn.Addr().String(), ListenGRPC: grpcLn.Addr().String(), ListenHTTP: httpLn.Addr().String(), Datadir: cfg.Datadir},
 	}).Register(grpcServer)
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux := daemon.NewHTTPMux(promReg)
 	mux.HandleFunc("/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"id": nodeID})

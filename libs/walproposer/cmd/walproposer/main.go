@@ -10,16 +10,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"strata.dev/libs/daemon"
@@ -146,8 +142,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger) error {
 	buf := walproposer.NewWALBuffer(0)
 	p := walproposer.New(prop, buf)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := daemon.NewMetricsRegistry()
 	m := newMetrics(reg, p, buf)
 	if cfg.ListenHTTP != "" {
 		ln, err := net.Listen("tcp", cfg.ListenHTTP)
@@ -155,10 +150,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger) error {
 			src.Close()
 			return fmt.Errorf("listen on --listen-http %s: %w", cfg.ListenHTTP, err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux := daemon.NewHTTPMux(reg)
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
