@@ -49,27 +49,15 @@ func TestVanillaStartFromBasebackup(t *testing.T) {
 
 func testVanillaStart(t *testing.T, extra ...pgharness.Option) {
 	ctx := context.Background()
-	opts := append([]pgharness.Option{pgharness.NoStart(),
-		pgharness.WithConf("wal_keep_size", "4GB"),
-		pgharness.WithConf("max_wal_size", "4GB"),
-		pgharness.WithConf("checkpoint_timeout", "1h"),
-	}, pagecheck.ClusterOptions()...)
-	opts = append(opts, extra...)
+	opts := append(pagecheck.ImportOptions(), extra...)
 	c := pgharness.New(t, opts...)
-
-	start := walcheck.LatestCheckpoint(t, c)
-	store := ingesttest.NewMemStore()
-	if _, err := ingest.Import(ctx, store, os.DirFS(c.DataDir())); err != nil {
-		t.Fatal(err)
-	}
+	store, start := pagecheck.ImportInitdb(t, ctx, c)
 
 	c.Start(t)
 	pagecheck.Workload(t, ctx, c)
 	// An earlier LSN: nothing writes between reading the insert position
 	// (a record boundary) and the dump, and the dump writes no WAL.
-	var s string
-	c.QueryRow(t, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s)
-	mid := point{name: "mid", at: lsn.MustParse(s), dump: c.DumpAll(t), prepared: 1}
+	mid := point{name: "mid", at: c.InsertWALLSN(t), dump: c.DumpAll(t), prepared: 1}
 	for _, sql := range []string{
 		"CREATE TABLE after_mid AS SELECT g, md5(g::text) AS h FROM generate_series(1, 5000) g",
 		"CREATE INDEX after_mid_h ON after_mid (h)",

@@ -213,8 +213,11 @@ func NewWalproposer(t testing.TB, args ...string) *Walproposer {
 	return w
 }
 
-func (w *Walproposer) ready() bool {
-	resp, err := http.Get("http://" + w.HTTPAddr + "/metrics")
+func (w *Walproposer) ready() bool { return answersOK("http://" + w.HTTPAddr + "/metrics") }
+
+// answersOK reports whether a GET of url answers 200 OK.
+func answersOK(url string) bool {
+	resp, err := http.Get(url)
 	if err != nil {
 		return false
 	}
@@ -236,17 +239,29 @@ func RunSyncSafekeepers(t testing.TB, args ...string) (stdout, stderr string, er
 // Metric reads one unlabelled sample from the /metrics page at addr; 0 if
 // the daemon or the sample is not there.
 func Metric(addr, name string) float64 {
+	v, _ := readMetric(addr, name)
+	return v
+}
+
+// readMetric reads one unlabelled sample from the /metrics page at addr.
+func readMetric(addr, name string) (float64, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
 	for _, l := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, fmt.Errorf("metric %s: %w", name, err)
+			}
+			return f, nil
 		}
 	}
-	return 0
+	return 0, fmt.Errorf("metric %s not in /metrics", name)
 }

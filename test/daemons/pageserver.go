@@ -6,11 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,13 +90,13 @@ func reachableCopy(t testing.TB, bin string) string {
 	return c
 }
 
-func (p *Pageserver) ready() bool {
-	resp, err := http.Get("http://" + p.HTTPAddr + "/v1/status")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+func (p *Pageserver) ready() bool { return answersOK("http://" + p.HTTPAddr + "/v1/status") }
+
+// ConnString is the libpq connection string of the pageserver's libpq
+// port (pagestream, basebackup).
+func (p *Pageserver) ConnString() string {
+	host, port, _ := net.SplitHostPort(p.PGAddr)
+	return fmt.Sprintf("host=%s port=%s user=strata database=postgres sslmode=disable", host, port)
 }
 
 // TimelineDir is where the pageserver keeps a timeline's files.
@@ -207,24 +206,9 @@ func DataDirTar(t testing.TB, dir string) []byte {
 // failing the test if it is missing.
 func (p *Pageserver) Metric(t testing.TB, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + p.HTTPAddr + "/metrics")
+	v, err := readMetric(p.HTTPAddr, name)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("pageserver: %v", err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", name, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("metric %s not in /metrics", name)
-	return 0
+	return v
 }

@@ -13,12 +13,10 @@ package ingest_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"strata.dev/pageserver/ingest"
-	"strata.dev/pageserver/ingest/ingesttest"
 	"strata.dev/test/daemons"
 	"strata.dev/test/pagecheck"
 	"strata.dev/test/pgharness"
@@ -41,29 +39,12 @@ func TestIngestRealWAL(t *testing.T) {
 
 func testIngestRealWAL(t *testing.T, opts ...pgharness.Option) {
 	ctx := context.Background()
-	all := []pgharness.Option{pgharness.NoStart(),
-		pgharness.WithConf("wal_keep_size", "4GB"),     // every segment stays for the decode
-		pgharness.WithConf("max_wal_size", "4GB"),      // no checkpoints but the test's
-		pgharness.WithConf("checkpoint_timeout", "1h"), // ditto
-	}
-	all = append(all, pagecheck.ClusterOptions()...)
-	c := pgharness.New(t, append(all, opts...)...)
-
+	c := pgharness.New(t, append(pagecheck.ImportOptions(), opts...)...)
 	// The initial state, imported before the server first starts.
-	start := walcheck.LatestCheckpoint(t, c)
-	store := ingesttest.NewMemStore()
-	began := time.Now()
-	at, err := ingest.Import(ctx, store, os.DirFS(c.DataDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if at != start {
-		t.Fatalf("imported at %s, pg_controldata says the checkpoint is at %s", at, start)
-	}
-	t.Logf("imported initdb's data directory at %s in %v", at, time.Since(began).Round(time.Millisecond))
+	store, start := pagecheck.ImportInitdb(t, ctx, c)
 
 	c.Start(t)
-	began = time.Now()
+	began := time.Now()
 	w := pagecheck.Workload(t, ctx, c)
 	primary := pagecheck.SnapshotSQL(t, ctx, c)
 	c.Stop(t) // a shutdown checkpoint; the data files are final

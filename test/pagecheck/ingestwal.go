@@ -2,15 +2,51 @@ package pagecheck
 
 import (
 	"context"
+	"os"
 	"testing"
+	"time"
 
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
 	"strata.dev/libs/walrecord"
 	"strata.dev/pageserver/ingest"
+	"strata.dev/pageserver/ingest/ingesttest"
 	"strata.dev/test/pgharness"
 	"strata.dev/test/walcheck"
 )
+
+// ImportOptions are ClusterOptions for a cluster whose whole history is
+// ingested: not started (ImportInitdb reads initdb's data directory
+// first), every WAL segment kept for IngestWAL, no checkpoints but the
+// test's.
+func ImportOptions() []pgharness.Option {
+	return append([]pgharness.Option{pgharness.NoStart(),
+		pgharness.WithConf("wal_keep_size", "4GB"),
+		pgharness.WithConf("max_wal_size", "4GB"),
+		pgharness.WithConf("checkpoint_timeout", "1h"),
+	}, ClusterOptions()...)
+}
+
+// ImportInitdb imports the data directory of c (created with
+// ImportOptions, not yet started: what initdb left, shut down cleanly) into
+// a new in-memory store, at its shutdown checkpoint record start (the
+// location pg_controldata reports). IngestWAL from start then gives the
+// store exactly the import plus every record the server writes.
+func ImportInitdb(t *testing.T, ctx context.Context, c *pgharness.Cluster) (store *ingesttest.MemStore, start lsn.LSN) {
+	t.Helper()
+	start = walcheck.LatestCheckpoint(t, c)
+	store = ingesttest.NewMemStore()
+	began := time.Now()
+	at, err := ingest.Import(ctx, store, os.DirFS(c.DataDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at != start {
+		t.Fatalf("imported at %s, pg_controldata says the checkpoint is at %s", at, start)
+	}
+	t.Logf("imported initdb's data directory at %s in %v", at, time.Since(began).Round(time.Millisecond))
+	return store, start
+}
 
 // IngestWAL decodes the stopped cluster c's pg_wal from start (a record)
 // through the record at end (e.g. its shutdown checkpoint) and ingests

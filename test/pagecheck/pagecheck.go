@@ -9,8 +9,9 @@
 //
 // Any Store can be checked: ingest's in-memory store
 // (ingesttest.MemStore) or a timeline on disk (timeline.Timeline). Pages
-// are rebuilt with neonredo.Reconstruct; those with PostgreSQL records
-// are counted and skipped until the WAL-redo process exists.
+// are rebuilt with the Reconstructor the test gives: the WAL-redo pool, or
+// neonredo's, with which pages that need PostgreSQL redo are counted and
+// skipped.
 //
 // Workload is the pgbench + DDL workload the checks expect (Compare knows
 // about its prepared transaction and its FILE_COPY database), and

@@ -22,8 +22,8 @@ import (
 // timeline at its latest LSN, sees only its own timeline's rows.
 func TestBranchAtEarlierLSN(t *testing.T) {
 	ctx := context.Background()
-	primary := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, computeOptions()...)...)
-	c, ps := startWithStorage(t, primary)
+	c, ps := startWithStorage(t)
+	primary := c.primary
 
 	// Rows A, then the branch point: a record end the pageserver has
 	// ingested, with A committed before it.

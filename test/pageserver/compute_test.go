@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"strata.dev/test/daemons"
 	"strata.dev/test/pagecheck"
 	"strata.dev/test/pgharness"
-	"strata.dev/test/walcheck"
 )
 
 // Acceptance 2 of issue 7: the primary's data directory is gone; a new
@@ -28,8 +26,8 @@ import (
 // and ingested by the pageserver.
 func TestComputeFromStorage(t *testing.T) {
 	ctx := context.Background()
-	primary := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, computeOptions()...)...)
-	c, ps := startWithStorage(t, primary)
+	c, ps := startWithStorage(t)
+	primary := c.primary
 
 	primary.RunPgbench(t, "-i", "-s", "1", "-q")
 	primary.RunPgbench(t, "-t", "300", "-c", "1", "-n")
@@ -134,12 +132,7 @@ func readState(t *testing.T, c *pgharness.Cluster) computeState {
 // point past and over the alignment padding.
 func recordEndBound(t *testing.T, c *pgharness.Cluster) lsn.LSN {
 	t.Helper()
-	var s string
-	c.QueryRow(t, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s)
-	l, err := lsn.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := c.InsertWALLSN(t)
 	switch {
 	case l.SegmentOffset(c.WALSegmentSize()) == 40: // long page header
 		l -= 40
@@ -154,8 +147,7 @@ func recordEndBound(t *testing.T, c *pgharness.Cluster) lsn.LSN {
 // that it did no recovery.
 func computeFromBasebackup(t *testing.T, ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline, at string, opts []pgharness.Option) *pgharness.Cluster {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(ps.PGAddr)
-	pc, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=strata database=postgres sslmode=disable", host, port))
+	pc, err := pgconn.Connect(ctx, ps.ConnString())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,22 +183,15 @@ func computeFromBasebackup(t *testing.T, ctx context.Context, ps *daemons.Pagese
 	return r
 }
 
-// startWithStorage puts the storage under a new, not yet started primary:
-// its initdb state imported into a pageserver (small layers, frequent
+// startWithStorage starts a new primary (computeOptions) on storage: its
+// initdb state imported into a pageserver (small layers, frequent
 // compaction, reads waiting up to 30 s for WAL), then the primary started
 // with a walproposer streaming to 3 safekeepers from its initdb
 // checkpoint's segment.
-func startWithStorage(t *testing.T, primary *pgharness.Cluster) (*cluster, *daemons.Pageserver) {
+func startWithStorage(t *testing.T) (*cluster, *daemons.Pageserver) {
 	t.Helper()
-	c := newCluster(t, primary)
-	start := walcheck.LatestCheckpoint(t, primary)
-	upload := daemons.DataDirTar(t, primary.DataDir())
-	ps := daemons.StartPageserver(t, "--safekeepers", c.addrs(), "--no-sync",
-		"--checkpoint-distance", "1048576", "--compaction-period", "1s", "--wait-lsn-timeout", "30s")
-	if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(upload), start, 0); err != nil {
-		t.Fatalf("import: %v", err)
-	}
-	primary.Start(t)
-	c.startWalproposer(t, start.SegmentStart(primary.WALSegmentSize()))
+	c := newCluster(t, pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, computeOptions()...)...))
+	ps := c.startPageserver(t, "--wait-lsn-timeout", "30s")
+	c.startFromInitdb(t, ps)
 	return c, ps
 }

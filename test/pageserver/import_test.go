@@ -42,13 +42,7 @@ func TestImportVanillaBasebackup(t *testing.T) {
 	c := newCluster(t, primary)
 	// The safekeepers get the WAL from before the backup starts; commits
 	// do not wait for them (no synchronous_standby_names).
-	var insert string
-	primary.QueryRow(t, "SELECT pg_current_wal_insert_lsn()::text").Scan(&insert)
-	from, err := lsn.Parse(insert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.startWalproposer(t, from.SegmentStart(primary.WALSegmentSize()))
+	c.startWalproposer(t, primary.InsertWALLSN(t).SegmentStart(primary.WALSegmentSize()))
 
 	load := primary.Command("pgbench", "-c", "2", "-T", "3", "-n")
 	if err := load.Start(); err != nil {
@@ -204,19 +198,12 @@ func TestTimelineManagement(t *testing.T) {
 func TestUnsupportedWALBreaksTimeline(t *testing.T) {
 	primary := pgharness.New(t, pgharness.NoStart())
 	c := newCluster(t, primary)
-	start := walcheck.LatestCheckpoint(t, primary)
 	ps := c.startPageserver(t)
-	if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(daemons.DataDirTar(t, primary.DataDir())), start, 0); err != nil {
-		t.Fatal(err)
-	}
-	primary.Start(t)
-	c.startWalproposer(t, start.SegmentStart(primary.WALSegmentSize()))
+	c.startFromInitdb(t, ps)
 	primary.Exec(t, "CREATE TABLE before_ts AS SELECT generate_series(1, 100) AS x")
-	var good string
-	primary.QueryRow(t, "SELECT pg_current_wal_insert_lsn()::text").Scan(&good)
+	goodLSN := primary.InsertWALLSN(t)
 	primary.Exec(t, "CREATE TABLESPACE ts LOCATION '"+primary.MkdirShared(t, "ts")+"'")
 	primary.Exec(t, "CREATE TABLE in_ts (x int) TABLESPACE ts")
-	goodLSN, _ := lsn.Parse(good)
 	walcheck.WaitFor(t, "the timeline to break", 30*time.Second, func() (bool, string) {
 		ti := ps.Timeline(t, c.ttid)
 		return ti.State == "Broken", ti.State + " " + ti.LastRecordLSN.String()

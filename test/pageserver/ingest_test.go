@@ -60,11 +60,31 @@ func (c *cluster) startWalproposer(t *testing.T, start lsn.LSN) {
 	})
 }
 
-func (c *cluster) startPageserver(t *testing.T) *daemons.Pageserver {
+// startPageserver starts a pageserver following the safekeepers, with
+// extra arguments.
+func (c *cluster) startPageserver(t *testing.T, extra ...string) *daemons.Pageserver {
 	// Small layers and frequent compaction: restarts and reads cross many
 	// layer files.
-	return daemons.StartPageserver(t, "--safekeepers", c.addrs(), "--no-sync",
-		"--checkpoint-distance", "1048576", "--compaction-period", "1s")
+	return daemons.StartPageserver(t, append([]string{"--safekeepers", c.addrs(), "--no-sync",
+		"--checkpoint-distance", "1048576", "--compaction-period", "1s"}, extra...)...)
+}
+
+// startFromInitdb imports the primary's data directory (created NoStart:
+// as initdb left it) into each pageserver at its shutdown checkpoint
+// record, then starts the primary and a walproposer streaming from that
+// record's segment. It returns the record's LSN.
+func (c *cluster) startFromInitdb(t *testing.T, pss ...*daemons.Pageserver) lsn.LSN {
+	t.Helper()
+	start := walcheck.LatestCheckpoint(t, c.primary)
+	upload := daemons.DataDirTar(t, c.primary.DataDir())
+	for _, ps := range pss {
+		if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(upload), start, 0); err != nil {
+			t.Fatalf("import: %v", err)
+		}
+	}
+	c.primary.Start(t)
+	c.startWalproposer(t, start.SegmentStart(c.primary.WALSegmentSize()))
+	return start
 }
 
 // openTimeline opens a stopped pageserver's timeline in the test process.
@@ -96,17 +116,9 @@ func TestIngestThroughSafekeepers(t *testing.T) {
 	c := newCluster(t, primary)
 
 	// The timeline starts as initdb left the data directory, imported into
-	// both pageservers at its shutdown checkpoint record.
-	start := walcheck.LatestCheckpoint(t, primary)
-	upload := daemons.DataDirTar(t, primary.DataDir())
+	// both pageservers.
 	steady, killed := c.startPageserver(t), c.startPageserver(t)
-	for _, ps := range []*daemons.Pageserver{steady, killed} {
-		if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(upload), start, 0); err != nil {
-			t.Fatalf("import: %v", err)
-		}
-	}
-	primary.Start(t)
-	c.startWalproposer(t, start.SegmentStart(primary.WALSegmentSize()))
+	start := c.startFromInitdb(t, steady, killed)
 
 	// Kill one pageserver once it has written layers and is ingesting
 	// more: a goroutine watches while pgbench runs.

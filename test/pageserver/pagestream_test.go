@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,18 +41,11 @@ func TestPagestream(t *testing.T) {
 		pgharness.WithConf("checkpoint_timeout", "1h"),
 	}, pagecheck.ClusterOptions()...)...)
 	c := newCluster(t, primary)
-	start := walcheck.LatestCheckpoint(t, primary)
-	upload := daemons.DataDirTar(t, primary.DataDir())
 	// Small layers and frequent compaction: pages come from image layers,
 	// deltas and the WAL-redo pool. A short wait: the future-LSN request
 	// must give up quickly.
-	ps := daemons.StartPageserver(t, "--safekeepers", c.addrs(), "--no-sync",
-		"--checkpoint-distance", "1048576", "--compaction-period", "1s", "--wait-lsn-timeout", "2s")
-	if err := ps.ImportBasebackup(c.ttid, bytes.NewReader(upload), start, 0); err != nil {
-		t.Fatalf("import: %v", err)
-	}
-	primary.Start(t)
-	c.startWalproposer(t, start.SegmentStart(primary.WALSegmentSize()))
+	ps := c.startPageserver(t, "--wait-lsn-timeout", "2s")
+	c.startFromInitdb(t, ps)
 
 	pagecheck.Workload(t, ctx, primary)
 	primary.Exec(t, "CHECKPOINT")
@@ -226,8 +218,7 @@ func TestPagestream(t *testing.T) {
 // primary's rows; the gzip variant is a gzipped tar; a bad request gets an
 // error.
 func checkBasebackupCommand(t *testing.T, ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline, accounts int64) {
-	host, port, _ := net.SplitHostPort(ps.PGAddr)
-	pc, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=strata database=postgres sslmode=disable", host, port))
+	pc, err := pgconn.Connect(ctx, ps.ConnString())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,8 +30,8 @@ type pitrPoint struct {
 // pg_amcheck --heapallindexed is clean.
 func TestBasebackupAtPastLSNs(t *testing.T) {
 	ctx := context.Background()
-	primary := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, computeOptions()...)...)
-	c, ps := startWithStorage(t, primary)
+	c, ps := startWithStorage(t)
+	primary := c.primary
 
 	// take records a point: nothing else runs on the primary, so its dump
 	// is what every commit so far left, and the pageserver's last record

@@ -178,6 +178,19 @@ func (c *Cluster) CurrentWALLSN(t testing.TB) lsn.LSN {
 	return l
 }
 
+// InsertWALLSN returns pg_current_wal_insert_lsn(): WAL inserted up to
+// here, a record boundary when nothing else is writing.
+func (c *Cluster) InsertWALLSN(t testing.TB) lsn.LSN {
+	t.Helper()
+	var s string
+	c.QueryRow(t, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s)
+	l, err := lsn.Parse(s)
+	if err != nil {
+		t.Fatalf("pgharness: pg_current_wal_insert_lsn: %v", err)
+	}
+	return l
+}
+
 // SystemID returns the cluster's system identifier from pg_control_system().
 func (c *Cluster) SystemID(t testing.TB) uint64 {
 	t.Helper()

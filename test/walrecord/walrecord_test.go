@@ -108,7 +108,7 @@ func runPhase(t *testing.T, c *pgharness.Cluster, p *phase, tblspc string) *phas
 		setConf(t, c, "wal_consistency_checking", "all")
 		defer setConf(t, c, "wal_consistency_checking", "")
 	}
-	p.from = insertLSN(t, c)
+	p.from = c.InsertWALLSN(t)
 
 	// Every page of template1, as an image.
 	c.Exec(t, "CREATE DATABASE copy_"+name+" STRATEGY wal_log")
@@ -126,9 +126,9 @@ func runPhase(t *testing.T, c *pgharness.Cluster, p *phase, tblspc string) *phas
 		tbl).Scan(&dbOID, &relNode, &path)
 	p.imgRel = walrecord.RelFileNode{Spc: 1663, DB: dbOID, Rel: relNode}
 	c.Exec(t, "CHECKPOINT")
-	p.updFrom = insertLSN(t, c)
+	p.updFrom = c.InsertWALLSN(t)
 	c.Exec(t, "UPDATE "+tbl+" SET pad = repeat('z', 100) WHERE id = 1")
-	p.updTo = insertLSN(t, c)
+	p.updTo = c.InsertWALLSN(t)
 	c.Exec(t, "CHECKPOINT")
 	p.disk = readBlock(t, filepath.Join(c.DataDir(), path), 0)
 
@@ -137,7 +137,7 @@ func runPhase(t *testing.T, c *pgharness.Cluster, p *phase, tblspc string) *phas
 		c.RunPgbench(t, "-T", "2", "-c", "2", "-j", "2")
 	}
 	ddl(t, c, name, tblspc)
-	p.to = insertLSN(t, c)
+	p.to = c.InsertWALLSN(t)
 	return p
 }
 
@@ -243,17 +243,6 @@ func setConf(t *testing.T, c *pgharness.Cluster, key, value string) {
 		c.QueryRow(t, "SHOW "+key).Scan(&s)
 		return s == value || (value == "" && s == ""), s
 	})
-}
-
-func insertLSN(t *testing.T, c *pgharness.Cluster) lsn.LSN {
-	t.Helper()
-	var s string
-	c.QueryRow(t, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s)
-	l, err := lsn.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
 }
 
 func readBlock(t *testing.T, path string, blk int64) []byte {

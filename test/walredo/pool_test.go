@@ -33,11 +33,10 @@ type request struct {
 	want []byte
 }
 
-// TestRedoPool puts the pool through what a pageserver meets: killed
+// testRedoPool puts the pool through what a pageserver meets: killed
 // processes, bad requests, a hung process and many concurrent callers.
 // Every page must come back equal to what a healthy pool returned.
-func TestRedoPool(t *testing.T) {
-	f := newFixture(t)
+func testRedoPool(t *testing.T, f fixture) {
 	reqs := processRequests(t, f)
 
 	t.Run("KilledProcesses", func(t *testing.T) { testKilledProcesses(t, reqs) })

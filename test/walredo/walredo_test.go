@@ -13,7 +13,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -31,11 +30,19 @@ import (
 // perRel is how many pages of each relation fork are compared.
 const perRel = 20
 
-func TestRebuildEveryAccessMethod(t *testing.T) {
+// TestWALRedo runs the workload and ingests its WAL once for both checks:
+// pages of every access method rebuilt equal to the primary's, and the
+// pool put through what a pageserver meets.
+func TestWALRedo(t *testing.T) {
+	f := newFixture(t)
+	t.Run("RebuildEveryAccessMethod", func(t *testing.T) { testRebuildEveryAccessMethod(t, f) })
+	t.Run("Pool", func(t *testing.T) { testRedoPool(t, f) })
+}
+
+func testRebuildEveryAccessMethod(t *testing.T, f fixture) {
 	// The page rebuilder under test: the WAL-redo pool, two processes.
 	rebuild := daemons.NewRedoPool(t, daemons.RedoOptions(t, 2))
 	ctx := context.Background()
-	f := newFixture(t)
 	store, rels, c := f.store, f.rels, f.cluster
 
 	began := time.Now()
@@ -74,18 +81,8 @@ type fixture struct {
 func newFixture(t *testing.T) fixture {
 	t.Helper()
 	ctx := context.Background()
-	opts := append([]pgharness.Option{pgharness.NoStart(),
-		pgharness.WithConf("wal_keep_size", "4GB"),     // every segment stays for the decode
-		pgharness.WithConf("max_wal_size", "4GB"),      // no checkpoints but the workload's
-		pgharness.WithConf("checkpoint_timeout", "1h"), // ditto
-	}, pagecheck.ClusterOptions()...)
-	c := pgharness.New(t, opts...)
-
-	start := walcheck.LatestCheckpoint(t, c)
-	store := ingesttest.NewMemStore()
-	if _, err := ingest.Import(ctx, store, os.DirFS(c.DataDir())); err != nil {
-		t.Fatal(err)
-	}
+	c := pgharness.New(t, pagecheck.ImportOptions()...)
+	store, start := pagecheck.ImportInitdb(t, ctx, c)
 
 	c.Start(t)
 	began := time.Now()
