@@ -70,7 +70,7 @@ func BenchmarkPageserverIngest(b *testing.B) {
 	for _, r := range rounds {
 		l0 := e.settle(b)
 		r.generate()
-		l1 := currentLSN(b, e.primary)
+		l1 := e.primary.CurrentWALLSN(b)
 		// A committed transaction past L1: every record up to L1 is then
 		// flushed, streamed and committed on the safekeeper.
 		e.primary.Exec(b, "SELECT txid_current()")
@@ -137,25 +137,35 @@ func newIngestEnv(b *testing.B) *ingestEnv {
 	e := &ingestEnv{ttid: id.TenantTimeline{Tenant: id.Generate(), Timeline: id.Generate()}}
 	// The standby is stopped while WAL is generated: the primary keeps it.
 	e.primary = pgharness.New(b, append(benchConf(), pgharness.NoStart(), pgharness.WithConf("wal_keep_size", "64GB"))...)
-	// The timeline starts as initdb left the data directory.
-	start := walcheck.LatestCheckpoint(b, e.primary)
-	upload := daemons.DataDirTar(b, e.primary.DataDir())
 	e.sk = daemons.StartSafekeeper(b, 1)
 	e.ps = daemons.StartPageserver(b, "--safekeepers", e.sk.PGAddr)
-	if err := e.ps.ImportBasebackup(e.ttid, bytes.NewReader(upload), start, 0); err != nil {
-		b.Fatalf("import: %v", err)
+	// The timeline starts as initdb left the data directory.
+	startFromInitdb(b, e.primary, e.sk, e.ps, e.ttid)
+	e.standby = pgharness.NewStandby(b, e.primary, append(benchConf(),
+		pgharness.WithConf("primary_conninfo", fmt.Sprintf("host=127.0.0.1 port=%d user=postgres application_name=standby", e.primary.Port())))...)
+	return e
+}
+
+// startFromInitdb imports the data directory of primary (created NoStart:
+// as initdb left it) into ps as each of ttids, at its shutdown checkpoint
+// record; then starts primary and a walproposer streaming it to sk, from
+// that record's segment, as ttids[0].
+func startFromInitdb(b *testing.B, primary *pgharness.Cluster, sk *daemons.Safekeeper, ps *daemons.Pageserver, ttids ...id.TenantTimeline) {
+	start := walcheck.LatestCheckpoint(b, primary)
+	upload := daemons.DataDirTar(b, primary.DataDir())
+	for _, ttid := range ttids {
+		if err := ps.ImportBasebackup(ttid, bytes.NewReader(upload), start, 0); err != nil {
+			b.Fatalf("import %s: %v", ttid, err)
+		}
 	}
-	e.primary.Start(b)
-	wp := daemons.NewWalproposer(b, "--pgconn", e.primary.ConnString("postgres"), "--safekeepers", e.sk.PGAddr,
-		"--tenant-id", e.ttid.Tenant.String(), "--timeline-id", e.ttid.Timeline.String(),
-		"--start-lsn", start.SegmentStart(e.primary.WALSegmentSize()).String(), "--heartbeat-interval", "200ms")
+	primary.Start(b)
+	wp := daemons.NewWalproposer(b, "--pgconn", primary.ConnString("postgres"), "--safekeepers", sk.PGAddr,
+		"--tenant-id", ttids[0].Tenant.String(), "--timeline-id", ttids[0].Timeline.String(),
+		"--start-lsn", start.SegmentStart(primary.WALSegmentSize()).String(), "--heartbeat-interval", "200ms")
 	wp.Start()
 	waitUntil(b, "the walproposer to stream", 30*time.Second, func() bool {
 		return daemons.Metric(wp.HTTPAddr, "walproposer_primary_connected") == 1
 	})
-	e.standby = pgharness.NewStandby(b, e.primary, append(benchConf(),
-		pgharness.WithConf("primary_conninfo", fmt.Sprintf("host=127.0.0.1 port=%d user=postgres application_name=standby", e.primary.Port())))...)
-	return e
 }
 
 // settle checkpoints the primary and brings the standby and the pageserver
@@ -164,7 +174,7 @@ func newIngestEnv(b *testing.B) *ingestEnv {
 // returns the LSN after the checkpoint.
 func (e *ingestEnv) settle(b *testing.B) lsn.LSN {
 	e.primary.Exec(b, "CHECKPOINT")
-	l0 := currentLSN(b, e.primary)
+	l0 := e.primary.CurrentWALLSN(b)
 	e.primary.Exec(b, "SELECT txid_current()")
 	if !e.standbyRunning() {
 		e.standby.Start(b)

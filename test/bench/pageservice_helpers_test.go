@@ -1,17 +1,11 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +16,6 @@ import (
 	"strata.dev/pageserver/httpapi"
 	"strata.dev/test/daemons"
 	"strata.dev/test/pgharness"
-	"strata.dev/test/walcheck"
 )
 
 // readEnv is the read path's setup: a primary streaming through a
@@ -44,28 +37,14 @@ func newReadEnv(b *testing.B, scale int) *readEnv {
 		small: id.TenantTimeline{Tenant: id.Generate(), Timeline: id.Generate()},
 	}
 	e.primary = pgharness.New(b, append(benchConf(), pgharness.NoStart(), pgharness.WithConf("wal_keep_size", "16GB"))...)
-	start := walcheck.LatestCheckpoint(b, e.primary)
-	upload := daemons.DataDirTar(b, e.primary.DataDir())
 	e.sk = daemons.StartSafekeeper(b, 1)
 	// One delta layer over a key range is enough for compaction to write
 	// an image layer: after checkpoint the timeline is fully imaged.
 	e.ps = daemons.StartPageserver(b, "--safekeepers", e.sk.PGAddr, "--image-creation-threshold", "1")
-	for _, ttid := range []id.TenantTimeline{e.ttid, e.small} {
-		if err := e.ps.ImportBasebackup(ttid, bytes.NewReader(upload), start, 0); err != nil {
-			b.Fatalf("import %s: %v", ttid, err)
-		}
-	}
-	e.primary.Start(b)
-	wp := daemons.NewWalproposer(b, "--pgconn", e.primary.ConnString("postgres"), "--safekeepers", e.sk.PGAddr,
-		"--tenant-id", e.ttid.Tenant.String(), "--timeline-id", e.ttid.Timeline.String(),
-		"--start-lsn", start.SegmentStart(e.primary.WALSegmentSize()).String(), "--heartbeat-interval", "200ms")
-	wp.Start()
-	waitUntil(b, "the walproposer to stream", 30*time.Second, func() bool {
-		return daemons.Metric(wp.HTTPAddr, "walproposer_primary_connected") == 1
-	})
+	startFromInitdb(b, e.primary, e.sk, e.ps, e.ttid, e.small)
 	e.primary.RunPgbench(b, "-i", "-s", strconv.Itoa(scale), "-q")
 	e.primary.Exec(b, "VACUUM ANALYZE")
-	l1 := currentLSN(b, e.primary)
+	l1 := e.primary.CurrentWALLSN(b)
 	// A commit past l1 makes every record up to it reach the safekeeper.
 	e.primary.Exec(b, "SELECT txid_current()")
 	e.ingested = e.ps.WaitLastRecord(b, e.ttid, l1, 10*time.Minute).LastRecordLSN
@@ -116,11 +95,10 @@ func (c *byteCounter) Write(p []byte) (int, error) {
 // which is counted and dropped. cpu is the pageserver's.
 func pageserverBasebackup(b *testing.B, ps *daemons.Pageserver, ttid id.TenantTimeline) result {
 	ctx := context.Background()
-	host, port, _ := net.SplitHostPort(ps.PGAddr)
 	pid := ps.Pid()
 	c0 := processCPU(pid)
 	t0 := time.Now()
-	pc, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=strata database=postgres sslmode=disable", host, port))
+	pc, err := pgconn.Connect(ctx, ps.ConnString())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -166,39 +144,4 @@ func best(rs []result) result {
 		}
 	}
 	return r
-}
-
-// pgbenchSelect runs pgbench -S (select-only) with clients for seconds
-// and reads its per-transaction log for latencies.
-func pgbenchSelect(b *testing.B, c *pgharness.Cluster, clients, seconds int) latencies {
-	dir := c.MkdirShared(b, fmt.Sprintf("pgbench-S-%d-%d", clients, time.Now().UnixNano()))
-	out := c.RunPgbench(b, "-S", "-n", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)), "-T", strconv.Itoa(seconds),
-		"--log", "--log-prefix", filepath.Join(dir, "log"))
-	var l latencies
-	for _, line := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(line, "tps = "); ok {
-			l.tps, _ = strconv.ParseFloat(strings.Fields(v)[0], 64)
-		}
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "log*"))
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			if fields := strings.Fields(sc.Text()); len(fields) >= 3 {
-				us, _ := strconv.ParseFloat(fields[2], 64)
-				l.ms = append(l.ms, us/1000)
-			}
-		}
-		fh.Close()
-		os.Remove(f)
-	}
-	slices.Sort(l.ms)
-	if l.tps == 0 || len(l.ms) == 0 {
-		b.Fatalf("pgbench -S -c %d: no tps or no transaction log:\n%s", clients, out)
-	}
-	return l
 }

@@ -110,7 +110,7 @@ func BenchmarkGetPage(b *testing.B) {
 	var vanillaCPU [2]time.Duration
 	for i, clients := range []int{1, 8} {
 		m0 := machineBusy()
-		vanilla[i] = pgbenchSelect(b, e.primary, clients, secs)
+		vanilla[i] = runPgbench(b, e.primary, fmt.Sprintf("S-%d", clients), clients, secs, "-S")
 		vanillaCPU[i] = machineBusy() - m0
 	}
 	per10k := func(d time.Duration, n int) float64 { return d.Seconds() / float64(n) * 1e4 }

@@ -165,16 +165,6 @@ func cpuTimes(pid int) (user, sys time.Duration) {
 	return time.Duration(ut) * time.Second / clkTck, time.Duration(st) * time.Second / clkTck
 }
 
-func currentLSN(b *testing.B, c *pgharness.Cluster) lsn.LSN {
-	var s string
-	c.QueryRow(b, "SELECT pg_current_wal_lsn()::text").Scan(&s)
-	l, err := lsn.Parse(s)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return l
-}
-
 // emit makes the primary write volume bytes of logical messages of size
 // bytes each, without waiting for commits, as the baseline script does.
 func emit(b *testing.B, c *pgharness.Cluster, size int, volume uint64) {
@@ -228,10 +218,10 @@ func baselineReceivewal(b *testing.B, c *pgharness.Cluster, size int, volume uin
 		return n == 1
 	})
 	cpu0 := processCPU(cmd.Process.Pid)
-	l0 := currentLSN(b, c)
+	l0 := c.CurrentWALLSN(b)
 	t0 := time.Now()
 	emit(b, c, size, volume)
-	l1 := currentLSN(b, c)
+	l1 := c.CurrentWALLSN(b)
 	waitUntil(b, "pg_receivewal to flush", 10*time.Minute, func() bool {
 		var behind int64
 		c.QueryRow(b, fmt.Sprintf("SELECT coalesce(max(pg_wal_lsn_diff('%s', flush_lsn)), 1)::bigint FROM pg_stat_replication WHERE application_name = 'pg_receivewal'", l1)).Scan(&behind)
@@ -374,10 +364,10 @@ func relayPrimary(b *testing.B, c *pgharness.Cluster, size int, volume uint64) r
 	}
 	pid := sk.Pid()
 	cpu0 := processCPU(pid)
-	l0 := currentLSN(b, c)
+	l0 := c.CurrentWALLSN(b)
 	t0 := time.Now()
 	emit(b, c, size, volume)
-	l1 := currentLSN(b, c)
+	l1 := c.CurrentWALLSN(b)
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer wcancel()
 	if _, err := prop.WaitCommit(wctx, l1); err != nil {

@@ -114,12 +114,13 @@ func (l latencies) pct(p float64) float64 {
 	return l.ms[min(len(l.ms)-1, int(float64(len(l.ms))*p))]
 }
 
-// runPgbench runs tpcb-like with clients for seconds and reads the
-// per-transaction log, as pg_baseline_4 does.
-func runPgbench(b *testing.B, c *pgharness.Cluster, name string, clients, seconds int) latencies {
+// runPgbench runs pgbench (tpcb-like, or the built-in script args choose,
+// e.g. -S) with clients for seconds and reads its per-transaction log, as
+// pg_baseline_4 does.
+func runPgbench(b *testing.B, c *pgharness.Cluster, name string, clients, seconds int, args ...string) latencies {
 	dir := c.MkdirShared(b, fmt.Sprintf("pgbench-%s-%d", name, time.Now().UnixNano()))
-	out := c.RunPgbench(b, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)), "-T", strconv.Itoa(seconds), "-n",
-		"--log", "--log-prefix", filepath.Join(dir, "log"))
+	out := c.RunPgbench(b, append([]string{"-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)), "-T", strconv.Itoa(seconds), "-n",
+		"--log", "--log-prefix", filepath.Join(dir, "log")}, args...)...)
 	var l latencies
 	for _, line := range strings.Split(out, "\n") {
 		if v, ok := strings.CutPrefix(line, "tps = "); ok {
@@ -134,17 +135,17 @@ func runPgbench(b *testing.B, c *pgharness.Cluster, name string, clients, second
 		}
 		sc := bufio.NewScanner(fh)
 		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) >= 3 {
+			if fields := strings.Fields(sc.Text()); len(fields) >= 3 {
 				us, _ := strconv.ParseFloat(fields[2], 64)
 				l.ms = append(l.ms, us/1000)
 			}
 		}
 		fh.Close()
+		os.Remove(f)
 	}
 	slices.Sort(l.ms)
-	if len(l.ms) == 0 {
-		b.Fatalf("pgbench %s wrote no transaction log:\n%s", name, out)
+	if l.tps == 0 || len(l.ms) == 0 {
+		b.Fatalf("pgbench %s: no tps or no transaction log:\n%s", name, out)
 	}
 	return l
 }
@@ -249,10 +250,10 @@ func BenchmarkQuorumIngest(b *testing.B) {
 			c := benchPrimary(b, 0)
 			// Vanilla: three receivers; the time until two, and all three, flushed.
 			_, stopRecv := receivers(b, c, 3)
-			l0 := currentLSN(b, c)
+			l0 := c.CurrentWALLSN(b)
 			t0 := time.Now()
 			emit(b, c, size, volume)
-			l1 := currentLSN(b, c)
+			l1 := c.CurrentWALLSN(b)
 			var quorumAt time.Duration
 			waitUntil(b, "pg_receivewal to flush", 10*time.Minute, func() bool {
 				var flushed int
@@ -275,10 +276,10 @@ func BenchmarkQuorumIngest(b *testing.B) {
 			for _, sk := range sks {
 				skCPU0 += processCPU(sk.Pid())
 			}
-			l0 = currentLSN(b, c)
+			l0 = c.CurrentWALLSN(b)
 			t0 = time.Now()
 			emit(b, c, size, volume)
-			l1 = currentLSN(b, c)
+			l1 = c.CurrentWALLSN(b)
 			waitUntil(b, "a safekeeper majority to flush", 10*time.Minute, func() bool {
 				var flushed string
 				c.QueryRow(b, "SELECT coalesce(flush_lsn::text, '0/0') FROM pg_stat_replication WHERE application_name = 'walproposer'").Scan(&flushed)

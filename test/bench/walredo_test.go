@@ -295,34 +295,19 @@ func warmUp(b *testing.B, ctx context.Context, pool *redo.Pool, procs int) {
 
 // measureCell runs callers goroutines sending s's request for d.
 func measureCell(b *testing.B, ctx context.Context, pool *redo.Pool, counters poolCounters, s *redoShape, callers int, d time.Duration) redoCell {
-	var stop atomic.Bool
 	var n atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
 	trips0, native0 := counters.read(b)
 	go0, pg0, busy0 := processCPU(os.Getpid()), childCPU(), machineBusy()
-	t0 := time.Now()
-	for range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() {
-				if err := s.do(ctx, pool); err != nil {
-					errs <- err
-					stop.Store(true)
-					return
-				}
-				n.Add(1)
-			}
-		}()
-	}
-	time.Sleep(d)
-	stop.Store(true)
-	wg.Wait()
-	c := redoCell{callers: callers, requests: n.Load(), elapsed: time.Since(t0),
+	elapsed, err := hammer(callers, d, func() error {
+		if err := s.do(ctx, pool); err != nil {
+			return err
+		}
+		n.Add(1)
+		return nil
+	})
+	c := redoCell{callers: callers, requests: n.Load(), elapsed: elapsed,
 		goCPU: processCPU(os.Getpid()) - go0, pgCPU: childCPU() - pg0, busy: machineBusy() - busy0}
-	close(errs)
-	for err := range errs {
+	if err != nil {
 		b.Fatalf("%s, %d callers: %v", s.name, callers, err)
 	}
 	trips, native := counters.read(b)
@@ -569,39 +554,24 @@ func rebuildRelation(b *testing.B, ctx context.Context, pool *redo.Pool, a *acco
 	}
 
 	counters := newPoolCounters(b, pool)
-	var stop atomic.Bool
 	var next, pages, records atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
 	trips0, _ := counters.read(b)
 	go0, pg0, busy0 := processCPU(os.Getpid()), childCPU(), machineBusy()
-	t0 := time.Now()
-	for range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() {
-				i := int(next.Add(1)-1) % len(a.recs)
-				page, err := pool.Reconstruct(ctx, a.recs[i])
-				if err == nil && !bytes.Equal(page, first[i]) {
-					err = fmt.Errorf("%s differs from its first rebuild at byte %d", a.recs[i].Key, pagecheck.FirstDiff(page, first[i]))
-				}
-				if err != nil {
-					errs <- err
-					stop.Store(true)
-					return
-				}
-				pages.Add(1)
-				records.Add(int64(len(a.recs[i].Records)))
-			}
-		}()
-	}
-	time.Sleep(d)
-	stop.Store(true)
-	wg.Wait()
-	r := relationRun{redoCell: redoCell{elapsed: time.Since(t0), goCPU: processCPU(os.Getpid()) - go0, pgCPU: childCPU() - pg0, busy: machineBusy() - busy0}}
-	close(errs)
-	for err := range errs {
+	elapsed, err := hammer(callers, d, func() error {
+		i := int(next.Add(1)-1) % len(a.recs)
+		page, err := pool.Reconstruct(ctx, a.recs[i])
+		if err == nil && !bytes.Equal(page, first[i]) {
+			err = fmt.Errorf("%s differs from its first rebuild at byte %d", a.recs[i].Key, pagecheck.FirstDiff(page, first[i]))
+		}
+		if err != nil {
+			return err
+		}
+		pages.Add(1)
+		records.Add(int64(len(a.recs[i].Records)))
+		return nil
+	})
+	r := relationRun{redoCell: redoCell{elapsed: elapsed, goCPU: processCPU(os.Getpid()) - go0, pgCPU: childCPU() - pg0, busy: machineBusy() - busy0}}
+	if err != nil {
 		b.Fatal(err)
 	}
 	trips, _ := counters.read(b)
@@ -610,4 +580,31 @@ func rebuildRelation(b *testing.B, ctx context.Context, pool *redo.Pool, a *acco
 	r.passes = r.pages / len(a.recs)
 	r.tripsPerPage = float64(trips-trips0) / float64(r.pages)
 	return r
+}
+
+// hammer runs f in a loop in each of callers goroutines until d has
+// passed or a call fails. It returns how long they ran and the first
+// error.
+func hammer(callers int, d time.Duration, f func() error) (time.Duration, error) {
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	t0 := time.Now()
+	for range callers {
+		wg.Go(func() {
+			for !stop.Load() {
+				if err := f(); err != nil {
+					errs <- err
+					stop.Store(true)
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(d)
+	stop.Store(true)
+	wg.Wait()
+	elapsed := time.Since(t0)
+	close(errs)
+	return elapsed, <-errs
 }
