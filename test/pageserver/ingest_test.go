@@ -172,18 +172,24 @@ func TestIngestThroughSafekeepers(t *testing.T) {
 	snapshot := pagecheck.SnapshotSQL(t, ctx, primary)
 	primary.Stop(t)
 	end := walcheck.LatestCheckpoint(t, primary)
-	// Compaction rebuilt pages through the daemon's WAL-redo pool.
+	for _, ps := range []*daemons.Pageserver{steady, killed} {
+		ti := ps.WaitLastRecord(t, c.ttid, end+1, time.Minute)
+		t.Logf("pageserver ingested %d records, %d WAL bytes in this run; at %s", ti.RecordsIngested, ti.WALBytesReceived, ti.LastRecordLSN)
+	}
+	// A checkpoint (flush, then compaction over tens of 1 MiB delta
+	// layers) materialises pages through the daemon's WAL-redo pool; the
+	// background compaction may or may not have got there yet.
+	if err := steady.Call("PUT", daemons.TimelinePath(c.ttid)+"/checkpoint", nil, nil); err != nil {
+		t.Fatalf("checkpoint: %v", err)
+	}
 	if n := steady.Metric(t, "pageserver_wal_redo_process_launches_total"); n < 1 {
 		t.Errorf("the pageserver started %v WAL-redo processes, want some (compaction materialises pages)", n)
 	}
 	if n := steady.Metric(t, "pageserver_wal_redo_process_failures_total"); n != 0 {
 		t.Errorf("%v WAL-redo failures", n)
 	}
-	for _, ps := range []*daemons.Pageserver{steady, killed} {
-		ti := ps.WaitLastRecord(t, c.ttid, end+1, time.Minute)
-		t.Logf("pageserver ingested %d records, %d WAL bytes in this run; at %s", ti.RecordsIngested, ti.WALBytesReceived, ti.LastRecordLSN)
-		ps.Stop()
-	}
+	steady.Stop()
+	killed.Stop()
 	tls := []*timeline.Timeline{openTimeline(t, steady, c.ttid), openTimeline(t, killed, c.ttid)}
 	pool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 2))
 	for _, tl := range tls {

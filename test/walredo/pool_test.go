@@ -244,31 +244,22 @@ func testHungProcess(t *testing.T, reqs []request) {
 		t.Errorf("redo processes %v, stopped %v: want the stopped one replaced", now, hung)
 	}
 
-	// Stop every process, and every new one as it appears.
+	// Stop the process and keep a replacement from starting (its template
+	// is moved aside): the request times out, its retry cannot start, and
+	// the caller's error says the request timed out.
 	for _, pid := range redoPIDs(t, opts.Dir) {
 		_ = syscall.Kill(pid, syscall.SIGSTOP)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			for _, pid := range redoPIDs(t, opts.Dir) {
-				_ = syscall.Kill(pid, syscall.SIGSTOP)
-			}
-		}
-	})
+	tmpl := filepath.Join(opts.Dir, "template")
+	if err := os.Rename(tmpl, tmpl+".aside"); err != nil {
+		t.Fatal(err)
+	}
 	_, err := pool.Reconstruct(ctx, reqs[2].r)
-	close(stop)
-	wg.Wait()
-	// The first attempt times out; its retry meets a stopped new process,
-	// which times out either starting or serving. The error says both.
+	if err := os.Rename(tmpl+".aside", tmpl); err != nil {
+		t.Fatal(err)
+	}
 	if !errors.Is(err, redo.ErrProcess) || !strings.Contains(err.Error(), "request timed out") {
-		t.Errorf("every process stopped: %v, want ErrProcess saying the process timed out", err)
+		t.Errorf("process stopped, none can start: %v, want ErrProcess saying the request timed out", err)
 	}
 	for _, pid := range redoPIDs(t, opts.Dir) {
 		_ = syscall.Kill(pid, syscall.SIGCONT)
