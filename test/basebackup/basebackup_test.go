@@ -52,6 +52,8 @@ func testVanillaStart(t *testing.T, extra ...pgharness.Option) {
 	opts := append(pagecheck.ImportOptions(), extra...)
 	c := pgharness.New(t, opts...)
 	store, start := pagecheck.ImportInitdb(t, ctx, c)
+	pool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 2))
+	store.Reconstructor = pool // the workload copies a database whose pages need redo
 
 	c.Start(t)
 	pagecheck.Workload(t, ctx, c)
@@ -77,7 +79,6 @@ func testVanillaStart(t *testing.T, extra ...pgharness.Option) {
 	final.at, final.prev = store.LastRecordLSN()
 	t.Logf("WAL from %s to %s ingested; backups at %s (mid) and %s (final)", start, end, mid.at, final.at)
 
-	pool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 2))
 	for _, p := range []point{final, mid} {
 		t.Run(p.name, func(t *testing.T) { checkBackup(t, ctx, store, pool, p, opts) })
 	}

@@ -42,6 +42,8 @@ func testIngestRealWAL(t *testing.T, opts ...pgharness.Option) {
 	c := pgharness.New(t, append(pagecheck.ImportOptions(), opts...)...)
 	// The initial state, imported before the server first starts.
 	store, start := pagecheck.ImportInitdb(t, ctx, c)
+	pool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 2))
+	store.Reconstructor = pool // the workload copies a database whose pages need redo
 
 	c.Start(t)
 	began := time.Now()
@@ -61,5 +63,5 @@ func testIngestRealWAL(t *testing.T, opts ...pgharness.Option) {
 	t.Logf("ingested %d records (%d values, %d commits, %d gap pages, %d VM clears skipped) in %v",
 		st.Records, st.Entries, st.Commits, st.GapPagesZeroed, st.VMClearsSkipped, time.Since(began).Round(time.Millisecond))
 
-	pagecheck.Compare(t, ctx, c, store, daemons.NewRedoPool(t, daemons.RedoOptions(t, 2)), primary, w, beforeShutdown)
+	pagecheck.Compare(t, ctx, c, store, pool, primary, w, beforeShutdown)
 }

@@ -28,7 +28,8 @@ type WorkloadInfo struct {
 // write WAL of most kinds the pageserver ingests: relation extension and
 // truncation, indexes of two access methods, VACUUM (FULL, FREEZE),
 // sequences, subtransactions, visibility map clears, CREATE DATABASE with
-// both strategies and DROP DATABASE, an unlogged table, prepared
+// both strategies (one a copy of a database whose pages need WAL redo)
+// and DROP DATABASE, an unlogged table, prepared
 // transactions (one left open), online checkpoints and a multixact.
 func Workload(t *testing.T, ctx context.Context, c *pgharness.Cluster) WorkloadInfo {
 	t.Helper()
@@ -89,6 +90,9 @@ func Workload(t *testing.T, ctx context.Context, c *pgharness.Cluster) WorkloadI
 		}
 	}
 	conn.Close(ctx)
+	// A copy of db2 now: its new pages are still PostgreSQL records, so
+	// ingest rebuilds them through the WAL-redo pool to copy them.
+	c.Exec(t, "CREATE DATABASE db3 TEMPLATE db2 STRATEGY FILE_COPY")
 
 	// A multixact: two sessions share a row lock.
 	c1, c2 := c.MustConnect(t), c.MustConnect(t)

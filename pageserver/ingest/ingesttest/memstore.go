@@ -34,6 +34,13 @@ type version struct {
 
 // MemStore is a Store in memory. Stored values are never modified.
 type MemStore struct {
+	// Reconstructor rebuilds the pages Page reads (database copies); nil:
+	// neonredo's, which fails on pages with PostgreSQL records. Set it
+	// before use.
+	Reconstructor interface {
+		Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte, error)
+	}
+
 	mu         sync.Mutex
 	versions   map[key.Key][]version // sorted by LSN
 	last, prev lsn.LSN
@@ -117,15 +124,17 @@ func (s *MemStore) Get(_ context.Context, k key.Key, at lsn.LSN) (value.Reconstr
 	return rec, nil
 }
 
-// Page reconstructs a page at an LSN when that needs no PostgreSQL redo
-// (neonredo.Reconstruct): an image, plus Neon records applied in Go. A
+// Page reconstructs a page at an LSN with the store's Reconstructor. A
 // page that is a stored image is returned as stored: do not modify it.
 func (s *MemStore) Page(ctx context.Context, k key.Key, at lsn.LSN) ([]byte, error) {
 	rec, err := s.Get(ctx, k, at)
 	if err != nil {
 		return nil, err
 	}
-	return neonredo.Reconstruct(rec)
+	if s.Reconstructor == nil {
+		return neonredo.Reconstruct(rec)
+	}
+	return s.Reconstructor.Reconstruct(ctx, rec)
 }
 
 // Latest is the newest version of k and its LSN.
