@@ -12,7 +12,7 @@ GO         ?= go
 PG_BINDIR  ?= /usr/lib/postgresql/15/bin
 BIN        := $(CURDIR)/bin
 GOBIN_DIR  := $(shell $(GO) env GOPATH)/bin
-MODULES    := libs proto safekeeper pageserver test
+MODULES    := libs proto safekeeper pageserver cli test
 PKGS       := $(foreach m,$(MODULES),./$(m)/...)
 APT_PKGS   := postgresql-15 postgresql-server-dev-15 postgresql-contrib protobuf-compiler gcc make libc6-dev
 # Per-package test timeout; the whole suite is kept well under 20 minutes on 2 cores.
@@ -52,7 +52,7 @@ deps: .deps-stamp
 # ---------------------------------------------------------------------------------------------
 build: deps
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./safekeeper/cmd/... ./pageserver/cmd/... ./libs/walproposer/cmd/...
+	$(GO) build -o $(BIN)/ ./safekeeper/cmd/... ./pageserver/cmd/... ./libs/walproposer/cmd/... ./cli/cmd/...
 	@# The WAL-redo extension (C, PGXS); the pageserver loads it into its redo processes.
 	$(MAKE) -s -C pageserver/pgxn/walredo PG_CONFIG=$(PG_BINDIR)/pg_config with_llvm=no
 	cp pageserver/pgxn/walredo/walredo.so $(BIN)/walredo.so

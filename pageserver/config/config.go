@@ -23,6 +23,10 @@ type Config struct {
 	ListenHTTP string `toml:"listen_http"`
 	// Safekeepers are the host:port libpq addresses WAL is streamed from.
 	Safekeepers []string `toml:"safekeepers"`
+	// SafekeepersGRPC are the same safekeepers' gRPC addresses, in the same
+	// order: their WatchTimeline streams say which one to stream from, and
+	// the pageserver's durable position is reported to each of them.
+	SafekeepersGRPC []string `toml:"safekeepers_grpc"`
 	// SafekeeperTokenPath is a file holding the JWT presented to the
 	// safekeepers; empty: none (trust).
 	SafekeeperTokenPath string `toml:"safekeeper_token_path"`
@@ -139,6 +143,10 @@ func Parse(args []string, out io.Writer) (Config, error) {
 		c.Safekeepers = daemon.SplitList(s)
 		return nil
 	})
+	fs.Func("safekeepers-grpc", "comma-separated host:port gRPC addresses of the same safekeepers, in the same order (default from the file: "+strings.Join(c.SafekeepersGRPC, ",")+")", func(s string) error {
+		c.SafekeepersGRPC = daemon.SplitList(s)
+		return nil
+	})
 	fs.StringVar(&c.SafekeeperTokenPath, "safekeeper-token-path", c.SafekeeperTokenPath, "file with the JWT to present to the safekeepers; empty = none")
 	fs.Uint64Var(&c.CheckpointDistance, "checkpoint-distance", c.CheckpointDistance, "bytes of WAL in the in-memory layer before it is written out as a delta layer")
 	fs.IntVar(&c.ImageCreationThreshold, "image-creation-threshold", c.ImageCreationThreshold, "delta layers over a key range that make compaction write an image layer")
@@ -177,6 +185,15 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(sk); err != nil {
 			errs = append(errs, fmt.Errorf("--safekeepers: %q: want host:port", sk))
 		}
+	}
+	for _, sk := range c.SafekeepersGRPC {
+		if _, _, err := net.SplitHostPort(sk); err != nil {
+			errs = append(errs, fmt.Errorf("--safekeepers-grpc: %q: want host:port", sk))
+		}
+	}
+	if len(c.SafekeepersGRPC) != 0 && len(c.SafekeepersGRPC) != len(c.Safekeepers) {
+		errs = append(errs, fmt.Errorf("--safekeepers-grpc lists %d addresses and --safekeepers %d: want one gRPC address per safekeeper, in the same order",
+			len(c.SafekeepersGRPC), len(c.Safekeepers)))
 	}
 	if c.Datadir == "" {
 		errs = append(errs, errors.New("--datadir is empty"))

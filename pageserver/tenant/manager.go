@@ -50,7 +50,10 @@ const tempSuffix = ".___temp"
 type Options struct {
 	// Safekeepers are the libpq addresses WAL is streamed from; none: no
 	// timeline streams (imports only).
-	Safekeepers     []string
+	Safekeepers []string
+	// SafekeepersGRPC are the same safekeepers' gRPC addresses, in the
+	// same order (empty: none known).
+	SafekeepersGRPC []string
 	SafekeeperToken string
 	NodeID          uint64
 	// Timeline is the template of every timeline's options (checkpoint

@@ -91,7 +91,7 @@ func run(cfg config.Config) error {
 
 	t0 := time.Now()
 	mgr, err := tenant.Load(cfg.Datadir, tenant.Options{
-		Safekeepers: cfg.Safekeepers, SafekeeperToken: token, NodeID: cfg.ID,
+		Safekeepers: cfg.Safekeepers, SafekeepersGRPC: cfg.SafekeepersGRPC, SafekeeperToken: token, NodeID: cfg.ID,
 		Timeline: timeline.Options{
 			CheckpointDistance: cfg.CheckpointDistance, ImageThreshold: cfg.ImageCreationThreshold, NoSync: cfg.NoSync,
 			Reconstructor: pool,
