@@ -34,6 +34,7 @@ import (
 
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/datadir"
+	"strata.dev/pageserver/pgcontrol"
 	"strata.dev/pageserver/value"
 )
 
@@ -76,6 +77,7 @@ host  replication all ::1/128      trust
 `
 
 // ErrUnsupported is wrapped when the stored cluster cannot be backed up
+// (pgcontrol.ErrUnsupported for a pg_control of another version or build)
 // (a PostgreSQL version other than 15, a user tablespace).
 var ErrUnsupported = errors.New("unsupported")
 
@@ -94,9 +96,9 @@ func Write(ctx context.Context, w io.Writer, src Source, rc Reconstructor, at ls
 	if err != nil {
 		return fmt.Errorf("basebackup at %s: read pg_control: %w", at, err)
 	}
-	ctl, err := parseControl(stored)
+	ctl, err := pgcontrol.Parse(stored)
 	if err != nil {
-		return fmt.Errorf("basebackup at %s: %w", at, err)
+		return fmt.Errorf("basebackup at %s: stored %w", at, err)
 	}
 	cp, err := datadir.Checkpoint(ctx, src, at)
 	if err != nil {
@@ -105,7 +107,7 @@ func Write(ctx context.Context, w io.Writer, src Source, rc Reconstructor, at ls
 
 	b := &builder{
 		ctx: ctx, tw: tar.NewWriter(w), src: src, rc: rc, at: at,
-		now: opts.Now, checksums: ctl.checksums(),
+		now: opts.Now, checksums: ctl.Checksums(),
 		page: make([]byte, blockSize),
 	}
 	if err := b.writeAll(ctl, cp, opts); err != nil {
@@ -119,7 +121,7 @@ func Write(ctx context.Context, w io.Writer, src Source, rc Reconstructor, at ls
 }
 
 // writeAll writes every entry, pg_control and WAL last.
-func (b *builder) writeAll(ctl control, cp checkpoint, opts Options) error {
+func (b *builder) writeAll(ctl pgcontrol.Control, cp checkpoint, opts Options) error {
 	for _, d := range directories {
 		if err := b.dir(d); err != nil {
 			return err
@@ -145,13 +147,13 @@ func (b *builder) writeAll(ctl control, cp checkpoint, opts Options) error {
 		return err
 	}
 
-	p := normalize(b.at, ctl.segSize)
+	p := normalize(b.at, ctl.SegmentSize())
 	shutdown := shutdownCheckpoint(cp, p, b.now)
-	segs, err := walSegments(p, opts.PrevRecord, shutdown, ctl.sysID, ctl.segSize)
+	segs, err := walSegments(p, opts.PrevRecord, shutdown, ctl.SystemID(), ctl.SegmentSize())
 	if err != nil {
 		return err
 	}
-	if err := b.file("global/pg_control", ctl.rewrite(shutdown, p, b.now)); err != nil {
+	if err := b.file("global/pg_control", ctl.ShutdownAt(p, shutdown.Encode(), b.now)); err != nil {
 		return err
 	}
 	for _, s := range segs {

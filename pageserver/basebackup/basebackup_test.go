@@ -16,6 +16,7 @@ import (
 	"strata.dev/pageserver/ingest/ingesttest"
 	"strata.dev/pageserver/ingest/pgrecords"
 	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/pgcontrol"
 	"strata.dev/pageserver/value"
 )
 
@@ -26,14 +27,14 @@ const segSize = 16 << 20
 // page and one prepared transaction.
 func testStore(t *testing.T, at lsn.LSN) *ingesttest.MemStore {
 	t.Helper()
-	ctl := make([]byte, ctlDataSize)
+	ctl := make([]byte, pgcontrol.DataSize)
 	le := binary.LittleEndian
-	le.PutUint64(ctl[ctlSystemID:], 7)
-	le.PutUint32(ctl[ctlVersion:], pgControlVersion)
-	le.PutUint32(ctl[ctlCatalogVersion:], catalogVersion)
-	le.PutUint32(ctl[ctlBlcksz:], blockSize)
-	le.PutUint32(ctl[ctlXLogBlcksz:], lsn.PageSize)
-	le.PutUint32(ctl[ctlXLogSegSize:], segSize)
+	le.PutUint64(ctl[pgcontrol.OffSystemID:], 7)
+	le.PutUint32(ctl[pgcontrol.OffVersion:], pgcontrol.Version)
+	le.PutUint32(ctl[pgcontrol.OffCatalogVersion:], pgcontrol.CatalogVersion)
+	le.PutUint32(ctl[pgcontrol.OffBlcksz:], blockSize)
+	le.PutUint32(ctl[pgcontrol.OffXLogBlcksz:], lsn.PageSize)
+	le.PutUint32(ctl[pgcontrol.OffXLogSegSize:], segSize)
 	cp := pgrecords.CheckPoint{NextXid: 800, NextOid: 20000, NextMulti: 1, OldestXid: 3}
 
 	page := make([]byte, blockSize)
@@ -139,13 +140,13 @@ func TestWrite(t *testing.T) {
 
 	ctl := files["global/pg_control"]
 	p := at + wal.ShortPageHeaderSize
-	if got := lsn.LSN(binary.LittleEndian.Uint64(ctl[ctlCheckPoint:])); got != p {
+	if got := lsn.LSN(binary.LittleEndian.Uint64(ctl[pgcontrol.OffCheckPoint:])); got != p {
 		t.Errorf("checkPoint %s, want %s", got, p)
 	}
-	if binary.LittleEndian.Uint32(ctl[ctlCRC:]) != crc32.Checksum(ctl[:ctlCRC], castagnoli) {
+	if binary.LittleEndian.Uint32(ctl[pgcontrol.OffCRC:]) != crc32.Checksum(ctl[:pgcontrol.OffCRC], castagnoli) {
 		t.Error("pg_control CRC is wrong")
 	}
-	cp, err := pgrecords.DecodeCheckPoint(ctl[ctlCheckPointCopy : ctlCheckPointCopy+pgrecords.CheckPointSize])
+	cp, err := pgrecords.DecodeCheckPoint(ctl[pgcontrol.OffCheckPointCopy : pgcontrol.OffCheckPointCopy+pgrecords.CheckPointSize])
 	if err != nil || cp.Redo != p || cp.NextXid != 800 {
 		t.Errorf("checkPointCopy %+v, %v", cp, err)
 	}

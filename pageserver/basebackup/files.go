@@ -13,9 +13,16 @@ import (
 
 	"strata.dev/pageserver/datadir"
 	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/pgcontrol"
 	"strata.dev/pageserver/pgpage"
 	"strata.dev/pageserver/value"
 )
+
+// blockSize is PostgreSQL's BLCKSZ.
+const blockSize = pgcontrol.BlockSize
+
+// castagnoli is the CRC-32C table of two-phase state files' checksums.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 const (
 	pgVersion        = "15\n"

@@ -16,6 +16,7 @@ import (
 	"strata.dev/pageserver/ingest/ingesttest"
 	"strata.dev/pageserver/ingest/pgrecords"
 	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/pgcontrol"
 	"strata.dev/pageserver/value"
 )
 
@@ -58,12 +59,17 @@ func initialCheckpoint() pgrecords.CheckPoint {
 }
 
 func controlFile(cp pgrecords.CheckPoint, state uint32) []byte {
-	b := make([]byte, 8192)
-	binary.LittleEndian.PutUint64(b[0:], 7000000000000000001)
-	binary.LittleEndian.PutUint32(b[8:], 1300)
-	binary.LittleEndian.PutUint32(b[16:], state)
-	binary.LittleEndian.PutUint64(b[32:], uint64(cp.Redo))
-	cp.Append(b[40:40])
+	b := make([]byte, pgcontrol.FileSize)
+	le := binary.LittleEndian
+	le.PutUint64(b[pgcontrol.OffSystemID:], 7000000000000000001)
+	le.PutUint32(b[pgcontrol.OffVersion:], pgcontrol.Version)
+	le.PutUint32(b[pgcontrol.OffCatalogVersion:], pgcontrol.CatalogVersion)
+	le.PutUint32(b[pgcontrol.OffState:], state)
+	le.PutUint64(b[pgcontrol.OffCheckPoint:], uint64(cp.Redo))
+	cp.Append(b[pgcontrol.OffCheckPointCopy:pgcontrol.OffCheckPointCopy])
+	le.PutUint32(b[pgcontrol.OffBlcksz:], pgcontrol.BlockSize)
+	le.PutUint32(b[pgcontrol.OffXLogBlcksz:], 8192)
+	le.PutUint32(b[pgcontrol.OffXLogSegSize:], 16<<20)
 	return b
 }
 

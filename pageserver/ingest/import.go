@@ -18,21 +18,14 @@ import (
 	"strings"
 
 	"strata.dev/libs/lsn"
-	"strata.dev/libs/wal"
 	"strata.dev/libs/walrecord"
 	"strata.dev/pageserver/ingest/pgrecords"
 	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/pgcontrol"
 	"strata.dev/pageserver/value"
 )
 
-// pg_control layout (PostgreSQL 15, PS §7.5.3).
 const (
-	controlStateOff      = 16
-	controlCheckPointOff = 32
-	controlCopyOff       = 40
-	controlDataSize      = 296
-	dbShutdowned         = 1 // DB_SHUTDOWNED
-
 	relSegSize = 131072 // RELSEG_SIZE: blocks per relation segment file
 	blockSize  = walrecord.BlockSize
 )
@@ -81,28 +74,24 @@ func ImportLSN(fsys fs.FS) (lsn.LSN, error) {
 }
 
 // readControl reads pg_control and the LSN replay of fsys starts from.
-func readControl(fsys fs.FS) ([]byte, lsn.LSN, error) {
+func readControl(fsys fs.FS) (pgcontrol.Control, lsn.LSN, error) {
 	control, err := fs.ReadFile(fsys, "global/pg_control")
 	if err != nil {
-		return nil, 0, err
+		return pgcontrol.Control{}, 0, err
 	}
-	if len(control) < controlDataSize {
-		return nil, 0, fmt.Errorf("pg_control of %d bytes", len(control))
-	}
-	cp, err := pgrecords.DecodeCheckPoint(controlCheckPoint(control))
+	ctl, err := pgcontrol.Parse(control)
 	if err != nil {
-		return nil, 0, err
+		return pgcontrol.Control{}, 0, err
 	}
-	at, err := replayStart(fsys, control, cp)
-	return control, at, err
+	cp, err := pgrecords.DecodeCheckPoint(ctl.CheckPointCopy(pgrecords.CheckPointSize))
+	if err != nil {
+		return pgcontrol.Control{}, 0, fmt.Errorf("pg_control: %w", err)
+	}
+	at, err := replayStart(fsys, ctl, cp)
+	return ctl, at, err
 }
 
-// controlCheckPoint is pg_control's checkPointCopy.
-func controlCheckPoint(control []byte) []byte {
-	return control[controlCopyOff : controlCopyOff+pgrecords.CheckPointSize]
-}
-
-func importAt(ctx context.Context, store Store, fsys fs.FS, at lsn.LSN, control []byte) error {
+func importAt(ctx context.Context, store Store, fsys fs.FS, at lsn.LSN, control pgcontrol.Control) error {
 	im := &importer{
 		store: store, at: at,
 		dbs:      value.DBDir{},
@@ -111,8 +100,8 @@ func importAt(ctx context.Context, store Store, fsys fs.FS, at lsn.LSN, control 
 		slruDirs: map[key.SlruKind]value.U32Set{key.Clog: {}, key.MultiXactMembers: {}, key.MultiXactOffsets: {}},
 		twoPhase: value.U32Set{},
 	}
-	im.put(key.ControlFile(), control)
-	im.put(key.Checkpoint(), controlCheckPoint(control))
+	im.put(key.ControlFile(), control.Bytes())
+	im.put(key.Checkpoint(), control.CheckPointCopy(pgrecords.CheckPointSize))
 
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -304,7 +293,7 @@ func (im *importer) twoPhaseFile(fsys fs.FS, p, name string) error {
 
 // replayStart is where WAL replay of the directory starts: the backup's
 // start LSN if it has a backup_label, else the shutdown checkpoint record.
-func replayStart(fsys fs.FS, control []byte, cp pgrecords.CheckPoint) (lsn.LSN, error) {
+func replayStart(fsys fs.FS, ctl pgcontrol.Control, cp pgrecords.CheckPoint) (lsn.LSN, error) {
 	label, err := fs.ReadFile(fsys, "backup_label")
 	switch {
 	case err == nil:
@@ -312,10 +301,10 @@ func replayStart(fsys fs.FS, control []byte, cp pgrecords.CheckPoint) (lsn.LSN, 
 	case !errors.Is(err, fs.ErrNotExist):
 		return 0, err
 	}
-	if st := binary.LittleEndian.Uint32(control[controlStateOff:]); st != dbShutdowned {
+	if st := ctl.State(); st != pgcontrol.StateShutdowned {
 		return 0, fmt.Errorf("pg_control state %d and no backup_label: the cluster was not shut down cleanly", st)
 	}
-	at := lsn.LSN(binary.LittleEndian.Uint64(control[controlCheckPointOff:]))
+	at := ctl.CheckPoint()
 	if cp.Redo != at {
 		return 0, fmt.Errorf("checkpoint at %s has redo %s: not a shutdown checkpoint", at, cp.Redo)
 	}
@@ -362,18 +351,11 @@ func (im *importer) finish() error {
 	return im.commit()
 }
 
-// controlSegSizeOff is the offset of xlog_seg_size in PostgreSQL 15's
-// ControlFileData.
-const controlSegSizeOff = 228
-
 // WALSegmentSize is the WAL segment size a pg_control file records.
 func WALSegmentSize(control []byte) (uint64, error) {
-	if len(control) < controlDataSize {
-		return 0, fmt.Errorf("pg_control of %d bytes", len(control))
+	ctl, err := pgcontrol.Parse(control)
+	if err != nil {
+		return 0, err
 	}
-	n := uint64(binary.LittleEndian.Uint32(control[controlSegSizeOff:]))
-	if err := wal.ValidateSegmentSize(n); err != nil {
-		return 0, fmt.Errorf("pg_control: %w", err)
-	}
-	return n, nil
+	return ctl.SegmentSize(), nil
 }

@@ -672,20 +672,3 @@ func TestBackupStartLSN(t *testing.T) {
 		}
 	}
 }
-
-func TestWALSegmentSize(t *testing.T) {
-	control := make([]byte, controlDataSize)
-	for _, tc := range []struct {
-		size uint32
-		ok   bool
-	}{{16 << 20, true}, {1 << 20, true}, {1 << 30, true}, {0, false}, {3 << 20, false}, {2 << 30, false}} {
-		binary.LittleEndian.PutUint32(control[controlSegSizeOff:], tc.size)
-		got, err := WALSegmentSize(control)
-		if (err == nil) != tc.ok || (tc.ok && got != uint64(tc.size)) {
-			t.Errorf("size %d: %d, %v", tc.size, got, err)
-		}
-	}
-	if _, err := WALSegmentSize(control[:100]); err == nil {
-		t.Error("a short pg_control was accepted")
-	}
-}
