@@ -151,3 +151,17 @@ func TestValidateSegmentSize(t *testing.T) {
 		}
 	}
 }
+
+func TestSkipPageHeader(t *testing.T) {
+	const seg = 16 << 20
+	for _, tc := range []struct{ in, want lsn.LSN }{
+		{0x1_0000_0000, 0x1_0000_0028}, // a segment's first page: long header
+		{0x1_0000_2000, 0x1_0000_2018}, // another page: short header
+		{0x1_0000_2018, 0x1_0000_2018},
+		{0x1_0000_2F40, 0x1_0000_2F40},
+	} {
+		if got := SkipPageHeader(tc.in, seg); got != tc.want {
+			t.Errorf("SkipPageHeader(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}

@@ -101,3 +101,16 @@ func decodePageHeader(b []byte, long bool) PageHeader {
 	}
 	return h
 }
+
+// SkipPageHeader is where a record at l would begin in a WAL of segSize
+// segments: l itself, or past the page header when l is the first byte
+// of a page (a long header on a segment's first page).
+func SkipPageHeader(l lsn.LSN, segSize uint64) lsn.LSN {
+	switch {
+	case l.IsSegmentStart(segSize):
+		return l + LongPageHeaderSize
+	case l.IsPageStart():
+		return l + ShortPageHeaderSize
+	}
+	return l
+}

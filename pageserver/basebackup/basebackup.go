@@ -5,7 +5,7 @@
 // Neon's own basebackup leaves pg_control pointing at no checkpoint record
 // and relies on its patched server to start from neon.signal (PS §7.3). A
 // vanilla server needs a real shutdown checkpoint record, so this package
-// writes one itself at P = normalize(L) into a synthetic WAL segment and
+// writes one itself at P = wal.SkipPageHeader(L) into a synthetic WAL segment and
 // points pg_control at it: the server then sees a clean shutdown and
 // starts writing its own WAL right after our record.
 //
@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"strata.dev/libs/lsn"
+	"strata.dev/libs/wal"
 	"strata.dev/pageserver/datadir"
 	"strata.dev/pageserver/pgcontrol"
 	"strata.dev/pageserver/value"
@@ -83,7 +84,7 @@ var ErrUnsupported = errors.New("unsupported")
 
 // Write writes a full basebackup of the data at `at` as a tar stream to w.
 // `at` must be a record boundary (the end of a record, as the store's last
-// record LSN is); the server starts at normalize(at). src and rc are used
+// record LSN is); the server starts at wal.SkipPageHeader(at). src and rc are used
 // from several goroutines at once (relation blocks are rebuilt ahead).
 func Write(ctx context.Context, w io.Writer, src Source, rc Reconstructor, at lsn.LSN, opts Options) error {
 	if opts.Now.IsZero() {
@@ -147,7 +148,7 @@ func (b *builder) writeAll(ctl pgcontrol.Control, cp checkpoint, opts Options) e
 		return err
 	}
 
-	p := normalize(b.at, ctl.SegmentSize())
+	p := wal.SkipPageHeader(b.at, ctl.SegmentSize())
 	shutdown := shutdownCheckpoint(cp, p, b.now)
 	segs, err := walSegments(p, opts.PrevRecord, shutdown, ctl.SystemID(), ctl.SegmentSize())
 	if err != nil {

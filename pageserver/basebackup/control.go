@@ -23,15 +23,3 @@ func shutdownCheckpoint(cp checkpoint, p lsn.LSN, now time.Time) checkpoint {
 	cp.OldestActiveXid = 0
 	return cp
 }
-
-// normalize moves an LSN at a page start past the page header, to where
-// a record there would begin.
-func normalize(l lsn.LSN, segSize uint64) lsn.LSN {
-	switch {
-	case l.IsSegmentStart(segSize):
-		return l + wal.LongPageHeaderSize
-	case l.IsPageStart():
-		return l + wal.ShortPageHeaderSize
-	}
-	return l
-}
