@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/pq"
@@ -35,6 +36,7 @@ func (s *Service) basebackup(ctx context.Context, sess *pq.Session, args string)
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	last, prev := t.LastRecordLSN()
 	at := last
 	if len(f) == 3 {
@@ -45,7 +47,7 @@ func (s *Service) basebackup(ctx context.Context, sess *pq.Session, args string)
 			return pq.Errorf(pq.CodeInternalError, "%v: LSN %s, GC cutoff %s", timeline.ErrGarbageCollected, at, cutoff)
 		}
 		if at > last {
-			if err := t.WaitLSN(ctx, at, s.WaitLSNTimeout); err != nil {
+			if err := s.waitLSN(ctx, t, at); err != nil {
 				return err
 			}
 			last, prev = t.LastRecordLSN()
@@ -79,6 +81,7 @@ func (s *Service) basebackup(ctx context.Context, sess *pq.Session, args string)
 	if err := sess.EndCopyOut(); err != nil {
 		return err
 	}
+	s.metrics().basebackup.Observe(time.Since(start).Seconds())
 	return sess.WriteCommandComplete("COPY 0")
 }
 

@@ -30,6 +30,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -53,6 +54,9 @@ type Service struct {
 	// ≤ 0 waits without limit (until the client goes or the server stops).
 	WaitLSNTimeout time.Duration
 	Log            zerolog.Logger
+
+	metricsOnce sync.Once
+	m           *metrics // see metrics()
 }
 
 // Serve accepts connections on ln until ctx ends.
@@ -65,7 +69,9 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener, cfg pq.Config) err
 func (s *Service) HandleQuery(ctx context.Context, sess *pq.Session, query string) error {
 	q := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(query), ";"))
 	cmd, args, _ := strings.Cut(q, " ")
-	switch strings.ToLower(cmd) {
+	cmd = strings.ToLower(cmd)
+	s.metrics().command(cmd)
+	switch cmd {
 	case "pagestream_v2":
 		return s.pagestream(ctx, sess, V2, args)
 	case "pagestream_v3":
@@ -123,7 +129,9 @@ func (s *Service) pagestream(ctx context.Context, sess *pq.Session, v Version, a
 		if err != nil {
 			return pq.Errorf(pq.CodeProtocolViolation, "%w", err)
 		}
+		done := s.metrics().queryStarted(req.Tag)
 		out, err = s.answer(ctx, out[:0], t, v, req)
+		done(err)
 		if err != nil {
 			if ctx.Err() != nil {
 				// Shutting down: drop the connection without an answer.
@@ -206,12 +214,19 @@ func (s *Service) effectiveLSN(ctx context.Context, t *tenant.Timeline, h Header
 	}
 	last, _ := t.LastRecordLSN()
 	if h.NotModifiedSince > last {
-		if err := t.WaitLSN(ctx, h.NotModifiedSince, s.WaitLSNTimeout); err != nil {
+		if err := s.waitLSN(ctx, t, h.NotModifiedSince); err != nil {
 			return 0, err
 		}
 		return h.NotModifiedSince, nil
 	}
 	return min(last, h.RequestLSN), nil
+}
+
+// waitLSN waits for ingest to reach l, for at most WaitLSNTimeout, and
+// observes the wait.
+func (s *Service) waitLSN(ctx context.Context, t *tenant.Timeline, l lsn.LSN) error {
+	defer s.metrics().waitStartedAt()()
+	return t.WaitLSN(ctx, l, s.WaitLSNTimeout)
 }
 
 // checkRel refuses relation tags no PostgreSQL sends.
