@@ -76,6 +76,7 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 		if err != nil {
 			return nil, fmt.Errorf("reconstruct %s at %s: %w", r.Key, r.LSN, err)
 		}
+		p.metrics.replayed.Add(float64(len(s.records)))
 	}
 	if !slices.ContainsFunc(pl.steps, func(s step) bool { return s.postgres }) {
 		p.metrics.native.Inc()
