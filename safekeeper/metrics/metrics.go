@@ -126,7 +126,16 @@ var (
 	descComputes   = prometheus.NewDesc("safekeeper_connected_computes", "Connected proposers.", ttLabels, nil)
 	descDisk       = prometheus.NewDesc("safekeeper_disk_usage_bytes", "Bytes of WAL and control files on disk.", ttLabels, nil)
 	descRemoved    = prometheus.NewDesc("safekeeper_removed_wal_segments_total", "WAL segments removed since start.", ttLabels, nil)
-	descTimelines  = prometheus.NewDesc("safekeeper_timelines", "Loaded timelines.", nil, nil)
+	descHorizon    = prometheus.NewDesc("safekeeper_wal_removal_horizon_lsn",
+		"LSN below which no consumer needs the WAL (SK §4.6): segments wholly below it are removed.", ttLabels, nil)
+	descWrite     = prometheus.NewDesc("safekeeper_write_lsn", "End of the WAL written, durable or not.", ttLabels, nil)
+	descReaders   = prometheus.NewDesc("safekeeper_timeline_wal_readers", "Connected START_REPLICATION sessions of the timeline.", ttLabels, nil)
+	descPSRecv    = prometheus.NewDesc("safekeeper_ps_last_received_lsn", "Last received LSN in the latest pageserver feedback.", ttLabels, nil)
+	descPSDisk    = prometheus.NewDesc("safekeeper_ps_disk_consistent_lsn", "Disk-consistent LSN in the latest pageserver feedback.", ttLabels, nil)
+	descPSTime    = prometheus.NewDesc("safekeeper_feedback_last_time_seconds", "Reply time of the latest pageserver feedback (Unix seconds; absent before any).", ttLabels, nil)
+	descPSCount   = prometheus.NewDesc("safekeeper_ps_feedback_count_total", "Pageserver feedback reports taken since start.", ttLabels, nil)
+	descTimelines = prometheus.NewDesc("safekeeper_timelines", "Loaded timelines.", nil, nil)
+	descActive    = prometheus.NewDesc("safekeeper_active_timelines", "Timelines with a connected proposer or WAL reader.", nil, nil)
 )
 
 // timelineCollector reports per-timeline gauges at scrape time.
@@ -134,7 +143,8 @@ type timelineCollector struct{ reg *timeline.Registry }
 
 func (c *timelineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCommit, descFlush, descBackup, descEpochStart, descPeerHor, descRemote,
-		descTerm, descComputes, descDisk, descRemoved, descTimelines} {
+		descTerm, descComputes, descDisk, descRemoved, descHorizon, descWrite, descReaders, descPSRecv, descPSDisk, descPSTime,
+		descPSCount, descTimelines, descActive} {
 		ch <- d
 	}
 }
@@ -142,6 +152,7 @@ func (c *timelineCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *timelineCollector) Collect(ch chan<- prometheus.Metric) {
 	tls := c.reg.List()
 	ch <- prometheus.MustNewConstMetric(descTimelines, prometheus.GaugeValue, float64(len(tls)))
+	active := 0
 	for _, t := range tls {
 		s := t.Status()
 		l := []string{t.TTID.Tenant.String(), t.TTID.Timeline.String()}
@@ -158,7 +169,22 @@ func (c *timelineCollector) Collect(ch chan<- prometheus.Metric) {
 		g(descComputes, float64(t.Computes()))
 		g(descDisk, float64(dirSize(t.Dir())))
 		ch <- prometheus.MustNewConstMetric(descRemoved, prometheus.CounterValue, float64(t.RemovedSegments()), l...)
+		g(descHorizon, float64(t.RemovalHorizon()))
+		g(descWrite, float64(s.WriteLSN))
+		readers := len(t.Senders())
+		g(descReaders, float64(readers))
+		if t.Computes() > 0 || readers > 0 {
+			active++
+		}
+		fb, _ := t.WatchPageserverFeedback()
+		g(descPSRecv, float64(fb.Feedback.LastReceivedLSN))
+		g(descPSDisk, float64(fb.Feedback.DiskConsistentLSN))
+		if !fb.Feedback.ReplyTime.IsZero() {
+			g(descPSTime, float64(fb.Feedback.ReplyTime.UnixNano())/1e9)
+		}
+		ch <- prometheus.MustNewConstMetric(descPSCount, prometheus.CounterValue, float64(fb.Seq), l...)
 	}
+	ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(active))
 }
 
 func dirSize(dir string) int64 {

@@ -38,6 +38,7 @@ func newMetrics(r prometheus.Registerer, prop *walproposer.Proposer, buf *walpro
 var (
 	descCommit   = prometheus.NewDesc("walproposer_commit_lsn", "LSN a safekeeper majority holds durably (reported to the primary as flushed).", nil, nil)
 	descReceived = prometheus.NewDesc("walproposer_received_lsn", "End of the WAL received from the primary.", nil, nil)
+	descLag      = prometheus.NewDesc("walproposer_commit_lag_bytes", "WAL received from the primary that a safekeeper majority does not hold yet (what commits wait for).", nil, nil)
 	descSKFlush  = prometheus.NewDesc("walproposer_safekeeper_flush_lsn", "LSN the safekeeper acknowledged as durable in this term.", []string{"safekeeper"}, nil)
 	descSKLag    = prometheus.NewDesc("walproposer_safekeeper_lag_bytes", "WAL received from the primary that the safekeeper has not acknowledged.", []string{"safekeeper"}, nil)
 	descSKUp     = prometheus.NewDesc("walproposer_safekeeper_streaming", "1 while the safekeeper is connected and elected on.", []string{"safekeeper"}, nil)
@@ -50,15 +51,17 @@ type proposerCollector struct {
 }
 
 func (c *proposerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCommit, descReceived, descSKFlush, descSKLag, descSKUp} {
+	for _, d := range []*prometheus.Desc{descCommit, descReceived, descLag, descSKFlush, descSKLag, descSKUp} {
 		ch <- d
 	}
 }
 
 func (c *proposerCollector) Collect(ch chan<- prometheus.Metric) {
 	received := c.buf.End()
-	ch <- prometheus.MustNewConstMetric(descCommit, prometheus.GaugeValue, float64(c.prop.CommitLSN()))
+	commit := c.prop.CommitLSN()
+	ch <- prometheus.MustNewConstMetric(descCommit, prometheus.GaugeValue, float64(commit))
 	ch <- prometheus.MustNewConstMetric(descReceived, prometheus.GaugeValue, float64(received))
+	ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(received.Sub(commit)))
 	for _, p := range c.prop.Peers() {
 		up := 0.0
 		if p.Streaming {
