@@ -17,6 +17,7 @@ import (
 
 	"strata.dev/libs/durable"
 	"strata.dev/libs/id"
+	"strata.dev/libs/lsn"
 )
 
 // FileName is the cluster file inside the cluster directory.
@@ -42,6 +43,21 @@ type Compute struct {
 	// Options are postgresql.conf settings (name = value) given with
 	// --pg-option.
 	Options map[string]string `toml:"options,omitempty"`
+	// WalproposerHTTP is the /metrics address of a read-write compute's
+	// walproposer.
+	WalproposerHTTP string `toml:"walproposer_http,omitempty"`
+}
+
+// ReadOnly reports whether the compute is a static one at a fixed LSN.
+func (c Compute) ReadOnly() bool { return c.LSN != "" }
+
+// Local is set for a cluster whose processes `strata local` runs on this
+// machine.
+type Local struct {
+	// ServerDir holds what the pageserver and PostgreSQL write (their data
+	// directories). It is the cluster directory unless that is out of the
+	// server user's reach (the CLI runs as root, PostgreSQL must not).
+	ServerDir string `toml:"server_dir"`
 }
 
 // File is the content of strata.toml.
@@ -54,6 +70,8 @@ type File struct {
 	Timelines map[string]string `toml:"timelines"`
 	// Computes maps compute names to computes.
 	Computes map[string]Compute `toml:"computes,omitempty"`
+	// Local is set by `strata local up`.
+	Local *Local `toml:"local,omitempty"`
 }
 
 // ErrNoCluster is returned by Load when dir has no cluster file.
@@ -117,6 +135,37 @@ func (f *File) Validate() error {
 	for name, tl := range f.Timelines {
 		if _, err := id.Parse(tl); err != nil {
 			return fmt.Errorf("timeline %q: %w", name, err)
+		}
+	}
+	for name, c := range f.Computes {
+		if err := ValidateComputeName(name); err != nil {
+			return fmt.Errorf("compute %q: %w", name, err)
+		}
+		if c.Timeline == "" {
+			return fmt.Errorf("compute %q: no timeline", name)
+		}
+		if c.Port <= 0 || c.Port > 65535 {
+			return fmt.Errorf("compute %q: port %d out of range", name, c.Port)
+		}
+		if c.LSN != "" {
+			if _, err := lsn.Parse(c.LSN); err != nil {
+				return fmt.Errorf("compute %q: lsn %q: %w", name, c.LSN, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ValidateComputeName checks a compute name: letters, digits, '-' and
+// '_' (names become file names), at most 63 characters.
+func ValidateComputeName(name string) error {
+	if name == "" || len(name) > 63 {
+		return fmt.Errorf("name %q: want 1 to 63 characters", name)
+	}
+	for _, r := range name {
+		ok := r == '-' || r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !ok {
+			return fmt.Errorf("name %q: only letters, digits, '-' and '_' are allowed", name)
 		}
 	}
 	return nil
