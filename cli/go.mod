@@ -6,6 +6,7 @@ require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/dustin/go-humanize v1.1.0
 	github.com/jackc/pgx/v5 v5.12.0
+	golang.org/x/term v0.46.0
 	google.golang.org/grpc v1.85.0
 	strata.dev/libs v0.0.0
 	strata.dev/proto v0.0.0

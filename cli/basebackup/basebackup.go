@@ -78,7 +78,7 @@ func Fetch(ctx context.Context, c *client.Cluster, opts Options) (*Result, error
 		if rerr := removePartial(opts.Dir, created); rerr != nil {
 			return nil, fmt.Errorf("basebackup of %s: %w (and removing the partial %s failed: %v)", name, err, opts.Dir, rerr)
 		}
-		what := "removed the partial " + opts.Dir
+		what := "removed " + opts.Dir
 		if !created {
 			what = "emptied " + opts.Dir + " again"
 		}

@@ -43,7 +43,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	for _, d := range r.Daemons {
 		if d.Error != "" {
-			fmt.Fprintf(w, "  %s %d: %s\n", d.Kind, d.ID, d.Error)
+			fmt.Fprintf(w, "  %s\n", d.Error)
 		}
 	}
 

@@ -2,10 +2,48 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"strings"
+
+	"strata.dev/cli/client"
+	"strata.dev/cli/status"
 )
 
-// runStatus: scaffold, replaced by the real command this session.
 func runStatus(ctx context.Context, e env, args []string) error {
-	return errors.New("not built yet")
+	fs := newFlagSet(e, "status", "", `Every daemon (healthy, or down and why; version, uptime) and every timeline
+(pageserver last record and disk-consistent LSNs, each safekeeper's commit and
+flush LSNs, the walreceiver's source and lag). Exit code 1 if a daemon is not
+healthy; everything that answered is still printed.
+
+`+status.JSONHelp)
+	output := fs.String("o", "table", "output format: table or json")
+	timeout := fs.Duration("timeout", client.DefaultTimeout, "deadline of each call to a daemon")
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	if *output != "table" && *output != "json" {
+		return usageError(fs, "-o %q: want table or json", *output)
+	}
+	c, err := client.Open(e.Dir, *timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r := status.Collect(ctx, c)
+	if *output == "json" {
+		err = r.WriteJSON(e.Out)
+	} else {
+		err = r.WriteTable(e.Out)
+	}
+	if err != nil {
+		return err
+	}
+	if bad := r.Unhealthy(); len(bad) > 0 {
+		var names []string
+		for _, d := range bad {
+			names = append(names, fmt.Sprintf("%s %d", d.Kind, d.ID))
+		}
+		return fmt.Errorf("%d of %d daemons not healthy: %s", len(bad), len(r.Daemons), strings.Join(names, ", "))
+	}
+	return nil
 }

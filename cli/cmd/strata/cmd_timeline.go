@@ -2,10 +2,171 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"strata.dev/cli/client"
+	"strata.dev/cli/timeline"
 )
 
-// runTimeline: scaffold, replaced by the real command this session.
+const timelineUsage = `Usage:
+  strata timeline list [-o table|json]
+  strata timeline create <name>
+  strata timeline branch <name> [--from <timeline>] [--at <lsn|time>]
+
+Timelines by name: names live in strata.toml ([timelines]), the pageserver
+knows ids. A name is 1 to 63 characters of a-z, 0-9, _ and -.
+
+  list     every timeline of the cluster's tenant on the pageserver: name (or id),
+           ancestor (name@LSN), last record and disk-consistent LSNs, the
+           safekeepers' commit LSN, state
+  create   a new root timeline, bootstrapped from initdb on the pageserver
+  branch   a new timeline off --from (default main) at --at: ` + timeline.AtHelp + `;
+           omitted: the last record. A time gives the LSN after the last commit at or
+           before it (from commit records).
+
+Run 'strata timeline <command> --help' for its flags.
+`
+
 func runTimeline(ctx context.Context, e env, args []string) error {
-	return errors.New("not built yet")
+	if len(args) == 0 {
+		fmt.Fprint(e.Err, timelineUsage)
+		return errUsage
+	}
+	switch args[0] {
+	case "list":
+		return runTimelineList(ctx, e, args[1:])
+	case "create":
+		return runTimelineCreate(ctx, e, args[1:])
+	case "branch":
+		return runTimelineBranch(ctx, e, args[1:])
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(e.Out, timelineUsage)
+		return nil
+	}
+	fmt.Fprintf(e.Err, "strata timeline: unknown command %q\n\n%s", args[0], timelineUsage)
+	return errUsage
+}
+
+func runTimelineList(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "timeline list", "", "Every timeline of the cluster's tenant.\n\n"+timeline.ListJSONHelp)
+	output := fs.String("o", "table", "output format: table or json")
+	timeout := fs.Duration("timeout", client.DefaultTimeout, "deadline of each call to a daemon")
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	if *output != "table" && *output != "json" {
+		return usageError(fs, "-o %q: want table or json", *output)
+	}
+	c, err := client.Open(e.Dir, *timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	l, err := timeline.List(ctx, c)
+	if err != nil {
+		return err
+	}
+	if *output == "json" {
+		return l.WriteJSON(e.Out)
+	}
+	for _, w := range l.Warnings {
+		fmt.Fprintln(e.Err, "warning:", w)
+	}
+	return l.WriteTable(e.Out)
+}
+
+func runTimelineCreate(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "timeline create", "<name>", "Bootstraps a new root timeline from initdb on the pageserver and names it.")
+	timeout := fs.Duration("timeout", 2*time.Minute, "deadline of each call (initdb runs in the create call)")
+	pos, err := parseArgs(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	c, err := client.Open(e.Dir, *timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	created, err := timeline.Create(ctx, c, pos[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.Out, created)
+	return nil
+}
+
+func runTimelineBranch(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "timeline branch", "<name>", "Branches a new timeline off another at an LSN or a time.\n  --at: "+timeline.AtHelp)
+	from := fs.String("from", "main", "the ancestor timeline (name or id)")
+	atText := fs.String("at", "", "branch point: an LSN or a time (default: the last record)")
+	timeout := fs.Duration("timeout", client.DefaultTimeout, "deadline of each call to the pageserver")
+	pos, err := parseArgs(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	at, err := timeline.ParseAt(*atText, time.Local)
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	c, err := client.Open(e.Dir, *timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	created, err := timeline.Branch(ctx, c, timeline.BranchOptions{Name: pos[0], From: *from, At: at})
+	if err != nil {
+		return err
+	}
+	for _, n := range created.Notes {
+		fmt.Fprintln(e.Err, "note:", n)
+	}
+	fmt.Fprintln(e.Out, created)
+	return nil
+}
+
+// newFlagSet is a subcommand's flag set; its usage names the command, its
+// positional arguments and what it does.
+func newFlagSet(e env, cmd, positional, about string) *flag.FlagSet {
+	fs := flag.NewFlagSet("strata "+cmd, flag.ContinueOnError)
+	fs.SetOutput(e.Err)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: strata %s [flags] %s\n\n%s\n\nFlags:\n", cmd, positional, about)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseArgs parses flags placed before, between or after the positional
+// arguments ("branch x --at 0/1" as well as "branch --at 0/1 x") and
+// checks that there are exactly want of them.
+func parseArgs(fs *flag.FlagSet, args []string, want int) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if err == flag.ErrHelp {
+				return nil, err // flag printed the usage; exit 0
+			}
+			return nil, errUsage // flag printed the error and the usage
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	if len(pos) != want {
+		return nil, usageError(fs, "want %d argument(s), got %d: %q", want, len(pos), pos)
+	}
+	return pos, nil
+}
+
+// usageError prints a usage mistake with the usage, for exit code 2.
+func usageError(fs *flag.FlagSet, format string, args ...any) error {
+	fmt.Fprintf(fs.Output(), "%s: %s\n\n", fs.Name(), fmt.Sprintf(format, args...))
+	fs.Usage()
+	return errUsage
 }
