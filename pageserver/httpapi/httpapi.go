@@ -229,15 +229,9 @@ func (a *API) checkpoint(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := t.Flush(r.Context()); err != nil {
+	if err := t.Checkpoint(r.Context(), r.URL.Query().Get("compact") != "false"); err != nil {
 		fail(w, http.StatusInternalServerError, err)
 		return
-	}
-	if r.URL.Query().Get("compact") != "false" {
-		if err := t.Compact(r.Context()); err != nil {
-			fail(w, http.StatusInternalServerError, err)
-			return
-		}
 	}
 	reply(w, http.StatusOK, info(t))
 }

@@ -38,37 +38,25 @@ type TimelineInfo struct {
 }
 
 func info(t *tenant.Timeline) TimelineInfo {
-	last, prev := t.LastRecordLSN()
-	dcl := t.DiskConsistentLSN()
-	st := t.Status()
-	id := t.ID()
+	in := t.Info()
 	ti := TimelineInfo{
-		TenantID: id.Tenant.String(), TimelineID: id.Timeline.String(),
-		LastRecordLSN: last, PrevRecordLSN: prev, DiskConsistentLSN: dcl, RemoteConsistentLSN: dcl,
-		InitDBLSN: t.InitDBLSN(), AppliedGCCutoffLSN: t.GCCutoff(), PgVersion: t.PgVersion(),
-		State: st.State, WALSourceConnstr: st.Receiver.Safekeeper, LastReceivedMsgLSN: st.Received,
-		SafekeeperCommitLSN: st.Receiver.CommitLSN, RecordsIngested: st.RecordsIngested, WALBytesReceived: st.BytesReceived,
+		TenantID: in.ID.Tenant.String(), TimelineID: in.ID.Timeline.String(),
+		LastRecordLSN: in.LastRecord, PrevRecordLSN: in.PrevRecord, DiskConsistentLSN: in.DiskConsistent,
+		RemoteConsistentLSN: in.RemoteConsistent, InitDBLSN: in.InitDB, AppliedGCCutoffLSN: in.GCCutoff,
+		PgVersion: in.PgVersion, CurrentPhysicalSize: in.LayerBytes, State: in.State, StateError: in.StateError,
+		WALSourceConnstr: in.WALSource, LastReceivedMsgLSN: in.LastReceived, SafekeeperCommitLSN: in.SafekeeperCommitLSN,
+		WALReceiverLastError: in.ReceiverError, RecordsIngested: in.RecordsIngested, WALBytesReceived: in.WALBytesReceived,
 	}
-	if anc, at := t.Ancestor(); anc != nil {
-		s := anc.ID().Timeline.String()
+	if !in.Ancestor.IsZero() {
+		s, at := in.Ancestor.String(), in.AncestorLSN
 		ti.AncestorTimelineID, ti.AncestorLSN = &s, &at
 	}
-	for _, l := range t.Layers() {
-		if !l.InMemory {
-			ti.CurrentPhysicalSize += l.Size
-		}
+	if in.ReceiverError != "" {
+		tm := in.ReceiverErrorTime
+		ti.WALReceiverErrorTime = &tm
 	}
-	if st.Error != nil {
-		if st.State == "Broken" {
-			ti.StateError = st.Error.Error()
-		} else {
-			ti.WALReceiverLastError = st.Error.Error()
-			tm := st.Receiver.LastErrorTime
-			ti.WALReceiverErrorTime = &tm
-		}
-	}
-	if !st.Receiver.LastMessage.IsZero() {
-		us := st.Receiver.LastMessage.UnixMicro()
+	if !in.LastMessage.IsZero() {
+		us := in.LastMessage.UnixMicro()
 		ti.LastReceivedMsgTS = &us
 	}
 	return ti

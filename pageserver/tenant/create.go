@@ -89,6 +89,12 @@ func (m *Manager) initdb(ctx context.Context, dir string) error {
 // Branch creates a timeline that starts as ancestor at lsn at (its last
 // record LSN when at is 0; the ancestor is waited for up to the timeout).
 func (m *Manager) Branch(ctx context.Context, ttid id.TenantTimeline, ancestor id.TimelineID, at lsn.LSN, wait time.Duration) (*Timeline, error) {
+	// Reserved before the ancestor is looked up: DeleteTimeline refuses
+	// while a timeline of the tenant is being created.
+	if err := m.reserve(ttid); err != nil {
+		return nil, err
+	}
+	defer m.release(ttid)
 	parent, err := m.Get(id.TenantTimeline{Tenant: ttid.Tenant, Timeline: ancestor})
 	if err != nil {
 		return nil, fmt.Errorf("ancestor: %w", err)
@@ -98,10 +104,6 @@ func (m *Manager) Branch(ctx context.Context, ttid id.TenantTimeline, ancestor i
 	} else if err := parent.WaitLSN(ctx, at, wait); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if err := m.reserve(ttid); err != nil {
-		return nil, err
-	}
-	defer m.release(ttid)
 	tmp := m.timelineDir(ttid) + tempSuffix
 	if err := clearTemp(tmp); err != nil {
 		return nil, err

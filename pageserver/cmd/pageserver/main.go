@@ -27,12 +27,14 @@ import (
 	"strata.dev/libs/id"
 	"strata.dev/libs/pq"
 	"strata.dev/pageserver/config"
+	"strata.dev/pageserver/grpcapi"
 	"strata.dev/pageserver/httpapi"
 	"strata.dev/pageserver/metrics"
 	"strata.dev/pageserver/pageservice"
 	"strata.dev/pageserver/redo"
 	"strata.dev/pageserver/tenant"
 	"strata.dev/pageserver/timeline"
+	pagesrv "strata.dev/proto/pageserver/v1"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -89,7 +91,7 @@ func run(cfg config.Config) error {
 	}
 	defer pool.Close()
 
-	t0 := time.Now()
+	started := time.Now()
 	mgr, err := tenant.Load(cfg.Datadir, tenant.Options{
 		Safekeepers: cfg.Safekeepers, SafekeepersGRPC: cfg.SafekeepersGRPC, SafekeeperToken: token, NodeID: cfg.ID,
 		Timeline: timeline.Options{
@@ -103,25 +105,37 @@ func run(cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	log.Info().Int("timelines", len(mgr.List(id.TenantID{}))).Dur("took", time.Since(t0)).Msg("timelines loaded")
+	log.Info().Int("timelines", len(mgr.List(id.TenantID{}))).Dur("took", time.Since(started)).Msg("timelines loaded")
+
+	pages := &pageservice.Service{Manager: mgr, Reconstructor: pool, WaitLSNTimeout: cfg.WaitLSNTimeout.Duration,
+		Log: log.With().Str("component", "page_service").Logger()}
 
 	promReg := daemon.NewMetricsRegistry()
 	metrics.Register(promReg, mgr)
 	promReg.MustRegister(pool.Collectors()...)
+	promReg.MustRegister(pages.Collectors()...)
 	mux := daemon.NewHTTPMux(promReg)
 	(&httpapi.API{Manager: mgr, NodeID: cfg.ID, WaitLSNTimeout: cfg.WaitLSNTimeout.Duration, Log: log}).Register(mux)
 	// Imports upload whole base backups: no body timeout.
 	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	grpcServer := grpc.NewServer()
+	// Stop waits for the handlers: they use timelines that mgr.Close closes.
+	grpcServer := grpc.NewServer(grpc.WaitForHandlers(true))
+	pagesrv.RegisterPageserverServer(grpcServer, &grpcapi.Service{
+		Manager: mgr, Pages: pages, WaitLSNTimeout: cfg.WaitLSNTimeout.Duration,
+		Node: grpcapi.Node{
+			ID: cfg.ID, ListenPG: pgLn.Addr().String(), ListenGRPC: grpcLn.Addr().String(), ListenHTTP: httpLn.Addr().String(),
+			Datadir: cfg.Datadir, Version: version, Started: started, Safekeepers: cfg.Safekeepers,
+		},
+		Log: log.With().Str("component", "grpc").Logger(),
+	})
 	healthSrv := health.NewServer()
+	healthSrv.SetServingStatus(pagesrv.Pageserver_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(grpcServer, healthSrv)
 	reflection.Register(grpcServer)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	pages := &pageservice.Service{Manager: mgr, Reconstructor: pool, WaitLSNTimeout: cfg.WaitLSNTimeout.Duration,
-		Log: log.With().Str("component", "page_service").Logger()}
 	pgDone := make(chan struct{})
 	errc := make(chan error, 3)
 	go func() { errc <- wrap("HTTP service", httpServer.Serve(httpLn)) }()
