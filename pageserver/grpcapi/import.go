@@ -30,7 +30,7 @@ func (s *Service) ImportBasebackup(stream grpc.ClientStreamingServer[pb.ImportBa
 	if err := checkPgVersion(h.PgVersion); err != nil {
 		return err
 	}
-	ttid, err := s.newTimelineID(h.TenantId, h.TimelineId)
+	ttid, err := s.newTimelineID(ctx, h.TenantId, h.TimelineId)
 	if err != nil {
 		return err
 	}

@@ -48,10 +48,10 @@ type Service struct {
 	Log            zerolog.Logger
 }
 
-func (s *Service) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
+func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	tenants, err := s.Manager.Tenants()
 	if err != nil {
-		return nil, s.fail(context.Background(), "Status", err)
+		return nil, s.fail(ctx, "Status", err)
 	}
 	n := s.Node
 	return &pb.StatusResponse{

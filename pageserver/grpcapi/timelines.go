@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -13,7 +14,7 @@ import (
 )
 
 func (s *Service) CreateTimeline(ctx context.Context, req *pb.CreateTimelineRequest) (*pb.TimelineInfo, error) {
-	ttid, err := s.newTimelineID(req.TenantId, req.TimelineId)
+	ttid, err := s.newTimelineID(ctx, req.TenantId, req.TimelineId)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +38,7 @@ func (s *Service) CreateTimeline(ctx context.Context, req *pb.CreateTimelineRequ
 
 // newTimelineID parses the ids of a timeline to create (a new timeline id
 // if empty) in a tenant that must exist.
-func (s *Service) newTimelineID(tenantID, timelineID string) (id.TenantTimeline, error) {
+func (s *Service) newTimelineID(ctx context.Context, tenantID, timelineID string) (id.TenantTimeline, error) {
 	ttid := id.TenantTimeline{Timeline: id.Generate()}
 	var err error
 	if ttid.Tenant, err = parseID("tenant_id", tenantID); err != nil {
@@ -49,7 +50,7 @@ func (s *Service) newTimelineID(tenantID, timelineID string) (id.TenantTimeline,
 		}
 	}
 	if err := s.Manager.CheckTenant(ttid.Tenant); err != nil {
-		return ttid, s.fail(context.Background(), "CheckTenant", err)
+		return ttid, s.fail(ctx, "CheckTenant", err)
 	}
 	return ttid, nil
 }
@@ -63,7 +64,7 @@ func (s *Service) branch(ctx context.Context, ttid id.TenantTimeline, b *pb.Bran
 	}
 	parent, err := s.Manager.Get(id.TenantTimeline{Tenant: ttid.Tenant, Timeline: anc})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ancestor: %w", err)
 	}
 	at := lsn.LSN(b.AncestorLsn)
 	if at != lsn.Invalid {
