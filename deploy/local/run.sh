@@ -67,13 +67,16 @@ trap cleanup EXIT
 trap 'exit 0' INT TERM
 
 SKS=
+SKS_GRPC=
 for i in 1 2 3; do
   pg=127.0.0.1:$((5453 + i * 10 + 1))
+  grpc=127.0.0.1:$((5453 + i * 10 + 2))
   "$BIN/safekeeper" --id "$i" --datadir "$DIR/sk$i" --listen-pg "$pg" \
-    --listen-grpc "127.0.0.1:$((5453 + i * 10 + 2))" --listen-http "127.0.0.1:$((7666 + i * 10))" \
+    --listen-grpc "$grpc" --listen-http "127.0.0.1:$((7666 + i * 10))" \
     >>"$DIR/sk$i.log" 2>&1 &
   pids+=($!)
   SKS=${SKS:+$SKS,}$pg
+  SKS_GRPC=${SKS_GRPC:+$SKS_GRPC,}$grpc
 done
 
 # The pageserver runs initdb-like work and must not be root either.
@@ -86,7 +89,7 @@ if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$PSBIN"; then
   # The WAL-redo extension the pageserver loads lives next to its binary.
   cp "$BIN/walredo.so" "$PSDIR/walredo.so" && chmod 644 "$PSDIR/walredo.so"
 fi
-aspg "$PSBIN" --id 1 --datadir "$PSDIR" --safekeepers "$SKS" --listen-http 127.0.0.1:9898 \
+aspg "$PSBIN" --id 1 --datadir "$PSDIR" --safekeepers "$SKS" --safekeepers-grpc "$SKS_GRPC" --listen-http 127.0.0.1:9898 \
   --listen-grpc 127.0.0.1:64001 --listen-pg 127.0.0.1:64000 >>"$DIR/pageserver.log" 2>&1 &
 PS_PID=$!
 for _ in $(seq 100); do

@@ -115,11 +115,20 @@ Prometheus metrics are at /metrics on the same port; gRPC health is on
 an unprivileged user: it runs initdb and postgres.
 
 Usage:
-  pageserver --id N --datadir DIR --safekeepers host:port,... [flags]
+  pageserver --id N --datadir DIR --safekeepers host:port,...
+             [--safekeepers-grpc host:port,...] [flags]
+
+With the safekeepers' gRPC addresses (same order as --safekeepers) the
+pageserver follows each one's WatchTimeline stream to choose the one to
+stream from (highest commit LSN, then lowest lag) and reports its durable
+LSN to every one of them (ReportPageserverFeedback), so that each can
+remove WAL; without them it polls TIMELINE_STATUS and reports only to the
+safekeeper it streams from.
 
 Settings come from built-in defaults, then the TOML file given by --config
 (keys are the flag names with underscores: listen_pg = "127.0.0.1:64000",
-safekeepers = ["127.0.0.1:5454"]), then flags.
+safekeepers = ["127.0.0.1:5454"], safekeepers_grpc = ["127.0.0.1:5455"]),
+then flags.
 
 Flags:
 `

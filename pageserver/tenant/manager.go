@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
 
 	"strata.dev/libs/durable"
 	"strata.dev/libs/id"
@@ -33,6 +34,7 @@ import (
 	"strata.dev/pageserver/neonredo"
 	"strata.dev/pageserver/timeline"
 	"strata.dev/pageserver/walreceiver"
+	skpb "strata.dev/proto/safekeeper/v1"
 )
 
 // Errors the management API maps to status codes.
@@ -52,7 +54,9 @@ type Options struct {
 	// timeline streams (imports only).
 	Safekeepers []string
 	// SafekeepersGRPC are the same safekeepers' gRPC addresses, in the
-	// same order (empty: none known).
+	// same order (empty: none known). With them the receivers watch the
+	// safekeepers (WatchTimeline) and report to each of them
+	// (ReportPageserverFeedback); without, they poll TIMELINE_STATUS.
 	SafekeepersGRPC []string
 	SafekeeperToken string
 	NodeID          uint64
@@ -82,6 +86,11 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// skConns are the safekeepers' gRPC connections, shared by every
+	// timeline's receiver; closed by Close after the receivers stopped.
+	skConns   []*grpc.ClientConn
+	skClients []skpb.SafekeeperClient
+
 	mu        sync.Mutex
 	timelines map[id.TenantTimeline]*Timeline
 	// busy holds ids being created or imported, so that two requests for
@@ -110,9 +119,14 @@ func Load(datadir string, opts Options) (*Manager, error) {
 	if m.opts.Timeline.Reconstructor == nil {
 		m.opts.Timeline.Reconstructor = neonredo.Reconstructor{}
 	}
+	if err := m.dialSafekeepers(); err != nil {
+		cancel()
+		return nil, err
+	}
 	found, err := m.scan()
 	if err != nil {
 		cancel()
+		m.closeSafekeeperConns()
 		return nil, err
 	}
 	// Ancestors first: a branch opens on top of its opened parent.
@@ -147,6 +161,34 @@ func Load(datadir string, opts Options) (*Manager, error) {
 		go m.compactLoop()
 	}
 	return m, nil
+}
+
+// dialSafekeepers makes the gRPC connections to the safekeepers (no I/O
+// yet: they connect on first use).
+func (m *Manager) dialSafekeepers() error {
+	addrs := m.opts.SafekeepersGRPC
+	if len(addrs) == 0 {
+		return nil
+	}
+	if len(addrs) != len(m.opts.Safekeepers) {
+		return fmt.Errorf("%d safekeeper gRPC addresses for %d safekeepers: want one per safekeeper, in the same order: %w",
+			len(addrs), len(m.opts.Safekeepers), ErrInvalid)
+	}
+	conns, err := walreceiver.Dial(addrs, m.opts.Receiver.BackoffMin, m.opts.Receiver.BackoffMax)
+	if err != nil {
+		return err
+	}
+	m.skConns = conns
+	for _, c := range conns {
+		m.skClients = append(m.skClients, skpb.NewSafekeeperClient(c))
+	}
+	return nil
+}
+
+func (m *Manager) closeSafekeeperConns() {
+	for _, c := range m.skConns {
+		c.Close()
+	}
 }
 
 // scan lists the timeline directories with their ancestors and removes
@@ -280,6 +322,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	for _, t := range all {
 		t.Close()
 	}
+	m.closeSafekeeperConns()
 	return errors.Join(errs...)
 }
 

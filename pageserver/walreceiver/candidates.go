@@ -1,6 +1,8 @@
-// Asking the safekeepers how much WAL they have: TIMELINE_STATUS to each,
-// concurrently, each bounded by statusTimeout. Neon's pageserver learns the
-// same from the storage broker; a static list polled is enough here.
+// What the receiver knows of the safekeepers comes from an observer: with
+// their gRPC clients, the WatchTimeline streams (watch.go); without, polling
+// TIMELINE_STATUS on their libpq ports, here. Both hand the same candidates
+// to the one copy of the choosing and switching policy (policy.go). Neon's
+// pageserver learns the same from the storage broker.
 
 package walreceiver
 
@@ -13,11 +15,30 @@ import (
 	"strata.dev/libs/skclient"
 )
 
+// errNoTimeline: the safekeeper answered, and does not have the timeline.
 var errNoTimeline = errors.New("safekeeper does not have the timeline")
 
-// poll asks the safekeepers at indexes idx for their commit LSN and returns
-// one candidate per index, in the same order. Changes in a safekeeper's
-// reachability are logged.
+// observer tells the receiver what each safekeeper has.
+type observer interface {
+	// observe returns one candidate per index in idx, in the same order.
+	observe(ctx context.Context, idx []int) []candidate
+	// changed returns a channel closed when what observe returns may have
+	// changed; nil (never) for an observer that learns only when asked.
+	// Take it before observe, so that no change falls in between.
+	changed() <-chan struct{}
+}
+
+// poller asks the safekeepers with TIMELINE_STATUS, concurrently, each
+// bounded by statusTimeout.
+type poller struct{ r *Receiver }
+
+func (p poller) observe(ctx context.Context, idx []int) []candidate { return p.r.poll(ctx, idx) }
+
+func (poller) changed() <-chan struct{} { return nil }
+
+// poll asks the safekeepers at indexes idx for their commit and flush LSNs
+// and returns one candidate per index, in the same order. Changes in a
+// safekeeper's reachability are logged.
 func (r *Receiver) poll(ctx context.Context, idx []int) []candidate {
 	cands := make([]candidate, len(idx))
 	var wg sync.WaitGroup
@@ -28,14 +49,14 @@ func (r *Receiver) poll(ctx context.Context, idx []int) []candidate {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, r.statusTimeout())
 			defer cancel()
-			_, commit, exists, err := skclient.TimelineStatus(pctx, r.skConfig(r.sks[i].addr))
+			flush, commit, exists, err := skclient.TimelineStatus(pctx, r.skConfig(r.sks[i].addr))
 			switch {
 			case err != nil:
 				cands[k].err = err
 			case !exists:
 				cands[k].err = errNoTimeline
 			default:
-				cands[k].commit = commit
+				cands[k].commit, cands[k].flush = commit, flush
 			}
 		}()
 	}
@@ -63,10 +84,11 @@ func (r *Receiver) poll(ctx context.Context, idx []int) []candidate {
 	return cands
 }
 
-// statusTimeout bounds one TIMELINE_STATUS: twice StatusInterval, at least
-// 1 s, at most WALConnectTimeout. A frozen safekeeper (it accepts
-// connections and answers nothing) then delays a round of polling, and with
-// it a switch or a reconnect, by seconds rather than the 10 s connect timeout.
+// statusTimeout bounds one TIMELINE_STATUS or ReportPageserverFeedback:
+// twice StatusInterval, at least 1 s, at most WALConnectTimeout. A frozen
+// safekeeper (it accepts connections and answers nothing) then delays a
+// round of polling, and with it a switch or a reconnect, by seconds rather
+// than the 10 s connect timeout.
 func (r *Receiver) statusTimeout() time.Duration {
 	return min(max(2*r.cfg.StatusInterval, time.Second), r.cfg.WALConnectTimeout)
 }

@@ -63,32 +63,46 @@ func (s *backoffState) reset() { *s = backoffState{} }
 
 func (s *backoffState) ready(now time.Time) bool { return !now.Before(s.retryAt) }
 
-// candidate is one safekeeper's answer to TIMELINE_STATUS.
+// candidate is what is known of one safekeeper: its answer to
+// TIMELINE_STATUS, or the last TimelineInfo of its WatchTimeline stream.
 type candidate struct {
 	idx    int     // index in Config.Safekeepers
 	commit lsn.LSN // its commit LSN, when err is nil
-	err    error   // unreachable, failed, or has no such timeline
+	flush  lsn.LSN // its flush LSN (end of the WAL it has), when err is nil
+	err    error   // unreachable, failed, has no such timeline, or not heard from yet
 }
 
 // usable reports whether c can be streamed from: it answered and has
 // committed WAL (SK §7.4: commit_lsn ≠ 0).
 func (c candidate) usable() bool { return c.err == nil && c.commit != lsn.Invalid }
 
-// pick returns the position in cands of the usable candidate with the
-// highest commit LSN above beyond; ties go to prefer (the safekeeper
-// streamed from last, so equal safekeepers do not make it move), then to
-// the order of the configuration.
+// pick returns the position in cands of the usable candidate to stream
+// from: the highest commit LSN above beyond, then the lowest lag (the
+// highest flush LSN: it is furthest along in what it will commit next);
+// remaining ties go to prefer (the safekeeper streamed from last, so equal
+// safekeepers do not make it move), then to the order of cands.
 func pick(cands []candidate, beyond lsn.LSN, prefer int) (int, bool) {
 	best := -1
 	for i, c := range cands {
 		if !c.usable() || c.commit <= beyond {
 			continue
 		}
-		if best < 0 || c.commit > cands[best].commit || c.commit == cands[best].commit && c.idx == prefer {
+		if best < 0 || better(c, cands[best], prefer) {
 			best = i
 		}
 	}
 	return best, best >= 0
+}
+
+// better reports whether a ranks above b (see pick).
+func better(a, b candidate, prefer int) bool {
+	switch {
+	case a.commit != b.commit:
+		return a.commit > b.commit
+	case a.flush != b.flush:
+		return a.flush > b.flush
+	}
+	return a.idx == prefer
 }
 
 // progress is what the monitor knows about the connection it watches.

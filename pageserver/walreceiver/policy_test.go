@@ -63,6 +63,9 @@ func TestBackoff(t *testing.T) {
 func TestPick(t *testing.T) {
 	down := errors.New("connection refused")
 	c := func(idx int, commit string) candidate { return candidate{idx: idx, commit: lsn.MustParse(commit)} }
+	cf := func(idx int, commit, flush string) candidate {
+		return candidate{idx: idx, commit: lsn.MustParse(commit), flush: lsn.MustParse(flush)}
+	}
 	for _, tc := range []struct {
 		name   string
 		cands  []candidate
@@ -80,6 +83,13 @@ func TestPick(t *testing.T) {
 		{"beyond: nothing new", []candidate{c(0, "0/200"), c(1, "0/200")}, lsn.MustParse("0/200"), -1, -1},
 		{"beyond: new WAL", []candidate{c(0, "0/200"), c(1, "0/208")}, lsn.MustParse("0/200"), -1, 1},
 		{"indexes of a subset", []candidate{c(2, "0/100"), c(0, "0/180")}, 0, 2, 1},
+		// Equal commit LSNs: the lowest lag (highest flush LSN) wins, even
+		// over the previous safekeeper; the flush LSN never beats commit.
+		{"tie on commit: lowest lag", []candidate{cf(0, "0/200", "0/200"), cf(1, "0/200", "0/280"), cf(2, "0/200", "0/240")}, 0, -1, 1},
+		{"lowest lag beats the previous safekeeper", []candidate{cf(0, "0/200", "0/200"), cf(1, "0/200", "0/280")}, 0, 0, 1},
+		{"tie on commit and flush: the previous one", []candidate{cf(0, "0/200", "0/280"), cf(1, "0/200", "0/280")}, 0, 1, 1},
+		{"flush does not beat commit", []candidate{cf(0, "0/300", "0/300"), cf(1, "0/200", "0/900")}, 0, -1, 0},
+		{"a failed candidate's flush is ignored", []candidate{cf(0, "0/200", "0/200"), {idx: 1, commit: lsn.MustParse("0/200"), flush: lsn.MustParse("0/900"), err: down}}, 0, -1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := pick(tc.cands, tc.beyond, tc.prefer)

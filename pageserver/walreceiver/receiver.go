@@ -1,13 +1,17 @@
 // Package walreceiver streams one timeline's WAL from a safekeeper into the
 // pageserver (PS §2.1–§2.2).
 //
-// The pageserver speaks the vanilla physical replication protocol: it asks
-// every configured safekeeper for its commit LSN (TIMELINE_STATUS), streams
-// with START_REPLICATION from the one that has the most WAL, and hands the
-// raw bytes to a Sink (the ingest code), which decodes records itself. After
-// each batch of messages, and whenever a keepalive asks, it reports the
-// sink's positions back in Neon's 'z' PageserverFeedback message; the
-// safekeeper removes WAL below the reported remote-consistent LSN.
+// The pageserver speaks the vanilla physical replication protocol: it
+// learns every configured safekeeper's commit and flush LSNs (from their
+// gRPC WatchTimeline streams when it has their gRPC clients, else by
+// polling TIMELINE_STATUS), streams with START_REPLICATION from the one
+// that has the most WAL, and hands the raw bytes to a Sink (the ingest
+// code), which decodes records itself. After each batch of messages, and
+// whenever a keepalive asks, it reports the sink's positions back in Neon's
+// 'z' PageserverFeedback message; with gRPC clients it also reports them to
+// every safekeeper with ReportPageserverFeedback, every ReportInterval and
+// when a durable position advances. A safekeeper removes WAL below the
+// remote-consistent LSN reported to it.
 //
 // Guarantees:
 //   - Between two Begin calls the sink receives one contiguous byte range:
@@ -16,6 +20,10 @@
 //     past a page header it falls on. A safekeeper that sends WAL anywhere
 //     else is dropped.
 //   - Only committed WAL is streamed (the safekeeper's committed mode).
+//   - The safekeeper streamed from has the highest commit LSN, then the
+//     highest flush LSN (the lowest lag), of those usable: reachable, with
+//     the timeline, and (watching) with an open WatchTimeline stream.
+//   - No safekeeper is told a remote-consistent LSN above the sink's.
 //   - A connection ends, and the next one starts with Begin, when the
 //     safekeeper fails or goes silent for WALConnectTimeout, when the sink
 //     refuses WAL, or when a switching rule of SK §7.4 picks another
@@ -29,7 +37,9 @@
 //
 // Files: receiver.go (configuration and the connect–stream–reconnect loop),
 // stream.go (one connection), policy.go (choosing, switching and backoff as
-// pure functions), candidates.go (polling the safekeepers).
+// pure functions), candidates.go (what the receiver knows of the
+// safekeepers; polling them), watch.go (WatchTimeline streams), report.go
+// (ReportPageserverFeedback), dial.go (the gRPC connections).
 package walreceiver
 
 import (
@@ -44,6 +54,7 @@ import (
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/skclient"
+	pb "strata.dev/proto/safekeeper/v1"
 )
 
 // Positions are what the pageserver reports back (PS §2.2 feedback).
@@ -69,7 +80,9 @@ type Sink interface {
 	// Begin again). ctx ends when the connection is given up.
 	WAL(ctx context.Context, start lsn.LSN, data []byte) error
 	// Positions is read after WAL calls (at least once per batch of
-	// messages) and on keepalives asking for a reply. It must be cheap.
+	// messages), on keepalives asking for a reply, and (with gRPC clients)
+	// every 100 ms from another goroutine, concurrently with the other
+	// methods. It must be cheap.
 	Positions() Positions
 }
 
@@ -95,14 +108,20 @@ const (
 	DefaultStatusInterval    = time.Second
 	DefaultBackoffMin        = 100 * time.Millisecond
 	DefaultBackoffMax        = 15 * time.Second
+	DefaultReportInterval    = time.Second
 )
 
 // Config says where a timeline's WAL is and how to follow it.
 type Config struct {
 	Safekeepers []string // host:port of each safekeeper's libpq port
-	TTID        id.TenantTimeline
-	Token       string // JWT for the safekeepers, if they require auth
-	NodeID      uint64 // the pageserver's id: application_name pageserver-<id>
+	// SafekeeperClients are the same safekeepers' gRPC clients, in the same
+	// order (see Dial). With them the receiver watches the safekeepers
+	// (WatchTimeline) instead of polling TIMELINE_STATUS, and reports its
+	// positions to each (ReportPageserverFeedback). Empty: none.
+	SafekeeperClients []pb.SafekeeperClient
+	TTID              id.TenantTimeline
+	Token             string // JWT for the safekeepers, if they require auth
+	NodeID            uint64 // the pageserver's id: application_name pageserver-<id>
 	// AppName overrides application_name.
 	AppName string
 	// SegmentSize is the timeline's WAL segment size (default 16 MiB); the
@@ -119,7 +138,13 @@ type Config struct {
 	WALConnectTimeout time.Duration
 	// StatusInterval is how often the other safekeepers' commit LSNs are
 	// polled while streaming, and all of them while waiting (default 1 s).
+	// Watching, it is how often the switching rules are evaluated besides
+	// every change, and the longest wait before a safekeeper that said
+	// NOT_FOUND is watched again.
 	StatusInterval time.Duration
+	// ReportInterval is how often positions are reported over gRPC when no
+	// durable position advanced (default 1 s).
+	ReportInterval time.Duration
 	// Reconnect backoff bounds (defaults 100 ms and 15 s; ×1.5 per failure).
 	BackoffMin time.Duration
 	BackoffMax time.Duration
@@ -157,6 +182,10 @@ type Receiver struct {
 	sink Sink
 	log  zerolog.Logger
 
+	// obs is what the safekeepers have: watch, or a poller without gRPC.
+	obs   observer
+	watch *watcher // nil without gRPC clients
+
 	// sks is used by Run's goroutine, and by a connection's monitor only
 	// while Run waits for that connection.
 	sks  []skState
@@ -166,6 +195,9 @@ type Receiver struct {
 	// data it refused.
 	sinkRetry     backoffState
 	sinkFailedEnd lsn.LSN
+	// settleBy: until then choose waits for every watch stream's first
+	// word, so that the first pick is not whichever answered first.
+	settleBy time.Time
 
 	mu     sync.Mutex
 	status Status
@@ -201,6 +233,9 @@ func New(cfg Config, sink Sink) *Receiver {
 	if cfg.BackoffMax < cfg.BackoffMin {
 		cfg.BackoffMax = max(DefaultBackoffMax, cfg.BackoffMin)
 	}
+	if cfg.ReportInterval <= 0 {
+		cfg.ReportInterval = DefaultReportInterval
+	}
 	if cfg.AppName == "" {
 		cfg.AppName = fmt.Sprintf("pageserver-%d", cfg.NodeID)
 	}
@@ -210,6 +245,12 @@ func New(cfg Config, sink Sink) *Receiver {
 	}
 	for _, a := range cfg.Safekeepers {
 		r.sks = append(r.sks, skState{addr: a})
+	}
+	r.obs = poller{r}
+	if len(cfg.SafekeeperClients) > 0 {
+		r.watch = newWatcher(cfg.SafekeeperClients, cfg.Safekeepers, cfg.TTID,
+			watchRetry{backoff: r.backoff(), notFoundMax: cfg.StatusInterval}, r.log)
+		r.obs = r.watch
 	}
 	return r
 }
@@ -237,11 +278,26 @@ func (r *Receiver) Run(ctx context.Context) error {
 	if len(r.sks) == 0 {
 		return errors.New("walreceiver: no safekeepers configured")
 	}
+	if n := len(r.cfg.SafekeeperClients); n > 0 && n != len(r.sks) {
+		return fmt.Errorf("walreceiver: %d safekeepers and %d gRPC clients: want one client per safekeeper, in the same order", len(r.sks), n)
+	}
+	if r.watch != nil {
+		// Watching and reporting run as long as Run does.
+		var wg sync.WaitGroup
+		bg, stop := context.WithCancel(ctx)
+		defer func() {
+			stop()
+			wg.Wait()
+		}()
+		r.watch.start(bg, &wg)
+		r.startReporting(bg, &wg)
+		r.settleBy = time.Now().Add(r.statusTimeout())
+	}
 	next := -1             // a switching rule's choice for the next connection
 	var beyond lsn.LSN     // after a caught-up end: connect only for WAL beyond this
 	var nextCommit lsn.LSN // commit LSN of next when it was chosen
 	for {
-		if err := sleepUntil(ctx, r.sinkRetry.retryAt); err != nil {
+		if err := sleepUntil(ctx, r.sinkRetry.retryAt, nil); err != nil {
 			return err
 		}
 		i, commit, err := r.choose(ctx, next, nextCommit, beyond)
@@ -300,8 +356,9 @@ func (r *Receiver) noteFailure(now time.Time, err error) {
 }
 
 // choose returns the safekeeper to stream from next and its commit LSN: the
-// one a switching rule picked if it is still usable, else the one with the
-// highest commit LSN above beyond. It polls until there is one.
+// one a switching rule picked if it is still usable, else the best one
+// (pick) with a commit LSN above beyond. It waits until there is one,
+// observing the safekeepers every StatusInterval and at every change.
 func (r *Receiver) choose(ctx context.Context, next int, nextCommit, beyond lsn.LSN) (int, lsn.LSN, error) {
 	if next >= 0 && r.sks[next].backoff.ready(time.Now()) {
 		return next, nextCommit, nil
@@ -315,19 +372,24 @@ func (r *Receiver) choose(ctx context.Context, next int, nextCommit, beyond lsn.
 				ask = append(ask, i)
 			}
 		}
-		cands := r.poll(ctx, ask)
+		changed := r.obs.changed()
+		cands := r.obs.observe(ctx, ask)
 		if err := ctx.Err(); err != nil {
 			return 0, 0, err
 		}
-		if i, ok := pick(cands, beyond, r.prev); ok {
+		unsettled := now.Before(r.settleBy) && anyNotWatched(cands)
+		if i, ok := pick(cands, beyond, r.prev); ok && !unsettled {
 			return cands[i].idx, cands[i].commit, nil
 		}
-		if !waiting && beyond == 0 {
+		if !waiting && beyond == 0 && !unsettled {
 			// Worth a line once: nobody can serve the timeline right now.
 			r.log.Warn().Msgf("no safekeeper to stream from: %s", describe(r.sks, cands, now))
 			waiting = true
 		}
 		wake := now.Add(r.cfg.StatusInterval)
+		if unsettled {
+			wake = r.settleBy
+		}
 		if len(ask) == 0 {
 			// Everyone is in backoff: wait for the first to come out.
 			wake = r.sks[0].backoff.retryAt
@@ -335,14 +397,25 @@ func (r *Receiver) choose(ctx context.Context, next int, nextCommit, beyond lsn.
 				wake = minTime(wake, s.backoff.retryAt)
 			}
 		}
-		if err := sleepUntil(ctx, wake); err != nil {
+		if err := sleepUntil(ctx, wake, changed); err != nil {
 			return 0, 0, err
 		}
 	}
 }
 
-// sleepUntil waits until t or until ctx ends.
-func sleepUntil(ctx context.Context, t time.Time) error {
+// anyNotWatched reports whether a candidate has not been heard from yet.
+func anyNotWatched(cands []candidate) bool {
+	for _, c := range cands {
+		if errors.Is(c.err, errNotWatched) {
+			return true
+		}
+	}
+	return false
+}
+
+// sleepUntil waits until t, until wake is closed (nil: never), or until
+// ctx ends.
+func sleepUntil(ctx context.Context, t time.Time, wake <-chan struct{}) error {
 	d := time.Until(t)
 	if d <= 0 {
 		return ctx.Err()
@@ -353,6 +426,8 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-timer.C:
+		return nil
+	case <-wake:
 		return nil
 	}
 }

@@ -1,5 +1,5 @@
 // One connection: START_REPLICATION, then XLogData into the sink and
-// feedback back (PS §2.2), while a monitor goroutine polls the other
+// feedback back (PS §2.2), while a monitor goroutine observes the other
 // safekeepers and cancels the connection when a switching rule fires.
 //
 // The session checks that each XLogData starts exactly at the next
@@ -163,9 +163,10 @@ func isEndingStreaming(err error) bool {
 	return errors.As(err, &se) && strings.Contains(se.Message, "ending streaming")
 }
 
-// monitor polls the other safekeepers every StatusInterval and cancels the
-// connection when a switching rule fires. It owns closing conn when ctx
-// ends, so the session's blocked read returns.
+// monitor observes the other safekeepers every StatusInterval (and, when
+// watching, at every change) and cancels the connection when a switching
+// rule fires. It owns closing conn when ctx ends, so the session's blocked
+// read returns.
 func (r *Receiver) monitor(ctx context.Context, cancel context.CancelCauseFunc, cur int, conn replicationConn) {
 	defer conn.Close()
 	addrs := make([]string, len(r.sks))
@@ -175,12 +176,15 @@ func (r *Receiver) monitor(ctx context.Context, cancel context.CancelCauseFunc, 
 	rules := switchRules{maxLag: r.cfg.MaxLSNWALLag, laggingTimeout: r.cfg.LaggingWALTimeout, addrs: addrs}
 	tick := time.NewTicker(r.cfg.StatusInterval)
 	defer tick.Stop()
+	changed := r.obs.changed()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-changed:
 		}
+		changed = r.obs.changed()
 		now := time.Now()
 		var others []int
 		for i := range r.sks {
@@ -188,7 +192,7 @@ func (r *Receiver) monitor(ctx context.Context, cancel context.CancelCauseFunc, 
 				others = append(others, i)
 			}
 		}
-		cands := r.poll(ctx, others)
+		cands := r.obs.observe(ctx, others)
 		if ctx.Err() != nil {
 			return
 		}

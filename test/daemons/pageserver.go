@@ -31,7 +31,8 @@ type Pageserver struct {
 }
 
 // StartPageserver starts a pageserver with a fresh data directory and
-// args (e.g. --safekeepers).
+// args (e.g. --safekeepers; --safekeepers-grpc is added for safekeepers
+// this harness started, see withSafekeepersGRPC).
 func StartPageserver(t testing.TB, args ...string) *Pageserver {
 	t.Helper()
 	p := NewPageserver(t, args...)
@@ -45,7 +46,7 @@ func NewPageserver(t testing.TB, args ...string) *Pageserver {
 	base := pgharness.TempDir(t)
 	p := &Pageserver{Dir: filepath.Join(base, "pageserver"), HTTPAddr: FreePort(t), GRPCAddr: FreePort(t), PGAddr: FreePort(t)}
 	args = append([]string{"--id", "1", "--datadir", p.Dir,
-		"--listen-http", p.HTTPAddr, "--listen-grpc", p.GRPCAddr, "--listen-pg", p.PGAddr}, args...)
+		"--listen-http", p.HTTPAddr, "--listen-grpc", p.GRPCAddr, "--listen-pg", p.PGAddr}, withSafekeepersGRPC(args)...)
 	u := pgharness.ServerUser(t)
 	bin, lib := Binary(t, "pageserver"), RedoLibrary(t)
 	if u.Switch {

@@ -213,8 +213,53 @@ func (e *env) config(t *testing.T, log *logBuffer) walreceiver.Config {
 	return walreceiver.Config{
 		Safekeepers: e.addrs(), TTID: e.ttid, NodeID: 7,
 		StatusInterval: 200 * time.Millisecond, BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second,
-		Log: zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), log)).Level(zerolog.DebugLevel),
+		Log: testLogger(t, log),
 	}
+}
+
+// testLogger logs to t and to log.
+func testLogger(t *testing.T, log *logBuffer) zerolog.Logger {
+	return zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), log)).Level(zerolog.DebugLevel)
+}
+
+// watchConfig is config with a gRPC client of every safekeeper: the
+// receiver watches them (WatchTimeline) instead of polling, and reports
+// its positions to each.
+func (e *env) watchConfig(t *testing.T, log *logBuffer) walreceiver.Config {
+	cfg := e.config(t, log)
+	cfg.SafekeeperClients = dialClients(t, daemons.GRPCAddrs(e.sks))
+	return cfg
+}
+
+// configFor is watchConfig when watch is set, else config.
+func (e *env) configFor(t *testing.T, log *logBuffer, watch bool) walreceiver.Config {
+	if watch {
+		return e.watchConfig(t, log)
+	}
+	return e.config(t, log)
+}
+
+// observeModes are the two ways a receiver learns what the safekeepers
+// have; the policy on top is the same.
+var observeModes = []struct {
+	name  string
+	watch bool
+}{{"poll", false}, {"watch", true}}
+
+// dialClients connects to gRPC addresses with walreceiver.Dial (fast
+// reconnects) and closes the connections when the test ends.
+func dialClients(t *testing.T, addrs []string) []pb.SafekeeperClient {
+	t.Helper()
+	conns, err := walreceiver.Dial(addrs, 50*time.Millisecond, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients []pb.SafekeeperClient
+	for _, c := range conns {
+		t.Cleanup(func() { c.Close() })
+		clients = append(clients, pb.NewSafekeeperClient(c))
+	}
+	return clients
 }
 
 // checkSink checks that the sink holds exactly the generated WAL in

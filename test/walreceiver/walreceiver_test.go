@@ -17,6 +17,7 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
 	"strata.dev/pageserver/walreceiver"
+	"strata.dev/test/daemons"
 	"strata.dev/test/walcheck"
 )
 
@@ -293,6 +294,12 @@ func TestJWTAuth(t *testing.T) {
 // silent for wal_connect_timeout (the safekeeper is frozen with SIGSTOP).
 func TestSwitchingRules(t *testing.T) {
 	sks := startSafekeepers(t, 3)
+	for _, mode := range observeModes {
+		t.Run(mode.name, func(t *testing.T) { testSwitchingRules(t, sks, mode.watch) })
+	}
+}
+
+func testSwitchingRules(t *testing.T, sks []*daemons.Safekeeper, watch bool) {
 	for _, tc := range []struct {
 		name   string
 		config func(*walreceiver.Config)
@@ -342,7 +349,7 @@ func TestSwitchingRules(t *testing.T) {
 			e.pushAll(base)
 			sink := newRecordingSink(e.start)
 			log := &logBuffer{}
-			cfg := e.config(t, log)
+			cfg := e.configFor(t, log, watch)
 			tc.config(&cfg)
 			r := walreceiver.New(cfg, sink)
 			run(t, r)
@@ -374,32 +381,35 @@ func TestRunEnds(t *testing.T) {
 	end := e.generate(e.start + 256<<10)
 	e.pushAll(end)
 
-	t.Run("cancel while streaming", func(t *testing.T) {
-		sink := newRecordingSink(e.start)
-		r := walreceiver.New(e.config(t, &logBuffer{}), sink)
-		rn := run(t, r)
-		waitReceived(t, sink, end)
-		began := time.Now()
-		rn.stop()
-		t.Logf("Run returned in %v", time.Since(began))
-		checkNoReceiverGoroutines(t)
-	})
-	t.Run("cancel with frozen safekeepers", func(t *testing.T) {
-		sink := newRecordingSink(e.start)
-		r := walreceiver.New(e.config(t, &logBuffer{}), sink)
-		rn := run(t, r)
-		waitReceived(t, sink, end)
-		for _, sk := range sks {
-			resume := sigstop(t, sk)
-			defer resume()
-		}
-		// Let it get stuck on the silent stream and polls.
-		time.Sleep(500 * time.Millisecond)
-		began := time.Now()
-		rn.stop()
-		t.Logf("Run returned in %v", time.Since(began))
-		checkNoReceiverGoroutines(t)
-	})
+	for _, mode := range observeModes {
+		t.Run("cancel while streaming/"+mode.name, func(t *testing.T) {
+			sink := newRecordingSink(e.start)
+			r := walreceiver.New(e.configFor(t, &logBuffer{}, mode.watch), sink)
+			rn := run(t, r)
+			waitReceived(t, sink, end)
+			began := time.Now()
+			rn.stop()
+			t.Logf("Run returned in %v", time.Since(began))
+			checkNoReceiverGoroutines(t)
+		})
+		t.Run("cancel with frozen safekeepers/"+mode.name, func(t *testing.T) {
+			sink := newRecordingSink(e.start)
+			r := walreceiver.New(e.configFor(t, &logBuffer{}, mode.watch), sink)
+			rn := run(t, r)
+			waitReceived(t, sink, end)
+			for _, sk := range sks {
+				resume := sigstop(t, sk)
+				defer resume()
+			}
+			// Let it get stuck on the silent stream and polls, watches
+			// and reports.
+			time.Sleep(500 * time.Millisecond)
+			began := time.Now()
+			rn.stop()
+			t.Logf("Run returned in %v", time.Since(began))
+			checkNoReceiverGoroutines(t)
+		})
+	}
 	t.Run("Begin fails", func(t *testing.T) {
 		for _, tc := range []struct {
 			name string
