@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
@@ -82,27 +81,6 @@ func (s scrape) sum(name string, want ...string) (total float64, ok bool) {
 		}
 	}
 	return total, ok
-}
-
-// pageServiceNames are the sample names of the page service's metrics
-// (pageservice.Service.Collectors), as its package defines them.
-func pageServiceNames(t *testing.T) map[string]bool {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister((&pageservice.Service{}).Collectors()...)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]bool{}
-	for _, mf := range mfs {
-		out[mf.GetName()] = true
-		if mf.GetType().String() == "HISTOGRAM" {
-			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-				out[mf.GetName()+suffix] = true
-			}
-		}
-	}
-	return out
 }
 
 // Every metric a dashboard panel queries is on the /metrics page of a
@@ -218,17 +196,9 @@ func TestDashboardMetricsExist(t *testing.T) {
 	for n := range psm.names() {
 		exported[n] = "pageserver"
 	}
-	// bin/pageserver exports the page service's metrics once its main
-	// registers them (promReg.MustRegister(pages.Collectors()...)); until
-	// then they are checked against the package that defines them.
-	pageService := pageServiceNames(t)
-	wired := psm.names()["pageserver_smgr_query_seconds_global_count"]
-	if !wired {
-		t.Logf("bin/pageserver does not export the page service's metrics (pageserver/cmd/pageserver/main.go registers only the timelines' and the WAL-redo pool's): dashboard names of pageservice.Service.Collectors() checked against that package")
-	}
 	var missing []string
 	for _, n := range dashboardMetrics(t, loadDashboard(t)) {
-		if exported[n] == "" && !(pageService[n] && !wired) {
+		if exported[n] == "" {
 			missing = append(missing, n)
 		}
 	}
@@ -251,6 +221,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 		want   string
 	}
 	atLeast := func(x float64) func(float64) bool { return func(v float64) bool { return v >= x } }
+	getpage := `smgr_query_type="get_page_at_lsn"`
 	checks := []check{
 		{"pageserver", psm, "pageserver_last_record_lsn", []string{tl}, atLeast(float64(committed)), ">= the walproposer's commit LSN " + committed.String()},
 		{"pageserver", psm, "pageserver_walreceiver_commit_lsn", []string{tl}, atLeast(float64(committed)), ">= " + committed.String()},
@@ -264,19 +235,14 @@ func TestDashboardMetricsExist(t *testing.T) {
 		{"pageserver", psm, "pageserver_timelines", nil, func(v float64) bool { return v == 1 }, "1"},
 		{"walproposer", wpm, "walproposer_safekeeper_streaming", nil, atLeast(2), ">= 2 (a majority)"},
 		{"walproposer", wpm, "walproposer_commit_latency_seconds_count", nil, atLeast(100), ">= 100 (commits)"},
-	}
-	if wired {
-		getpage := `smgr_query_type="get_page_at_lsn"`
-		checks = append(checks,
-			check{"pageserver", psm, "pageserver_smgr_query_seconds_global_count", []string{getpage}, atLeast(float64(pages + 1)), fmt.Sprintf(">= %d GetPage requests", pages+1)},
-			check{"pageserver", psm, "pageserver_smgr_query_started_global_count", []string{getpage}, atLeast(float64(pages + 1)), fmt.Sprintf(">= %d", pages+1)},
-			check{"pageserver", psm, "pageserver_smgr_query_seconds_global_count", []string{`smgr_query_type="get_rel_size"`}, atLeast(1), ">= 1"},
-			check{"pageserver", psm, "pageserver_pagestream_handler_results_total", []string{`outcome="error"`}, atLeast(1), ">= 1 (the read ahead of ingest)"},
-			check{"pageserver", psm, "pageserver_wait_lsn_seconds_count", nil, atLeast(1), ">= 1"},
-			check{"pageserver", psm, "pageserver_wait_lsn_seconds_sum", nil, atLeast(1.5), ">= 1.5 s (it waited out the 2 s timeout)"},
-			check{"pageserver", psm, "pageserver_basebackup_query_seconds_count", nil, atLeast(1), ">= 1"},
-			check{"pageserver", psm, "pageserver_compute_commands", []string{`command="pagestream_v3"`}, atLeast(1), ">= 1"},
-		)
+		{"pageserver", psm, "pageserver_smgr_query_seconds_global_count", []string{getpage}, atLeast(float64(pages + 1)), fmt.Sprintf(">= %d GetPage requests", pages+1)},
+		{"pageserver", psm, "pageserver_smgr_query_started_global_count", []string{getpage}, atLeast(float64(pages + 1)), fmt.Sprintf(">= %d", pages+1)},
+		{"pageserver", psm, "pageserver_smgr_query_seconds_global_count", []string{`smgr_query_type="get_rel_size"`}, atLeast(1), ">= 1"},
+		{"pageserver", psm, "pageserver_pagestream_handler_results_total", []string{`outcome="error"`}, atLeast(1), ">= 1 (the read ahead of ingest)"},
+		{"pageserver", psm, "pageserver_wait_lsn_seconds_count", nil, atLeast(1), ">= 1"},
+		{"pageserver", psm, "pageserver_wait_lsn_seconds_sum", nil, atLeast(1.5), ">= 1.5 s (it waited out the 2 s timeout)"},
+		{"pageserver", psm, "pageserver_basebackup_query_seconds_count", nil, atLeast(1), ">= 1"},
+		{"pageserver", psm, "pageserver_compute_commands", []string{`command="pagestream_v3"`}, atLeast(1), ">= 1"},
 	}
 	for i, s := range sk {
 		who := fmt.Sprintf("safekeeper %d", i+1)
