@@ -1,6 +1,7 @@
 # Strata: build, test, run and benchmark.
 #
-#   make run     start a local cluster (PostgreSQL + walproposer + 3 safekeepers + pageserver)
+#   make run     start a local cluster in ./.strata (bin/strata local up: 3 safekeepers, a pageserver,
+#                a primary from storage with its walproposer); bin/strata local down stops it
 #   make test    every test, against real PostgreSQL 15 (installs what is missing first)
 #   make bench   benchmarks, each printed as a ratio against the vanilla baseline of the same run
 #
@@ -18,6 +19,8 @@ APT_PKGS   := postgresql-15 postgresql-server-dev-15 postgresql-contrib protobuf
 # Per-package test timeout; the whole suite is kept well under 20 minutes on 2 cores.
 TEST_TIMEOUT ?= 15m
 TEST_FLAGS ?=
+# Flags for `strata local up` (e.g. RUN_FLAGS="--pg-option shared_buffers=1GB").
+RUN_FLAGS  ?=
 BENCH_DIR  ?= $(CURDIR)/bench-results
 
 export STRATA_BIN_DIR := $(BIN)
@@ -61,7 +64,7 @@ test: build
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
 
 run: build
-	deploy/local/run.sh
+	$(BIN)/strata local up $(RUN_FLAGS)
 
 bench: build
 	@mkdir -p $(BENCH_DIR)

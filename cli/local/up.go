@@ -65,6 +65,9 @@ func Up(ctx context.Context, dir string, o UpOptions) (uri string, err error) {
 		return "", err
 	}
 	if fresh {
+		if _, err := os.Stat(filepath.Join(dir, "ids")); err == nil {
+			c.say("note: %s holds state of the old deploy/local/run.sh; it is left alone (remove the directory to reclaim it)", c.Dir)
+		}
 		c.say("new cluster in %s (tenant %s)", c.Dir, f.TenantID)
 		if c.Compute.ServerDir != c.Dir {
 			c.say("note: the %s user cannot reach %s; the pageserver's and PostgreSQL's data go to %s", c.User.Name, c.Dir, c.Compute.ServerDir)

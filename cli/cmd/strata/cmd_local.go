@@ -125,16 +125,21 @@ func runLocalUp(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintln(e.Out)
+	if c, err := local.Open(e.Dir, *cfg); err == nil {
+		if ps, err := c.Processes(); err == nil {
+			_ = local.PrintStatus(e.Out, ps)
+		}
+	}
 	fmt.Fprintf(e.Out, `
 Strata is running (state and logs in %s).
-Every commit on the primary returns once 2 of 3 safekeepers have it on disk.
+Every commit on the primary returns once 2 of 3 safekeepers have it on disk:
 
   psql %s
 
-strata --dir %s local status   # every process
-strata --dir %s status         # daemons and timelines, LSNs
-strata --dir %s local down     # stop it all
-`, e.Dir, uri, e.Dir, e.Dir, e.Dir)
+  strata --dir %s status         # daemons and timelines, LSNs
+  strata --dir %s local down     # stop it all
+`, e.Dir, uri, e.Dir, e.Dir)
 	return nil
 }
 
