@@ -85,12 +85,20 @@ func (e *Env) Start(ctx context.Context, name string, c cluster.Compute) (Starte
 		return Started{}, err
 	}
 	if err := process.AddrFree(fmt.Sprintf("127.0.0.1:%d", c.Port)); err != nil {
-		return Started{}, fmt.Errorf("compute %s: %w", name, err)
+		return Started{}, fmt.Errorf("compute %s: port %d is taken by another process (stop it, or give the compute another port in %s): %w",
+			name, c.Port, filepath.Join(e.Dir, cluster.FileName), err)
 	}
 	var at lsn.LSN
 	if c.ReadOnly() {
 		if at, err = lsn.Parse(c.LSN); err != nil {
 			return Started{}, fmt.Errorf("compute %s: lsn %q: %w", name, c.LSN, err)
+		}
+		info, err := e.pageserverTimeline(ctx, tl)
+		if err != nil {
+			return Started{}, fmt.Errorf("compute %s: %w", name, err)
+		}
+		if err := checkStaticLSN(c.Timeline, info, at); err != nil {
+			return Started{}, fmt.Errorf("compute %s: %w", name, err)
 		}
 	} else if at, err = e.startLSN(ctx, tl); err != nil {
 		return Started{}, fmt.Errorf("compute %s: %w", name, err)

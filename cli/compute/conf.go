@@ -31,7 +31,19 @@ func ParseOption(s string) (name, value string, err error) {
 	if err := checkOptionName(name); err != nil {
 		return "", "", err
 	}
-	return name, strings.TrimSpace(value), nil
+	value = strings.TrimSpace(value)
+	if err := checkOptionValue(name, value); err != nil {
+		return "", "", err
+	}
+	return name, value, nil
+}
+
+// checkOptionValue refuses what would break the postgresql.conf line.
+func checkOptionValue(name, value string) error {
+	if strings.ContainsAny(value, "\n\r\x00") {
+		return fmt.Errorf("--pg-option %s: the value holds a line break or NUL", name)
+	}
+	return nil
 }
 
 func checkOptionName(name string) error {
@@ -68,6 +80,9 @@ func Settings(c cluster.Compute) ([]Setting, error) {
 	names := make([]string, 0, len(c.Options))
 	for n := range c.Options {
 		if err := checkOptionName(n); err != nil {
+			return nil, err
+		}
+		if err := checkOptionValue(n, c.Options[n]); err != nil {
 			return nil, err
 		}
 		names = append(names, n)

@@ -21,6 +21,7 @@ func TestParseOption(t *testing.T) {
 		{in: "work mem=1", err: "not a PostgreSQL setting name"},
 		{in: "a'b=1", err: "not a PostgreSQL setting name"},
 		{in: "port=5433", err: "strata sets it"},
+		{in: "log_line_prefix=a\nb", err: "line break"},
 		{in: "LISTEN_ADDRESSES=*", err: "strata sets it"},
 	} {
 		name, value, err := ParseOption(tc.in)

@@ -57,6 +57,24 @@ func (e *Env) startLSN(ctx context.Context, tl id.TimelineID) (lsn.LSN, error) {
 	return lsn.LSN(info.LastRecordLsn), nil
 }
 
+// checkStaticLSN checks that the pageserver can serve a static compute's
+// basebackup at at, so that a typo fails at once instead of waiting out
+// the pageserver's wait-LSN timeout or failing deep in the basebackup.
+func checkStaticLSN(name string, info *pspb.TimelineInfo, at lsn.LSN) error {
+	last := max(lsn.LSN(info.LastRecordLsn), lsn.LSN(info.SafekeeperCommitLsn))
+	switch {
+	case at > last:
+		return fmt.Errorf("--lsn %s is past the end of timeline %s (%s)", at, name, last)
+	case info.AncestorTimelineId != "" && at < lsn.LSN(info.AncestorLsn):
+		return fmt.Errorf("--lsn %s is before timeline %s begins: it branches off at %s", at, name, lsn.LSN(info.AncestorLsn))
+	case at < lsn.LSN(info.InitdbLsn):
+		return fmt.Errorf("--lsn %s is before timeline %s begins (%s)", at, name, lsn.LSN(info.InitdbLsn))
+	case at < lsn.LSN(info.GcCutoffLsn):
+		return fmt.Errorf("--lsn %s is below timeline %s's GC cutoff (%s): older versions are gone", at, name, lsn.LSN(info.GcCutoffLsn))
+	}
+	return nil
+}
+
 // safekeeperFlush asks a safekeeper over gRPC for the timeline's flush LSN.
 func safekeeperFlush(ctx context.Context, addr, tenant, timeline string) (lsn.LSN, bool, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -54,6 +54,8 @@ func Up(ctx context.Context, dir string, o UpOptions) (uri string, err error) {
 		}
 	case err != nil:
 		return "", err
+	case f.Local == nil:
+		return "", fmt.Errorf("the cluster in %s is not a local one (%s has no [local] section): its daemons run elsewhere", dir, filepath.Join(dir, cluster.FileName))
 	case o.PortsGiven:
 		return "", fmt.Errorf("%s already has a cluster: its ports are in %s (port flags only choose a new cluster's)", dir, filepath.Join(dir, cluster.FileName))
 	}
@@ -192,6 +194,7 @@ func (c *Cluster) ensureMainTimeline(ctx context.Context) error {
 // the --pg-option settings) and starts it from storage unless it runs.
 func (c *Cluster) ensurePrimary(ctx context.Context, opts map[string]string) (started int, err error) {
 	name := c.primaryName()
+	changed := false
 	err = c.update(ctx, func(f *cluster.File) error {
 		cc, ok := f.Computes[name]
 		if ok && (cc.Timeline != MainTimeline || cc.ReadOnly()) {
@@ -207,6 +210,9 @@ func (c *Cluster) ensurePrimary(ctx context.Context, opts map[string]string) (st
 			cc.Options = map[string]string{}
 		}
 		for k, v := range opts {
+			if old, ok := cc.Options[k]; !ok || old != v {
+				changed = true
+			}
 			cc.Options[k] = v
 		}
 		f.Computes[name] = cc
@@ -215,7 +221,8 @@ func (c *Cluster) ensurePrimary(ctx context.Context, opts map[string]string) (st
 	if err != nil {
 		return 0, err
 	}
-	return c.ensureCompute(ctx, name, len(opts) > 0)
+	// New settings take a restart (from storage, as any start).
+	return c.ensureCompute(ctx, name, changed)
 }
 
 // startComputes starts every other recorded compute that is down.
