@@ -250,7 +250,21 @@ func TestDashboardMetricsExist(t *testing.T) {
 			check{who, s, "safekeeper_flush_lsn", []string{tl}, atLeast(float64(committed)), ">= " + committed.String()},
 			check{who, s, "safekeeper_disk_usage_bytes", []string{tl}, atLeast(16 << 20), ">= one WAL segment"},
 			check{who, s, "safekeeper_received_wal_bytes_total", nil, atLeast(float64(committed - start.SegmentStart(primary.WALSegmentSize()))), ">= the WAL written"},
+			check{who, s, "safekeeper_write_lsn", []string{tl}, atLeast(float64(committed)), ">= " + committed.String()},
+			check{who, s, "safekeeper_connected_computes", []string{tl}, atLeast(1), ">= 1 (the walproposer)"},
+			check{who, s, "safekeeper_active_timelines", nil, atLeast(1), ">= 1"},
+			check{who, s, "safekeeper_timelines", nil, func(v float64) bool { return v == 1 }, "1"},
 		)
+	}
+	// The pageserver reports to the safekeeper it streams from: that one
+	// knows where it is.
+	reported := 0.0
+	for _, s := range sk {
+		v, _ := s.sum("safekeeper_ps_last_received_lsn", tl)
+		reported = max(reported, v)
+	}
+	if reported < float64(start) {
+		t.Errorf("no safekeeper has a pageserver feedback beyond the start %s: safekeeper_ps_last_received_lsn max %v", start, lsn.LSN(reported))
 	}
 	for _, c := range checks {
 		v, ok := c.s.sum(c.name, c.labels...)
