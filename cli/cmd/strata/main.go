@@ -81,7 +81,9 @@ func usage(w io.Writer) {
 func run(ctx context.Context, args []string, out, errOut io.Writer) int {
 	fs := flag.NewFlagSet("strata", flag.ContinueOnError)
 	fs.SetOutput(errOut)
-	fs.Usage = func() { usage(errOut) }
+	// --help is asked for: usage on standard output, exit 0; a bad flag
+	// gets it on standard error.
+	fs.Usage = func() {}
 	dir := os.Getenv("STRATA_DIR")
 	if dir == "" {
 		dir = ".strata"
@@ -89,8 +91,10 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) int {
 	fs.StringVar(&dir, "dir", dir, "cluster directory")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage(out)
 			return 0
 		}
+		usage(errOut)
 		return 2
 	}
 	if fs.NArg() == 0 {
