@@ -97,7 +97,7 @@ func (e *Env) Start(ctx context.Context, name string, c cluster.Compute) (Starte
 		if err != nil {
 			return Started{}, fmt.Errorf("compute %s: %w", name, err)
 		}
-		if err := checkStaticLSN(c.Timeline, info, at); err != nil {
+		if err := checkStaticLSN(c.Timeline, info, e.committedEnd(ctx, tl), at); err != nil {
 			return Started{}, fmt.Errorf("compute %s: %w", name, err)
 		}
 	} else if at, err = e.startLSN(ctx, tl); err != nil {

@@ -34,13 +34,13 @@ func (e *Env) startLSN(ctx context.Context, tl id.TimelineID) (lsn.LSN, error) {
 	withWAL, answered := 0, 0
 	var errs []error
 	for i, sk := range e.File.Safekeepers {
-		flush, found, err := safekeeperFlush(ctx, sk.ListenGRPC, e.File.TenantID, tl.String())
+		pos, found, err := safekeeperPosition(ctx, sk.ListenGRPC, e.File.TenantID, tl.String())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("safekeeper %d (%s): %w", i+1, sk.ListenGRPC, err))
 			continue
 		}
 		answered++
-		if found && flush > 0 {
+		if found && pos.flush > 0 {
 			withWAL++
 		}
 	}
@@ -57,11 +57,25 @@ func (e *Env) startLSN(ctx context.Context, tl id.TimelineID) (lsn.LSN, error) {
 	return lsn.LSN(info.LastRecordLsn), nil
 }
 
+// committedEnd is the highest commit LSN any safekeeper reports for tl
+// (0 if none answers): WAL the pageserver may not have ingested yet, but
+// will.
+func (e *Env) committedEnd(ctx context.Context, tl id.TimelineID) lsn.LSN {
+	var end lsn.LSN
+	for _, sk := range e.File.Safekeepers {
+		if pos, found, err := safekeeperPosition(ctx, sk.ListenGRPC, e.File.TenantID, tl.String()); err == nil && found {
+			end = max(end, pos.commit)
+		}
+	}
+	return end
+}
+
 // checkStaticLSN checks that the pageserver can serve a static compute's
-// basebackup at at, so that a typo fails at once instead of waiting out
-// the pageserver's wait-LSN timeout or failing deep in the basebackup.
-func checkStaticLSN(name string, info *pspb.TimelineInfo, at lsn.LSN) error {
-	last := max(lsn.LSN(info.LastRecordLsn), lsn.LSN(info.SafekeeperCommitLsn))
+// basebackup at at (committed is the safekeepers' commit LSN), so that a
+// typo fails at once instead of waiting out the pageserver's wait-LSN
+// timeout or failing deep in the basebackup.
+func checkStaticLSN(name string, info *pspb.TimelineInfo, committed, at lsn.LSN) error {
+	last := max(lsn.LSN(info.LastRecordLsn), lsn.LSN(info.SafekeeperCommitLsn), committed)
 	switch {
 	case at > last:
 		return fmt.Errorf("--lsn %s is past the end of timeline %s (%s)", at, name, last)
@@ -75,23 +89,27 @@ func checkStaticLSN(name string, info *pspb.TimelineInfo, at lsn.LSN) error {
 	return nil
 }
 
-// safekeeperFlush asks a safekeeper over gRPC for the timeline's flush LSN.
-func safekeeperFlush(ctx context.Context, addr, tenant, timeline string) (lsn.LSN, bool, error) {
+// position is a safekeeper's flush and commit LSNs of a timeline.
+type position struct{ flush, commit lsn.LSN }
+
+// safekeeperPosition asks a safekeeper over gRPC for a timeline's LSNs;
+// found is false if it does not have the timeline.
+func safekeeperPosition(ctx context.Context, addr, tenant, timeline string) (pos position, found bool, err error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return 0, false, err
+		return position{}, false, err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	info, err := skpb.NewSafekeeperClient(conn).GetTimeline(ctx, &skpb.GetTimelineRequest{TenantId: tenant, TimelineId: timeline})
 	if status.Code(err) == codes.NotFound {
-		return 0, false, nil
+		return position{}, false, nil
 	}
 	if err != nil {
-		return 0, false, err
+		return position{}, false, err
 	}
-	return lsn.LSN(info.FlushLsn), true, nil
+	return position{flush: lsn.LSN(info.FlushLsn), commit: lsn.LSN(info.CommitLsn)}, true, nil
 }
 
 // syncSafekeepers runs walproposer --sync-safekeepers and returns the
