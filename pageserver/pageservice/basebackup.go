@@ -11,7 +11,6 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/pq"
 	"strata.dev/pageserver/basebackup"
-	"strata.dev/pageserver/timeline"
 )
 
 // copyChunk is the CopyData payload size of a basebackup stream.
@@ -37,25 +36,18 @@ func (s *Service) basebackup(ctx context.Context, sess *pq.Session, args string)
 		return err
 	}
 	start := time.Now()
-	last, prev := t.LastRecordLSN()
-	at := last
+	var at lsn.LSN // 0: the last record
 	if len(f) == 3 {
 		if at, err = lsn.Parse(f[2]); err != nil {
 			return pq.Errorf(pq.CodeSyntaxError, "LSN %q: %v", f[2], err)
 		}
-		if cutoff := t.GCCutoff(); at < cutoff {
-			return pq.Errorf(pq.CodeInternalError, "%v: LSN %s, GC cutoff %s", timeline.ErrGarbageCollected, at, cutoff)
-		}
-		if at > last {
-			if err := s.waitLSN(ctx, t, at); err != nil {
-				return err
-			}
-			last, prev = t.LastRecordLSN()
-		}
 	}
-	prevRecord := lsn.Invalid // unknown below the last record (see basebackup.Options)
-	if at == last {
-		prevRecord = prev
+	// The same checks as every other read (GC cutoff, the timeline's
+	// start, waiting for ingest); prevRecord is unknown below the last
+	// record (see basebackup.Options).
+	at, prevRecord, err := t.ReadLSN(ctx, at, s.WaitLSNTimeout)
+	if err != nil {
+		return pq.Errorf(pq.CodeInternalError, "%v", err)
 	}
 
 	if err := sess.StartCopyOut(); err != nil {

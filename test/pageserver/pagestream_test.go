@@ -260,4 +260,8 @@ func checkBasebackupCommand(t *testing.T, ctx context.Context, ps *daemons.Pages
 			t.Errorf("%q: no error", bad)
 		}
 	}
+	// An LSN before the timeline began is refused with the reason.
+	if _, err := pc.CopyTo(ctx, io.Discard, cmd+" 0/10"); err == nil || !strings.Contains(err.Error(), "LSN out of range") {
+		t.Errorf("basebackup below the timeline's start: %v, want LSN out of range", err)
+	}
 }
