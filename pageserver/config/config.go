@@ -108,8 +108,11 @@ through the HTTP management API on --listen-http (Neon's routes):
 Pages are rebuilt from WAL by a pool of WAL-redo processes: unmodified
 PostgreSQL 15 (postgres --single on a scratch copy of an initdb'd cluster)
 running the walredo.so extension that make build puts next to this binary.
-Prometheus metrics are at /metrics on the same port; gRPC health is on
---listen-grpc. On --listen-pg (libpq): pagestream_v2/v3 <tenant> <timeline>
+Prometheus metrics are at /metrics on the same port. On --listen-grpc: the
+management service strata.pageserver.v1.Pageserver (tenants, timelines,
+imports, branches, basebackups, GetPage, LSN for a timestamp; the strata
+CLI uses it), with gRPC health and reflection (grpcurl -plaintext ADDR
+list). On --listen-pg (libpq): pagestream_v2/v3 <tenant> <timeline>
 (GetPage@LSN and friends) and basebackup <tenant> <timeline> [<lsn>]
 [--gzip] (a tar vanilla PostgreSQL 15 starts from). Run it as
 an unprivileged user: it runs initdb and postgres.
