@@ -17,9 +17,12 @@ func TestMergeTimelines(t *testing.T) {
 		orphan = "33333333333333333333333333333333"
 		gone   = "44444444444444444444444444444444"
 	)
-	c := &client.Cluster{File: &cluster.File{Timelines: map[string]string{"main": main, "br": branch, "gone": gone}}}
+	c := &client.Cluster{File: &cluster.File{
+		Timelines:   map[string]string{"main": main, "br": branch, "gone": gone},
+		Safekeepers: []cluster.Daemon{{ID: 1, ListenPG: "127.0.0.1:5454"}, {ID: 3, ListenPG: "127.0.0.1:5456"}},
+	}}
 	ps := []*pspb.TimelineInfo{
-		{TimelineId: main, State: "Active", LastRecordLsn: 1000, DiskConsistentLsn: 500, SafekeeperCommitLsn: 1100, WalSource: "sk1"},
+		{TimelineId: main, State: "Active", LastRecordLsn: 1000, DiskConsistentLsn: 500, SafekeeperCommitLsn: 1100, WalSource: "127.0.0.1:5456"},
 		{TimelineId: branch, State: "Active", LastRecordLsn: 300, SafekeeperCommitLsn: 900},
 		{TimelineId: orphan, State: "Broken", StateError: "bad", LastRecordLsn: 50},
 	}
@@ -43,7 +46,7 @@ func TestMergeTimelines(t *testing.T) {
 		t.Errorf("main's safekeepers: %+v", m.Safekeepers)
 	}
 	// Lag against the highest commit LSN known: safekeeper 1's 1200.
-	if m.Pageserver.LagBytes != 200 || m.Pageserver.WALSource != "sk1" || m.Pageserver.LastRecordLSN != lsn.LSN(1000) {
+	if m.Pageserver.LagBytes != 200 || m.Pageserver.WALSource != "127.0.0.1:5456" || m.Pageserver.WALSourceID != 3 || m.Pageserver.LastRecordLSN != lsn.LSN(1000) {
 		t.Errorf("main on the pageserver: %+v", m.Pageserver)
 	}
 	// The walreceiver's own commit LSN counts when it is the highest.

@@ -83,6 +83,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		if p := t.Pageserver; p != nil {
 			src := dash(p.WALSource)
+			if p.WALSourceID != 0 {
+				src = fmt.Sprintf("sk%d %s", p.WALSourceID, p.WALSource)
+			}
 			if p.WALReceiverError != "" {
 				src += " (error: " + p.WALReceiverError + ")"
 			}

@@ -25,7 +25,7 @@ func sampleReport() *Report {
 		Timelines: []Timeline{
 			{Name: "main", ID: "11111111111111111111111111111111",
 				Pageserver: &PageserverTimeline{State: "Active", LastRecordLSN: lsn.MustParse("0/16B3D08"), DiskConsistentLSN: lsn.MustParse("0/1600000"),
-					WALSource: "127.0.0.1:5454", LagBytes: 2048, LastReceivedAt: &received},
+					WALSource: "127.0.0.1:5454", WALSourceID: 1, LagBytes: 2048, LastReceivedAt: &received},
 				Safekeepers: []SafekeeperTimeline{{ID: 1, CommitLSN: lsn.MustParse("0/16B4508"), FlushLSN: lsn.MustParse("0/16B4508")}}},
 			{Name: "", ID: "22222222222222222222222222222222", Safekeepers: []SafekeeperTimeline{}},
 		},
@@ -44,9 +44,9 @@ safekeeper  2   127.0.0.1:7677   127.0.0.1:5455   -               DOWN     -    
   safekeeper 2 127.0.0.1:7677 is not answering (connection refused): is the cluster up? try ` + "`strata local status`" + `
 
 tenant 0123456789abcdef0123456789abcdef
-TIMELINE  ID                                STATE              LAST RECORD  DISK CONSISTENT  SK1 COMMIT/FLUSH       SK2 COMMIT/FLUSH  WAL SOURCE      LAG
-main      11111111111111111111111111111111  Active             0/16B3D08    0/1600000        0/16B4508 / 0/16B4508  ?                 127.0.0.1:5454  2.0 KiB
--         22222222222222222222222222222222  not on pageserver  -            -                -                      ?                 -               -
+TIMELINE  ID                                STATE              LAST RECORD  DISK CONSISTENT  SK1 COMMIT/FLUSH       SK2 COMMIT/FLUSH  WAL SOURCE          LAG
+main      11111111111111111111111111111111  Active             0/16B3D08    0/1600000        0/16B4508 / 0/16B4508  ?                 sk1 127.0.0.1:5454  2.0 KiB
+-         22222222222222222222222222222222  not on pageserver  -            -                -                      ?                 -                   -
 `
 	if got := buf.String(); got != want {
 		t.Errorf("table:\n%s\nwant:\n%s", got, want)
@@ -95,7 +95,7 @@ func TestWriteJSON(t *testing.T) {
 	main := doc.Timelines[0]
 	for k, v := range map[string]any{
 		"state": "Active", "last_record_lsn": "0/16B3D08", "disk_consistent_lsn": "0/1600000",
-		"wal_source": "127.0.0.1:5454", "lag_bytes": 2048.0, "last_received_at": "2026-11-25T10:01:00Z",
+		"wal_source": "127.0.0.1:5454", "wal_source_id": 1.0, "lag_bytes": 2048.0, "last_received_at": "2026-11-25T10:01:00Z",
 	} {
 		if main.Pageserver[k] != v {
 			t.Errorf("timelines[0].pageserver.%s = %v, want %v", k, main.Pageserver[k], v)

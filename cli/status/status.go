@@ -64,6 +64,8 @@ type PageserverTimeline struct {
 	DiskConsistentLSN lsn.LSN `json:"disk_consistent_lsn"`
 	// WALSource is the safekeeper the walreceiver streams from ("" if none).
 	WALSource string `json:"wal_source"`
+	// WALSourceID is the id of that safekeeper in strata.toml (0: unknown).
+	WALSourceID uint64 `json:"wal_source_id,omitempty"`
 	// LagBytes is how far the last record is behind the highest commit LSN
 	// known (from the safekeepers, or the walreceiver's own view).
 	LagBytes         uint64     `json:"lag_bytes"`
@@ -86,7 +88,8 @@ const JSONHelp = `JSON (-o json), one document:
                 "version", "started_at" (RFC 3339), "uptime_seconds"}],
    "timelines": [{"name" ("" if unnamed), "id",
                   "pageserver": null or {"state", "state_error", "last_record_lsn", "disk_consistent_lsn",
-                                         "wal_source", "lag_bytes", "last_received_at", "walreceiver_error"},
+                                         "wal_source", "wal_source_id", "lag_bytes",
+                                         "last_received_at", "walreceiver_error"},
                   "safekeepers": [{"id", "commit_lsn", "flush_lsn"}] (those that answered and have it)}]}
   LSNs are "X/Y" strings; fields that do not apply are left out.`
 
@@ -247,6 +250,11 @@ func mergeTimelines(c *client.Cluster, ps []*pspb.TimelineInfo, sks []Daemon, sk
 			State: ti.State, StateError: ti.StateError,
 			LastRecordLSN: lsn.LSN(ti.LastRecordLsn), DiskConsistentLSN: lsn.LSN(ti.DiskConsistentLsn),
 			WALSource: ti.WalSource, WALReceiverError: ti.WalreceiverLastError,
+		}
+		for _, sk := range c.File.Safekeepers {
+			if ti.WalSource != "" && ti.WalSource == sk.ListenPG {
+				p.WALSourceID = sk.ID
+			}
 		}
 		if ti.LastReceivedUnixMs > 0 {
 			at := time.UnixMilli(ti.LastReceivedUnixMs).UTC()

@@ -22,7 +22,7 @@ type Created struct {
 	ID       string    `json:"id"`
 	Ancestor *Ancestor `json:"ancestor"`
 	// StartLSN is where the timeline starts: the branch point, or initdb's
-	// checkpoint for a root timeline.
+	// checkpoint record for a root timeline (where a compute on it starts).
 	StartLSN lsn.LSN `json:"start_lsn"`
 	// Notes are remarks on how --at was resolved.
 	Notes []string `json:"notes,omitempty"`
@@ -76,11 +76,8 @@ func Create(ctx context.Context, c *client.Cluster, name string) (*Created, erro
 	if err := record(ctx, c, name, ti.TimelineId); err != nil {
 		return nil, err
 	}
-	start := lsn.LSN(ti.InitdbLsn)
-	if start == lsn.Invalid {
-		start = lsn.LSN(ti.LastRecordLsn)
-	}
-	return &Created{Name: name, ID: ti.TimelineId, StartLSN: start}, nil
+	// Where a compute on it starts: the end of initdb's checkpoint record.
+	return &Created{Name: name, ID: ti.TimelineId, StartLSN: lsn.LSN(ti.LastRecordLsn)}, nil
 }
 
 // ensureTenant creates the cluster's tenant on the pageserver unless it is

@@ -4,9 +4,12 @@
 package cli_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,6 +19,7 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/test/daemons"
 	"strata.dev/test/pgharness"
+	"strata.dev/test/walcheck"
 )
 
 var createdLine = regexp.MustCompile(`^created timeline (\S+) \(id ([0-9a-f]{32})\), (?:starting at|branched from (\S+) at) ([0-9A-F]+/[0-9A-F]+)\n$`)
@@ -71,7 +75,7 @@ func TestTimelinesBasebackupStatus(t *testing.T) {
 	primary.Exec(t, "SELECT pg_sleep(1)")
 	primary.Exec(t, "INSERT INTO marker VALUES (2, 'B')")
 	afterB := s.waitIngested(t, "main", recordEnd(t, primary))
-	t.Logf("A committed before %s, B after %s (a second later); time between: %s", afterA, afterA, between.Format(time.RFC3339Nano))
+	t.Logf("A ingested by %s, B (a second later) by %s; a time between: %s", afterA, afterB, between.Format(time.RFC3339Nano))
 
 	// branch --at LSN.
 	_, at := created(t, s.ok(t, "timeline", "branch", "at_a", "--from", "main", "--at", afterA.String()), "at_a")
@@ -112,6 +116,7 @@ func TestTimelinesBasebackupStatus(t *testing.T) {
 		t.Errorf("before_b listed as %+v", b)
 	}
 	table := s.ok(t, "timeline", "list").stdout
+	t.Logf("strata timeline list:\n%s", table)
 	for _, want := range []string{"NAME", "before_b ", "main@" + atTime.String(), "at_a ", "main@" + afterA.String(), mainID} {
 		if !strings.Contains(table, want) {
 			t.Errorf("timeline list does not show %q:\n%s", want, table)
@@ -172,6 +177,8 @@ func checkErrors(t *testing.T, s *storage, end, branchPoint lsn.LSN) {
 		t.Error("a failed basebackup left its directory")
 	}
 
+	checkInterrupt(t, s, end)
+
 	// A pageserver that is not there.
 	down := t.TempDir()
 	toml := fmt.Sprintf("tenant_id = %q\n[pageserver]\nid = 1\nlisten_pg = %q\nlisten_grpc = %q\n[[safekeepers]]\nid = 1\nlisten_pg = %q\nlisten_grpc = %q\n",
@@ -185,6 +192,35 @@ func checkErrors(t *testing.T, s *storage, end, branchPoint lsn.LSN) {
 	}
 	if r := runStrata(t, s.bin, t.TempDir(), "status"); r.code != 1 || !strings.Contains(r.stderr, "strata.toml does not exist") {
 		t.Errorf("no cluster file: %v", r)
+	}
+}
+
+// checkInterrupt: Ctrl-C during a basebackup (here one waiting for WAL
+// that never comes) stops it and removes the directory it created.
+func checkInterrupt(t *testing.T, s *storage, end lsn.LSN) {
+	dir := filepath.Join(t.TempDir(), "interrupted")
+	cmd := exec.Command(s.bin, "--dir", s.dir, "basebackup", "--lsn", (end + 1<<30).String(), "-o", dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	walcheck.WaitFor(t, "strata basebackup to create its directory", 30*time.Second, func() (bool, string) {
+		_, err := os.Stat(dir)
+		return err == nil, fmt.Sprint(err)
+	})
+	// The signal may come before the stream starts or while it waits:
+	// either way the context ends it.
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr.String(), "interrupted") || !strings.Contains(stderr.String(), "removed "+dir) {
+		t.Errorf("basebackup interrupted: %v\n%s", err, stderr.String())
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the interrupted basebackup left %s (%v)", dir, err)
 	}
 }
 
@@ -220,6 +256,7 @@ type statusDoc struct {
 
 func checkStatus(t *testing.T, s *storage, mainID string, end lsn.LSN) {
 	r := s.ok(t, "status")
+	t.Logf("strata status:\n%s", r.stdout)
 	for _, want := range []string{"pageserver  1", "safekeeper  3", "healthy", "main", mainID, "SK2 COMMIT/FLUSH", s.tenant.String()} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status does not show %q:\n%s", want, r.stdout)
@@ -264,6 +301,12 @@ func checkStatus(t *testing.T, s *storage, mainID string, end lsn.LSN) {
 	if r.code != 1 || !strings.Contains(r.stdout, "DOWN") || !strings.Contains(r.stdout, "safekeeper 2 "+s.sks[1].GRPCAddr+" is not answering (connection refused)") ||
 		strings.Count(r.stdout, "healthy") != 3 || !strings.Contains(r.stdout, mainID) || !strings.Contains(r.stderr, "1 of 4 daemons not healthy: safekeeper 2") {
 		t.Errorf("status with safekeeper 2 killed:\n%v", r)
+	}
+	t.Logf("strata status, safekeeper 2 killed:\n%v", r)
+	// timeline list still works, and says what it could not read.
+	r = s.ok(t, "timeline", "list")
+	if !strings.Contains(r.stderr, "warning: no commit LSNs from safekeeper 2 "+s.sks[1].GRPCAddr+" is not answering") || !strings.Contains(r.stdout, mainID) {
+		t.Errorf("timeline list with safekeeper 2 killed:\n%v", r)
 	}
 	r = s.run(t, "status", "-o", "json")
 	doc = statusJSON(t, r)
