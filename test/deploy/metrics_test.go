@@ -165,7 +165,11 @@ func TestDashboardMetricsExist(t *testing.T) {
 	if _, err := cl.GetPage(rel, 0, committed+1<<30); !pageservice.IsRequestError(err) {
 		t.Fatalf("getpage 1 GiB ahead of ingest: %v, want a tag-103 answer after waiting", err)
 	}
-	basebackup(t, ctx, ps, ttid)
+	basebackup(t, ctx, ps, ttid, "")
+	// So does a basebackup ahead of ingest.
+	if err := tryBasebackup(ctx, ps, ttid, (committed + 1<<30).String(), io.Discard); err == nil {
+		t.Fatal("a basebackup 1 GiB ahead of ingest succeeded")
+	}
 
 	// Scrape every daemon. Background work (ingest, feedback, compaction)
 	// settles in the first scrapes: poll for the values that trail.
@@ -239,8 +243,9 @@ func TestDashboardMetricsExist(t *testing.T) {
 		{"pageserver", psm, "pageserver_smgr_query_started_global_count", []string{getpage}, atLeast(float64(pages + 1)), fmt.Sprintf(">= %d", pages+1)},
 		{"pageserver", psm, "pageserver_smgr_query_seconds_global_count", []string{`smgr_query_type="get_rel_size"`}, atLeast(1), ">= 1"},
 		{"pageserver", psm, "pageserver_pagestream_handler_results_total", []string{`outcome="error"`}, atLeast(1), ">= 1 (the read ahead of ingest)"},
-		{"pageserver", psm, "pageserver_wait_lsn_seconds_count", nil, atLeast(1), ">= 1"},
-		{"pageserver", psm, "pageserver_wait_lsn_seconds_sum", nil, atLeast(1.5), ">= 1.5 s (it waited out the 2 s timeout)"},
+		{"pageserver", psm, "pageserver_wait_lsn_seconds_count", nil, atLeast(2), ">= 2 (a GetPage and a basebackup)"},
+		{"pageserver", psm, "pageserver_wait_lsn_seconds_sum", nil, atLeast(3), ">= 3 s (both waited out the 2 s timeout)"},
+		{"pageserver", psm, "pageserver_wait_lsn_finished_count", nil, atLeast(2), ">= 2"},
 		{"pageserver", psm, "pageserver_basebackup_query_seconds_count", nil, atLeast(1), ">= 1"},
 		{"pageserver", psm, "pageserver_compute_commands", []string{`command="pagestream_v3"`}, atLeast(1), ">= 1"},
 	}
@@ -274,21 +279,30 @@ func TestDashboardMetricsExist(t *testing.T) {
 	}
 }
 
-// basebackup fetches a basebackup of the timeline's end over the libpq port.
-func basebackup(t *testing.T, ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline) {
+// basebackup fetches a basebackup of the timeline at (empty: its end)
+// over the libpq port.
+func basebackup(t *testing.T, ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline, at string) {
 	t.Helper()
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	pc, err := pgconn.Connect(cctx, ps.ConnString())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close(cctx)
 	var tarball bytes.Buffer
-	if _, err := pc.CopyTo(cctx, &tarball, fmt.Sprintf("basebackup %s %s", ttid.Tenant, ttid.Timeline)); err != nil {
-		t.Fatalf("basebackup: %v", err)
+	if err := tryBasebackup(ctx, ps, ttid, at, &tarball); err != nil {
+		t.Fatal(err)
 	}
 	if tarball.Len() < 1<<20 {
 		t.Fatalf("basebackup of %d bytes", tarball.Len())
 	}
+}
+
+func tryBasebackup(ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline, at string, w io.Writer) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	pc, err := pgconn.Connect(cctx, ps.ConnString())
+	if err != nil {
+		return err
+	}
+	defer pc.Close(cctx)
+	cmd := strings.TrimSpace(fmt.Sprintf("basebackup %s %s %s", ttid.Tenant, ttid.Timeline, at))
+	if _, err := pc.CopyTo(cctx, w, cmd); err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	return nil
 }
