@@ -42,15 +42,15 @@ func (s *Service) basebackup(ctx context.Context, sess *pq.Session, args string)
 			return pq.Errorf(pq.CodeSyntaxError, "LSN %q: %v", f[2], err)
 		}
 	}
-	// The same checks as every other read (GC cutoff, the timeline's
-	// start, waiting for ingest); prevRecord is unknown below the last
-	// record (see basebackup.Options).
 	// A backup ahead of ingest (a new compute right after
 	// sync-safekeepers) is the wait operators most need to see.
 	waited := func() {}
 	if last, _ := t.LastRecordLSN(); at > last {
 		waited = s.metrics().waitStartedAt()
 	}
+	// The same checks as every other read (GC cutoff, the timeline's
+	// start, waiting for ingest); prevRecord is unknown below the last
+	// record (see basebackup.Options).
 	at, prevRecord, err := t.ReadLSN(ctx, at, s.WaitLSNTimeout)
 	waited()
 	if err != nil {
