@@ -132,7 +132,7 @@ func fetch(ctx context.Context, c *client.Cluster, opts Options, tl string) (*Re
 // began.
 func explainStart(err error, at lsn.LSN) error {
 	if client.Code(err) == codes.OutOfRange && at != lsn.Invalid {
-		return fmt.Errorf("%w (LSN %s: below the GC cutoff or the branch point, or not reached yet; `strata timeline list` shows the range)", err, at)
+		return fmt.Errorf("%w (`strata timeline list` shows how far each timeline reaches)", err)
 	}
 	return err
 }

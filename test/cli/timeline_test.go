@@ -157,11 +157,14 @@ func checkErrors(t *testing.T, s *storage, end, branchPoint lsn.LSN) {
 		// Beyond the end: the pageserver waits for WAL that never comes.
 		{[]string{"timeline", "branch", "far", "--at", (end + 1<<30).String(), "--timeout", "2s"}, 1,
 			[]string{"did not answer within 2s", "beyond the last record of main"}},
+		// Before the first commit main holds.
+		{[]string{"timeline", "branch", "x", "--at", "2001-01-01T00:00:00Z"}, 1, []string{"2001-01-01T00:00:00Z is before the first commit timeline main holds"}},
 		// Below a branch's start.
 		{[]string{"basebackup", "--timeline", "before_b", "--lsn", (branchPoint - 0x1000).String(), "-o", filepath.Join(t.TempDir(), "y")}, 1,
 			[]string{"cannot serve that LSN"}},
 	} {
 		r := s.run(t, tc.args...)
+		t.Logf("strata %s: exit %d: %s", strings.Join(tc.args, " "), r.code, strings.TrimSpace(r.stderr))
 		ok := r.code == tc.code
 		for _, w := range tc.want {
 			ok = ok && strings.Contains(r.stderr, w)
