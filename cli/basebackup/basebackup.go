@@ -117,6 +117,9 @@ func fetch(ctx context.Context, c *client.Cluster, opts Options, tl string) (*Re
 		err = r.drain()
 	}
 	if err != nil {
+		if opts.Progress != nil {
+			opts.Progress.Abort()
+		}
 		if r.err != nil { // the stream's failure explains the tar's
 			err = r.err
 		}

@@ -250,4 +250,16 @@ func TestProgressPacing(t *testing.T) {
 	if s := out.String(); !strings.HasPrefix(s, "\r[") || !strings.HasSuffix(s, "(100%), 10 MiB/s\x1b[K\n") {
 		t.Errorf("terminal bar: %q", s)
 	}
+
+	// A failed download ends the bar's line, so the error has its own.
+	out.Reset()
+	p = NewProgress(&out, true, 100)
+	p.now = func() time.Time { return now }
+	p.Start(10 << 20)
+	now = now.Add(time.Second)
+	p.Update(5 << 20)
+	p.Abort()
+	if s := out.String(); !strings.HasSuffix(s, "(50%), 5.0 MiB/s\x1b[K\n") {
+		t.Errorf("aborted bar: %q", s)
+	}
 }

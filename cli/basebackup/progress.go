@@ -66,6 +66,14 @@ func (p *Progress) Finish(bytes int64) {
 	}
 }
 
+// Abort ends a bar where it stopped, so that an error prints on its own
+// line.
+func (p *Progress) Abort() {
+	if p.terminal && p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
+
 // barLine is "[=====>    ]  12.3 MiB / ~40.0 MiB  30%  5.1 MiB/s", at
 // most width columns (the bar shrinks, to 10 at least).
 func barLine(done, estimate int64, elapsed time.Duration, width int) string {
