@@ -41,6 +41,7 @@ func (m *Manager) newTimeline(tl *timeline.Timeline) (*Timeline, error) {
 		cfg := m.opts.Receiver
 		cfg.Safekeepers, cfg.TTID, cfg.Token, cfg.NodeID = m.opts.Safekeepers, tl.ID(), m.opts.SafekeeperToken, m.opts.NodeID
 		cfg.SafekeeperClients = m.skClients
+		cfg.LogicalSize = t.LogicalSize
 		cfg.SegmentSize = f.segSize
 		cfg.Log = f.log
 		t.recv = walreceiver.New(cfg, f)

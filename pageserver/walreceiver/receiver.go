@@ -47,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -149,6 +150,12 @@ type Config struct {
 	BackoffMin time.Duration
 	BackoffMax time.Duration
 
+	// LogicalSize, if set, is the timeline's logical size at an LSN (bytes
+	// of every relation fork): reported as current_timeline_size when the
+	// sink's Positions leave it 0. It is computed at the disk-consistent
+	// LSN from the reporting goroutine, at most every sizeInterval.
+	LogicalSize func(ctx context.Context, at lsn.LSN) (uint64, error)
+
 	// Reply is the feedback message sent (default 'z').
 	Reply Reply
 	Log   zerolog.Logger
@@ -198,6 +205,9 @@ type Receiver struct {
 	// settleBy: until then choose waits for every watch stream's first
 	// word, so that the first pick is not whichever answered first.
 	settleBy time.Time
+
+	// size is the last LogicalSize computed; 0 before.
+	size atomic.Uint64
 
 	mu     sync.Mutex
 	status Status
@@ -253,6 +263,16 @@ func New(cfg Config, sink Sink) *Receiver {
 		r.obs = r.watch
 	}
 	return r
+}
+
+// positions are the sink's positions, with the last logical size
+// computed if the sink gives none.
+func (r *Receiver) positions() Positions {
+	p := r.sink.Positions()
+	if p.TimelineSize == 0 {
+		p.TimelineSize = r.size.Load()
+	}
+	return p
 }
 
 // Status returns a snapshot of the receiver's state.

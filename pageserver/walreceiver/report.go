@@ -27,6 +27,10 @@ import (
 // positionsCheck is how often the sink's positions are looked at.
 const positionsCheck = 100 * time.Millisecond
 
+// sizeInterval is the shortest time between two Config.LogicalSize
+// computations: one reads every database and relation directory.
+const sizeInterval = 10 * time.Second
+
 // reportState is what was last given to the senders, and when.
 type reportState struct {
 	p  Positions
@@ -72,8 +76,13 @@ func (r *Receiver) startReporting(ctx context.Context, wg *sync.WaitGroup) {
 		tick := time.NewTicker(positionsCheck)
 		defer tick.Stop()
 		var st reportState
+		var sized sizeState
 		for {
-			p, now := r.sink.Positions(), time.Now()
+			now := time.Now()
+			if r.cfg.LogicalSize != nil {
+				r.updateSize(ctx, now, &sized)
+			}
+			p := r.positions()
 			if st.due(now, p, r.cfg.ReportInterval) {
 				st = reportState{p: p, at: now}
 				for _, box := range boxes {
@@ -87,6 +96,38 @@ func (r *Receiver) startReporting(ctx context.Context, wg *sync.WaitGroup) {
 			}
 		}
 	}()
+}
+
+// sizeState is when and where the logical size was last computed.
+type sizeState struct {
+	at   lsn.LSN
+	when time.Time
+	err  string // the last error logged
+}
+
+// due reports whether the size must be computed at the disk-consistent LSN
+// dcl: it moved since the last time, and that was sizeInterval ago.
+func (s sizeState) due(now time.Time, dcl lsn.LSN) bool {
+	return dcl != lsn.Invalid && dcl != s.at && (s.when.IsZero() || now.Sub(s.when) >= sizeInterval)
+}
+
+// updateSize recomputes the logical size when it is due.
+func (r *Receiver) updateSize(ctx context.Context, now time.Time, s *sizeState) {
+	dcl := r.sink.Positions().DiskConsistent
+	if !s.due(now, dcl) {
+		return
+	}
+	s.at, s.when = dcl, now
+	n, err := r.cfg.LogicalSize(ctx, dcl)
+	if err != nil {
+		if ctx.Err() == nil && err.Error() != s.err {
+			r.log.Warn().Err(err).Msg("logical size for the safekeepers")
+			s.err = err.Error()
+		}
+		return
+	}
+	s.err = ""
+	r.size.Store(n)
 }
 
 // post puts p in box, replacing what it holds.

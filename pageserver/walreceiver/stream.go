@@ -306,6 +306,9 @@ func (s *session) maybeReply(now time.Time, force bool) error {
 		return nil
 	}
 	p := s.sink.Positions()
+	if s.receiver != nil {
+		p = s.receiver.positions()
+	}
 	if !force && s.everSent && p == s.sent {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,6 +104,10 @@ func TestWALRemovalFollowsPageserver(t *testing.T) {
 	ps.Stop()
 	if after := checkRemoval(t, c, durable, segSize); !greaterEverywhere(after, told) {
 		t.Fatalf("remote_consistent_lsn %v after the restart, not above %v everywhere", after, told)
+	}
+	// The reports carry the timeline's logical size, computed without error.
+	if log := ps.Log(); strings.Contains(log, "logical size for the safekeepers") {
+		t.Errorf("computing the logical size failed:\n%s", log)
 	}
 }
 
