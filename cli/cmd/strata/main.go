@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -102,6 +103,12 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) int {
 		return 2
 	}
 	name, rest := fs.Arg(0), fs.Args()[1:]
+	// --dir is global but may come anywhere, as in `strata local up --dir D`.
+	rest, err := takeDir(rest, &dir)
+	if err != nil {
+		fmt.Fprintf(errOut, "strata %s: %v\n", name, err)
+		return 2
+	}
 	if name == "version" {
 		fmt.Fprintln(out, "strata", version)
 		return 0
@@ -129,6 +136,32 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) int {
 	fmt.Fprintf(errOut, "strata: unknown command %q\n\n", name)
 	usage(errOut)
 	return 2
+}
+
+// takeDir removes every --dir D, --dir=D (one dash or two) before a "--"
+// from args, setting *dir to the last one's value.
+func takeDir(args []string, dir *string) ([]string, error) {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...), nil
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "dir" {
+			out = append(out, a)
+			continue
+		}
+		if !hasValue {
+			if i+1 == len(args) {
+				return nil, fmt.Errorf("flag needs an argument: %s", a)
+			}
+			i++
+			value = args[i]
+		}
+		*dir = value
+	}
+	return out, nil
 }
 
 // errUsage marks an error whose message (with usage) was already printed.
