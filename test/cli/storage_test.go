@@ -33,7 +33,7 @@ type storage struct {
 
 func startStorage(t *testing.T) *storage {
 	t.Helper()
-	s := &storage{bin: strataBinary(t), dir: t.TempDir(), tenant: id.Generate()}
+	s := &storage{bin: filepath.Join(binDir(t), "strata"), dir: t.TempDir(), tenant: id.Generate()}
 	for i := 1; i <= 3; i++ {
 		s.sks = append(s.sks, daemons.StartSafekeeper(t, i, "--no-sync"))
 	}
@@ -259,37 +259,4 @@ func recordEnd(t *testing.T, c *pgharness.Cluster) lsn.LSN {
 		l -= 24
 	}
 	return l - 7
-}
-
-// strataBinary is bin/strata: from $STRATA_BIN_DIR (make test builds it
-// there), else built from this checkout into a temporary directory.
-func strataBinary(t *testing.T) string {
-	t.Helper()
-	if dir := os.Getenv("STRATA_BIN_DIR"); dir != "" {
-		p := filepath.Join(dir, "strata")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	root, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.work")); err == nil {
-			break
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			t.Fatal("go.work not found above the test directory")
-		}
-		root = parent
-	}
-	out := filepath.Join(t.TempDir(), "strata")
-	cmd := exec.Command("go", "build", "-o", out, "./cli/cmd/strata")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cli/cmd/strata: %v\n%s", err, b)
-	}
-	return out
 }
