@@ -22,8 +22,10 @@ knows ids. A name is 1 to 63 characters of a-z, 0-9, _ and -.
            ancestor (name@LSN), last record and disk-consistent LSNs, the
            safekeepers' commit LSN, state
   create   a new root timeline, bootstrapped from initdb on the pageserver
-  branch   a new timeline off --from (default main) at --at: ` + timeline.AtHelp + `;
-           omitted: the last record. A time gives the LSN after the last commit at or
+  branch   a new timeline off --from (default main) at --at (default: the last record):
+           an LSN (0/16B3D08), a time in RFC 3339 (2026-11-25T10:04:05.123Z,
+           2026-11-25T10:04:05+01:00), a local time ("2026-11-25 10:04:05[.fff]") or
+           @<unix seconds[.frac]>. A time gives the LSN after the last commit at or
            before it (from commit records).
 
 Run 'strata timeline <command> --help' for its flags.
