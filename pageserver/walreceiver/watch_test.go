@@ -150,3 +150,14 @@ func TestWatcherState(t *testing.T) {
 		t.Fatalf("safekeeper 3 is back ahead, picked %d", i)
 	}
 }
+
+// A gRPC client per safekeeper, in the same order, or none: anything else
+// is refused before anything starts.
+func TestRunRefusesMismatchedClients(t *testing.T) {
+	r := New(Config{Safekeepers: []string{"127.0.0.1:1", "127.0.0.1:2"}, SafekeeperClients: make([]pb.SafekeeperClient, 1),
+		TTID: id.TenantTimeline{Tenant: id.Generate(), Timeline: id.Generate()}, Log: zerolog.Nop()}, nil)
+	err := r.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "2 safekeepers and 1 gRPC clients") {
+		t.Fatalf("Run = %v, want the mismatch refused", err)
+	}
+}
