@@ -105,8 +105,12 @@ func testKilledProcesses(t *testing.T, reqs []request) {
 
 	stop := make(chan struct{})
 	var calls, failures atomic.Int64
+	// done[c] counts caller c's finished calls: a kill waits until every
+	// caller finished a call since the previous kill, so no request meets
+	// two kills (the pool retries once, by design).
+	var done [4]atomic.Int64
 	var wg sync.WaitGroup
-	for range 4 {
+	for c := range done {
 		wg.Go(func() {
 			for i := 0; ; i++ {
 				select {
@@ -119,21 +123,38 @@ func testKilledProcesses(t *testing.T, reqs []request) {
 					failures.Add(1)
 					t.Error(err)
 				}
+				done[c].Add(1)
 			}
 		})
 	}
+	progressed := func(since [4]int64) bool {
+		for c := range done {
+			if done[c].Load() <= since[c] {
+				return false
+			}
+		}
+		return true
+	}
 	// Kill processes seen twice, 150 ms apart: serving, past their start.
 	killed, seen := map[int]bool{}, map[int]bool{}
+	var atKill [4]int64
 	for len(killed) < 5 {
 		time.Sleep(150 * time.Millisecond)
+		if !progressed(atKill) {
+			continue
+		}
 		for _, pid := range redoPIDs(t, opts.Dir) {
 			if !seen[pid] {
 				seen[pid] = true
 			} else if !killed[pid] {
 				killed[pid] = true
+				for c := range done {
+					atKill[c] = done[c].Load()
+				}
 				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
+				break // one kill, then every caller gets through a call
 			}
 		}
 	}
