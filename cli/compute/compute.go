@@ -25,9 +25,9 @@ import (
 
 	"strata.dev/cli/cluster"
 	"strata.dev/cli/process"
-	"strata.dev/cli/serveruser"
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
+	"strata.dev/libs/pguser"
 )
 
 // Env is what running computes needs: the cluster and where things go.
@@ -38,7 +38,7 @@ type Env struct {
 	ServerDir string
 	// BinDir has the walproposer; PgBinDir PostgreSQL 15's binaries.
 	BinDir, PgBinDir string
-	User             serveruser.User
+	User             pguser.User
 	File             *cluster.File
 	// Say prints a progress line.
 	Say func(format string, args ...any)

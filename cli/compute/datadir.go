@@ -9,13 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 
-	"strata.dev/cli/serveruser"
+	"strata.dev/libs/pguser"
 )
 
 // extractTar unpacks a basebackup tar into dir (which must not exist),
 // owned by u, with PostgreSQL's modes (0700 directories). It accepts only
 // directories and regular files inside dir: a basebackup has nothing else.
-func extractTar(r io.Reader, dir string, u serveruser.User) error {
+func extractTar(r io.Reader, dir string, u pguser.User) error {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}

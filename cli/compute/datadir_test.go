@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"strata.dev/cli/serveruser"
+	"strata.dev/libs/pguser"
 )
 
 type entry struct {
@@ -51,7 +51,7 @@ func TestExtractTar(t *testing.T) {
 		entry{"global/pg_control", tar.TypeReg, "control"},
 		entry{"base/1/1259", tar.TypeReg, "pages"}, // parent not in the tar
 		entry{"PG_VERSION", tar.TypeReg, "15\n"},
-	), dir, serveruser.User{})
+	), dir, pguser.User{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestExtractTarRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base := t.TempDir()
-			err := extractTar(tarOf(t, tc.e), filepath.Join(base, "pgdata"), serveruser.User{})
+			err := extractTar(tarOf(t, tc.e), filepath.Join(base, "pgdata"), pguser.User{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("extractTar: %v, want an error with %q", err, tc.want)
 			}
@@ -93,7 +93,7 @@ func TestExtractTarRefuses(t *testing.T) {
 	}
 	// A data directory is never merged into an existing one.
 	dir := t.TempDir()
-	if err := extractTar(tarOf(t, entry{"PG_VERSION", tar.TypeReg, "15\n"}), dir, serveruser.User{}); err == nil {
+	if err := extractTar(tarOf(t, entry{"PG_VERSION", tar.TypeReg, "15\n"}), dir, pguser.User{}); err == nil {
 		t.Error("extracting into an existing directory: no error")
 	}
 }

@@ -18,9 +18,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"strata.dev/cli/serveruser"
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
+	"strata.dev/libs/pguser"
 	pspb "strata.dev/proto/pageserver/v1"
 	skpb "strata.dev/proto/safekeeper/v1"
 )
@@ -203,7 +203,7 @@ func (e *Env) fetchDataDir(ctx context.Context, tl id.TimelineID, at lsn.LSN, da
 }
 
 // execAs is a command run as u.
-func execAs(u serveruser.User, path string, args ...string) *exec.Cmd {
+func execAs(u pguser.User, path string, args ...string) *exec.Cmd {
 	cmd := exec.Command(path, args...)
 	u.Apply(cmd)
 	return cmd

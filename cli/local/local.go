@@ -7,7 +7,7 @@
 // The cluster directory holds strata.toml, every log and pid file, and the
 // safekeepers' data. The pageserver and PostgreSQL refuse to run as root, so
 // when the CLI runs as root they run as the postgres user (package
-// serveruser), and their data goes to the server directory: the cluster
+// pguser), and their data goes to the server directory: the cluster
 // directory if that user can reach it, else one under /var/tmp.
 package local
 
@@ -23,11 +23,15 @@ import (
 
 	"strata.dev/cli/cluster"
 	"strata.dev/cli/compute"
-	"strata.dev/cli/serveruser"
+	"strata.dev/libs/pguser"
 )
 
 // DefaultPgBinDir is where Debian's PostgreSQL 15 lives.
 const DefaultPgBinDir = "/usr/lib/postgresql/15/bin"
+
+// serverAccount is who the pageserver and PostgreSQL run as when the CLI
+// runs as root: the Debian packages' account, created if missing.
+const serverAccount = "postgres"
 
 // MainTimeline and MainCompute are the names `up` creates.
 const (
@@ -39,7 +43,7 @@ const (
 type Cluster struct {
 	Dir  string
 	File *cluster.File
-	User serveruser.User
+	User pguser.User
 	// Bin is Strata's binaries (safekeeper, pageserver, walproposer,
 	// walredo.so).
 	Bin     string
@@ -101,7 +105,7 @@ func open(dir string, f *cluster.File, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	u, err := serveruser.Lookup()
+	u, err := pguser.Server(serverAccount)
 	if err != nil {
 		return nil, err
 	}

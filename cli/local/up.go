@@ -16,9 +16,9 @@ import (
 
 	"strata.dev/cli/cluster"
 	"strata.dev/cli/compute"
-	"strata.dev/cli/serveruser"
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
+	"strata.dev/libs/pguser"
 	pspb "strata.dev/proto/pageserver/v1"
 )
 
@@ -137,7 +137,7 @@ func newCluster(dir string, o UpOptions) (*cluster.File, error) {
 	f.Computes[MainCompute] = cluster.Compute{Timeline: MainTimeline, Port: o.Ports.Compute}
 	// The pageserver and PostgreSQL run as the server user: their data
 	// goes where that user can reach.
-	u, err := serveruser.Lookup()
+	u, err := pguser.Server(serverAccount)
 	if err != nil {
 		return nil, err
 	}

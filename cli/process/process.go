@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"strata.dev/cli/serveruser"
+	"strata.dev/libs/pguser"
 )
 
 // Spec describes a process to start.
@@ -31,7 +31,7 @@ type Spec struct {
 	LogPath string
 	PidPath string
 	// User is who it runs as; the zero value: the CLI's own user.
-	User serveruser.User
+	User pguser.User
 }
 
 // Proc is a process Start started in this invocation of the CLI.

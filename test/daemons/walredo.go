@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -73,17 +72,13 @@ func buildRedoLibrary() (string, error) {
 func RedoOptions(t testing.TB, processes int) redo.Options {
 	t.Helper()
 	u := pgharness.ServerUser(t)
-	var cred *syscall.Credential
-	if u.Switch {
-		cred = &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}
-	}
 	return redo.Options{
 		PGBinDir:  pgharness.BinDir(),
 		Library:   RedoLibrary(t),
 		Dir:       filepath.Join(pgharness.TempDir(t), "walredo"),
 		Processes: processes,
 		Timeout:   30 * time.Second,
-		User:      cred,
+		User:      u.Credential(),
 		Log:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
 	}
 }

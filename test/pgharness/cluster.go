@@ -161,7 +161,7 @@ func TempDir(t testing.TB) string {
 // TMPDIR may be unreachable for u; /tmp then serves.
 func makeBaseDir(u User) (string, error) {
 	parent := os.TempDir()
-	if !u.canTraverse(parent) {
+	if !u.CanTraverse(parent) {
 		parent = "/tmp"
 	}
 	base, err := os.MkdirTemp(parent, "strata-pg-")

@@ -1,4 +1,4 @@
-package serveruser
+package pguser
 
 import (
 	"os"
@@ -57,5 +57,30 @@ func TestPermissions(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.what, tc.got, tc.want)
 		}
+	}
+}
+
+// As root, Server takes the first account that exists (creating none when
+// one does); otherwise the current user, with no switch.
+func TestServer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		u, err := Server("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Switch || u.UID != uint32(os.Geteuid()) {
+			t.Errorf("not root: Server = %+v, want the current user with no switch", u)
+		}
+		return
+	}
+	u, err := Server("strata-no-such-account", "root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Name != "root" || u.UID != 0 || !u.Switch {
+		t.Errorf("Server(missing, root) = %+v, want root with a switch", u)
+	}
+	if _, err := Server(); err == nil {
+		t.Error("Server() as root with no account: no error")
 	}
 }

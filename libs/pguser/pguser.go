@@ -1,8 +1,10 @@
-// Package serveruser is the identity the pageserver and PostgreSQL run as.
-// Both refuse to run as root (initdb and postgres check), so when the CLI
-// runs as root they run as the "postgres" account, created if missing, as
-// the Debian packages would; otherwise they run as the CLI's own user.
-package serveruser
+// Package pguser is the identity PostgreSQL runs as. initdb and postgres
+// refuse to run as root, so a process running as root starts them (and the
+// pageserver, whose WAL redo runs PostgreSQL) as an unprivileged system
+// account, created with useradd if missing, as the Debian packages would;
+// otherwise they run as the process's own user. The strata CLI and the test
+// harness both decide it here, so they agree on who owns the files.
+package pguser
 
 import (
 	"errors"
@@ -14,25 +16,24 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 )
 
-// Name is the account used when the CLI runs as root.
-const Name = "postgres"
-
-// User is who the server processes run as.
+// User is who PostgreSQL runs as.
 type User struct {
 	Name   string
 	UID    uint32
 	GID    uint32
-	Groups []uint32
-	// Switch is true when children must change identity to this user
-	// (the CLI runs as root).
+	Groups []uint32 // supplementary groups
+	// Switch is true when the caller runs as root and children must change
+	// identity to this user.
 	Switch bool
 }
 
-// Lookup returns the server user: the current user, or when running as
-// root the postgres account, which it creates if it does not exist.
-func Lookup() (User, error) {
+// Server returns who PostgreSQL runs as: the current user, or when running
+// as root the first of accounts that exists, or else the last of them,
+// created as a system user.
+func Server(accounts ...string) (User, error) {
 	if os.Geteuid() != 0 {
 		cur, err := user.Current()
 		if err != nil {
@@ -40,19 +41,79 @@ func Lookup() (User, error) {
 		}
 		return from(cur, false)
 	}
-	u, err := user.Lookup(Name)
-	if errors.As(err, new(user.UnknownUserError)) {
-		out, uerr := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-			"--shell", "/usr/sbin/nologin", "--user-group", Name).CombinedOutput()
-		if uerr != nil {
-			return User{}, fmt.Errorf("create user %q for PostgreSQL and the pageserver (they refuse to run as root): useradd: %w: %s", Name, uerr, out)
-		}
-		u, err = user.Lookup(Name)
+	if len(accounts) == 0 {
+		return User{}, errors.New("running as root, and no account named for PostgreSQL (it refuses to run as root)")
 	}
+	for _, name := range accounts {
+		u, err := user.Lookup(name)
+		if err == nil {
+			return from(u, true)
+		}
+		if !errors.As(err, new(user.UnknownUserError)) {
+			return User{}, fmt.Errorf("look up user %q: %w", name, err)
+		}
+	}
+	u, err := createSystemUser(accounts[len(accounts)-1])
 	if err != nil {
-		return User{}, fmt.Errorf("look up user %q: %w", Name, err)
+		return User{}, err
 	}
 	return from(u, true)
+}
+
+// useraddLock serialises user creation between processes (test binaries
+// run in parallel, and the CLI): concurrent useradd runs can each rewrite
+// /etc/passwd from what they read and lose the other's entry, leaving a uid
+// without a name. It is a fixed path, not under TMPDIR, so that every
+// process agrees on it.
+const useraddLock = "/tmp/strata-useradd.lock"
+
+// lockWait bounds the wait for useraddLock: useradd takes well under a
+// second, so a holder past this is stuck.
+const lockWait = time.Minute
+
+// createSystemUser creates the system user name unless it exists by the
+// time it holds useraddLock.
+func createSystemUser(name string) (*user.User, error) {
+	f, err := os.OpenFile(useraddLock, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create system user %q: %w", name, err)
+	}
+	defer f.Close() // releases the lock
+	if err := lock(f); err != nil {
+		return nil, fmt.Errorf("create system user %q: lock %s: %w", name, useraddLock, err)
+	}
+	if u, err := user.Lookup(name); err == nil {
+		return u, nil
+	}
+	out, err := exec.Command("useradd", "--system", "--no-create-home",
+		"--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+		"--user-group", name).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("create system user %q for PostgreSQL (it refuses to run as root): useradd: %w: %s", name, err, out)
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("create system user %q: %w", name, err)
+	}
+	return u, nil
+}
+
+// lock takes an exclusive flock on f, trying for up to lockWait with a
+// backoff from 5 ms to 100 ms.
+func lock(f *os.File) error {
+	deadline := time.Now().Add(lockWait)
+	wait := 5 * time.Millisecond
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("still held after %v: %w", lockWait, err)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }
 
 func from(u *user.User, switchTo bool) (User, error) {
@@ -88,7 +149,7 @@ func (u User) Credential() *syscall.Credential {
 	return &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}
 }
 
-// Apply makes cmd run as u.
+// Apply makes cmd run as u. It leaves cmd alone when no switch is needed.
 func (u User) Apply(cmd *exec.Cmd) {
 	if !u.Switch {
 		return
@@ -99,7 +160,8 @@ func (u User) Apply(cmd *exec.Cmd) {
 	cmd.SysProcAttr.Credential = u.Credential()
 }
 
-// Chown gives path to u; nothing to do when no switch is needed.
+// Chown gives path to u. It does nothing when no switch is needed: then
+// the caller's own files already belong to u.
 func (u User) Chown(path string) error {
 	if !u.Switch {
 		return nil
