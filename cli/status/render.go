@@ -1,7 +1,6 @@
 package status
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -10,13 +9,6 @@ import (
 
 	"github.com/dustin/go-humanize"
 )
-
-// WriteJSON writes r as one indented JSON document.
-func (r *Report) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
-}
 
 // WriteTable writes the daemons, the errors of those that are not healthy,
 // and the timelines, with one COMMIT/FLUSH column per safekeeper ("-": the

@@ -7,7 +7,6 @@ package timeline
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -151,13 +150,6 @@ func sortInfos(ts []Info) {
 		}
 		return a.ID < b.ID
 	})
-}
-
-// WriteJSON writes l as one indented JSON document.
-func (l *Listing) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(l)
 }
 
 // WriteTable writes l as an aligned table; warnings are not part of it.

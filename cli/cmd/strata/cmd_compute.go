@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"io"
 
 	"strata.dev/cli/local"
 	"strata.dev/libs/lsn"
@@ -114,12 +114,9 @@ func runComputeStop(ctx context.Context, e env, args []string) error {
 func runComputeList(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "compute list", "", "The computes of the cluster in --dir.")
 	cfg := localConfigFlags(fs, e)
-	output := fs.String("o", "table", "output format: table or json")
-	if _, err := parseArgs(fs, args, 0); err != nil {
+	output := outputFlag(fs)
+	if err := parseOutputArgs(fs, args, output); err != nil {
 		return err
-	}
-	if *output != "table" && *output != "json" {
-		return usageError(fs, "-o %q: want table or json", *output)
 	}
 	c, err := local.Open(e.Dir, *cfg)
 	if err != nil {
@@ -129,10 +126,5 @@ func runComputeList(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
-		enc := json.NewEncoder(e.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(cs)
-	}
-	return local.PrintComputes(e.Out, cs)
+	return writeOutput(e.Out, *output, cs, func(w io.Writer) error { return local.PrintComputes(w, cs) })
 }

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 
 	"strata.dev/cli/compute"
@@ -155,12 +155,9 @@ func runLocalDown(ctx context.Context, e env, args []string) error {
 func runLocalStatus(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "local status", "", "Every process of the local cluster in --dir: pid, running or not, address.")
 	cfg := localConfigFlags(fs, e)
-	output := fs.String("o", "table", "output format: table or json")
-	if _, err := parseArgs(fs, args, 0); err != nil {
+	output := outputFlag(fs)
+	if err := parseOutputArgs(fs, args, output); err != nil {
 		return err
-	}
-	if *output != "table" && *output != "json" {
-		return usageError(fs, "-o %q: want table or json", *output)
 	}
 	c, err := local.Open(e.Dir, *cfg)
 	if err != nil {
@@ -170,12 +167,7 @@ func runLocalStatus(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
-		enc := json.NewEncoder(e.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(ps)
-	}
-	return local.PrintStatus(e.Out, ps)
+	return writeOutput(e.Out, *output, ps, func(w io.Writer) error { return local.PrintStatus(w, ps) })
 }
 
 func runLocalComputeRestart(ctx context.Context, e env, args []string) error {

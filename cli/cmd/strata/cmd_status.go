@@ -16,13 +16,10 @@ flush LSNs, the walreceiver's source and lag). Exit code 1 if a daemon is not
 healthy; everything that answered is still printed.
 
 `+status.JSONHelp)
-	output := fs.String("o", "table", "output format: table or json")
+	output := outputFlag(fs)
 	timeout := fs.Duration("timeout", client.DefaultTimeout, "deadline of each call to a daemon")
-	if _, err := parseArgs(fs, args, 0); err != nil {
+	if err := parseOutputArgs(fs, args, output); err != nil {
 		return err
-	}
-	if *output != "table" && *output != "json" {
-		return usageError(fs, "-o %q: want table or json", *output)
 	}
 	c, err := client.Open(e.Dir, *timeout)
 	if err != nil {
@@ -30,12 +27,7 @@ healthy; everything that answered is still printed.
 	}
 	defer c.Close()
 	r := status.Collect(ctx, c)
-	if *output == "json" {
-		err = r.WriteJSON(e.Out)
-	} else {
-		err = r.WriteTable(e.Out)
-	}
-	if err != nil {
+	if err := writeOutput(e.Out, *output, r, r.WriteTable); err != nil {
 		return err
 	}
 	if bad := r.Unhealthy(); len(bad) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"time"
 
 	"strata.dev/cli/client"
@@ -53,13 +54,10 @@ func runTimeline(ctx context.Context, e env, args []string) error {
 
 func runTimelineList(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "timeline list", "", "Every timeline of the cluster's tenant.\n\n"+timeline.ListJSONHelp)
-	output := fs.String("o", "table", "output format: table or json")
+	output := outputFlag(fs)
 	timeout := fs.Duration("timeout", client.DefaultTimeout, "deadline of each call to a daemon")
-	if _, err := parseArgs(fs, args, 0); err != nil {
+	if err := parseOutputArgs(fs, args, output); err != nil {
 		return err
-	}
-	if *output != "table" && *output != "json" {
-		return usageError(fs, "-o %q: want table or json", *output)
 	}
 	c, err := client.Open(e.Dir, *timeout)
 	if err != nil {
@@ -70,13 +68,13 @@ func runTimelineList(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
-		return l.WriteJSON(e.Out)
-	}
-	for _, w := range l.Warnings {
-		fmt.Fprintln(e.Err, "warning:", w)
-	}
-	return l.WriteTable(e.Out)
+	// In JSON the warnings are a field of the document.
+	return writeOutput(e.Out, *output, l, func(w io.Writer) error {
+		for _, warning := range l.Warnings {
+			fmt.Fprintln(e.Err, "warning:", warning)
+		}
+		return l.WriteTable(w)
+	})
 }
 
 func runTimelineCreate(ctx context.Context, e env, args []string) error {
