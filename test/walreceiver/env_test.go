@@ -178,6 +178,18 @@ func (e *env) pushAll(to lsn.LSN) {
 	}
 }
 
+// pushEach gives safekeeper i the WAL up to to[i] and waits until each has
+// it committed.
+func (e *env) pushEach(to ...lsn.LSN) {
+	e.t.Helper()
+	for i, l := range to {
+		e.push(i, l)
+	}
+	for i, l := range to {
+		e.waitCommit(i, l)
+	}
+}
+
 // waitCommit waits until safekeeper i reports commit_lsn ≥ l (the
 // timeline appears when its proposer first connects).
 func (e *env) waitCommit(i int, l lsn.LSN) {

@@ -85,12 +85,7 @@ func TestPicksMostAdvancedSafekeeper(t *testing.T) {
 	a := e.generate(e.start + 512<<10)
 	b := e.generate(a + 512<<10)
 	c := e.generate(b + 512<<10)
-	for i, l := range []lsn.LSN{a, c, b} {
-		e.push(i, l)
-	}
-	for i, l := range []lsn.LSN{a, c, b} {
-		e.waitCommit(i, l)
-	}
+	e.pushEach(a, c, b)
 	sink := newRecordingSink(e.start)
 	r := walreceiver.New(e.config(t, &logBuffer{}), sink)
 	run(t, r)

@@ -28,12 +28,7 @@ func TestWatchChoosesFromStreams(t *testing.T) {
 	a := e.generate(e.start + 512<<10)
 	b := e.generate(a + 512<<10)
 	c := e.generate(b + 512<<10)
-	for i, l := range []lsn.LSN{a, c, b} {
-		e.push(i, l)
-	}
-	for i, l := range []lsn.LSN{a, c, b} {
-		e.waitCommit(i, l)
-	}
+	e.pushEach(a, c, b)
 	addrs := daemons.GRPCAddrs(e.sks)
 	addrs[1] = daemons.FreePort(t)
 	log := &logBuffer{}
@@ -108,12 +103,7 @@ func TestReportsToEverySafekeeper(t *testing.T) {
 	e := newEnv(t, startSafekeepers(t, 3))
 	short := e.generate(e.start + 256<<10)
 	full := e.generate(short + 1<<20)
-	e.push(0, full)
-	e.push(1, full)
-	e.push(2, short)
-	e.waitCommit(0, full)
-	e.waitCommit(1, full)
-	e.waitCommit(2, short)
+	e.pushEach(full, full, short)
 
 	sink := newRecordingSink(e.start)
 	sink.positions = func(last lsn.LSN) walreceiver.Positions {
