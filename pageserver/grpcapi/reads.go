@@ -127,18 +127,29 @@ func rel(r *pb.RelTag) (key.Rel, error) {
 	return key.Rel{Spc: r.SpcOid, DB: r.DbOid, Rel: r.RelNumber, Fork: uint8(r.Fork)}, nil
 }
 
+// relAt is what a read of one relation starts with: the timeline, the
+// checked relation tag and the LSN to read at (Timeline.ReadLSN: it waits
+// up to WaitLSNTimeout for ingest).
+func (s *Service) relAt(ctx context.Context, method, tenantID, timelineID string, tag *pb.RelTag, l uint64) (*tenant.Timeline, key.Rel, lsn.LSN, error) {
+	t, err := s.timeline(ctx, method, tenantID, timelineID)
+	if err != nil {
+		return nil, key.Rel{}, 0, err
+	}
+	r, err := rel(tag)
+	if err != nil {
+		return nil, key.Rel{}, 0, err
+	}
+	at, _, err := t.ReadLSN(ctx, lsn.LSN(l), s.WaitLSNTimeout)
+	if err != nil {
+		return nil, key.Rel{}, 0, s.fail(ctx, method, err)
+	}
+	return t, r, at, nil
+}
+
 func (s *Service) GetPage(ctx context.Context, req *pb.GetPageRequest) (*pb.GetPageResponse, error) {
-	t, err := s.timeline(ctx, "GetPage", req.TenantId, req.TimelineId)
+	t, r, at, err := s.relAt(ctx, "GetPage", req.TenantId, req.TimelineId, req.Rel, req.Lsn)
 	if err != nil {
 		return nil, err
-	}
-	r, err := rel(req.Rel)
-	if err != nil {
-		return nil, err
-	}
-	at, _, err := t.ReadLSN(ctx, lsn.LSN(req.Lsn), s.WaitLSNTimeout)
-	if err != nil {
-		return nil, s.fail(ctx, "GetPage", err)
 	}
 	// The page service trusts a compute to ask for relations it knows;
 	// a person with grpcurl gets told.
@@ -155,17 +166,9 @@ func (s *Service) GetPage(ctx context.Context, req *pb.GetPageRequest) (*pb.GetP
 }
 
 func (s *Service) GetRelSize(ctx context.Context, req *pb.GetRelSizeRequest) (*pb.GetRelSizeResponse, error) {
-	t, err := s.timeline(ctx, "GetRelSize", req.TenantId, req.TimelineId)
+	t, r, at, err := s.relAt(ctx, "GetRelSize", req.TenantId, req.TimelineId, req.Rel, req.Lsn)
 	if err != nil {
 		return nil, err
-	}
-	r, err := rel(req.Rel)
-	if err != nil {
-		return nil, err
-	}
-	at, _, err := t.ReadLSN(ctx, lsn.LSN(req.Lsn), s.WaitLSNTimeout)
-	if err != nil {
-		return nil, s.fail(ctx, "GetRelSize", err)
 	}
 	ok, err := datadir.RelExists(ctx, t, r, at)
 	if err != nil {
