@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"strata.dev/libs/lsn"
+	"strata.dev/test/walcheck"
 )
 
 // state is what must survive a compute restart: pgbench's committed
@@ -152,7 +153,7 @@ func TestLocalCluster(t *testing.T) {
 	}
 	conn.Close(ctx)
 	before := readState(t, uri)
-	waitFor(t, "LSNs to advance in strata status", time.Minute, func() (bool, string) {
+	walcheck.WaitFor(t, "LSNs to advance in strata status", time.Minute, func() (bool, string) {
 		ps, sk := mainLSNs(t, c)
 		return ps > ps0 && sk > sk0, "pageserver " + ps0.String() + " -> " + ps.String() + ", safekeepers " + sk0.String() + " -> " + sk.String()
 	})
@@ -256,8 +257,8 @@ func TestLocalUpErrors(t *testing.T) {
 	if len(c.pidFiles()) != 0 {
 		t.Errorf("a failed up left processes: %v", c.pidFiles())
 	}
-	if _, errOut, code := c.run("local", "up", "--pg-option", "port=1"); code != 2 || !strings.Contains(errOut, "strata sets it") {
-		t.Errorf("--pg-option port=1: exit %d, %q", code, errOut)
+	if r := c.run("local", "up", "--pg-option", "port=1"); r.code != 2 || !strings.Contains(r.stderr, "strata sets it") {
+		t.Errorf("--pg-option port=1: exit %d, %q", r.code, r.stderr)
 	}
 	if errOut := c.fail("compute", "start", "--timeline", "main"); !strings.Contains(errOut, "strata local up") {
 		t.Errorf("compute start without a cluster: %q", errOut)

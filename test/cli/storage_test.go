@@ -1,13 +1,9 @@
 package cli_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,12 +33,8 @@ func startStorage(t *testing.T) *storage {
 	for i := 1; i <= 3; i++ {
 		s.sks = append(s.sks, daemons.StartSafekeeper(t, i, "--no-sync"))
 	}
-	var grpcAddrs []string
-	for _, sk := range s.sks {
-		grpcAddrs = append(grpcAddrs, sk.GRPCAddr)
-	}
 	s.ps = daemons.StartPageserver(t, "--safekeepers", strings.Join(daemons.PGAddrs(s.sks), ","),
-		"--safekeepers-grpc", strings.Join(grpcAddrs, ","), "--no-sync", "--wait-lsn-timeout", "20s")
+		"--safekeepers-grpc", strings.Join(daemons.GRPCAddrs(s.sks), ","), "--no-sync", "--wait-lsn-timeout", "20s")
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "tenant_id = %q\n\n[pageserver]\nid = 1\nlisten_pg = %q\nlisten_grpc = %q\nlisten_http = %q\n",
@@ -56,18 +48,7 @@ func startStorage(t *testing.T) *storage {
 	return s
 }
 
-// result is one run of bin/strata.
-type result struct {
-	args           []string
-	stdout, stderr string
-	code           int
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("strata %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(r.args, " "), r.code, r.stdout, r.stderr)
-}
-
-// run runs bin/strata --dir s.dir with args (2 minutes at most).
+// run runs bin/strata --dir s.dir with args.
 func (s *storage) run(t *testing.T, args ...string) result {
 	t.Helper()
 	return runStrata(t, s.bin, s.dir, args...)
@@ -76,31 +57,7 @@ func (s *storage) run(t *testing.T, args ...string) result {
 // ok runs bin/strata and fails the test unless it exits 0.
 func (s *storage) ok(t *testing.T, args ...string) result {
 	t.Helper()
-	r := s.run(t, args...)
-	if r.code != 0 {
-		t.Fatalf("%v", r)
-	}
-	return r
-}
-
-func runStrata(t *testing.T, bin, dir string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--dir", dir}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{args: args, stdout: out.String(), stderr: errb.String()}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	default:
-		t.Fatalf("strata %v: %v", args, err)
-	}
-	return r
+	return wantExit(t, s.bin, s.dir, 0, args...)
 }
 
 // listedTimeline is a timeline of `strata timeline list -o json`.
@@ -170,65 +127,25 @@ func computeOptions(extra ...pgharness.Option) []pgharness.Option {
 func (s *storage) computeFromCLI(t *testing.T, opts []pgharness.Option, args ...string) (*pgharness.Cluster, string) {
 	t.Helper()
 	r := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, opts...)...)
-	dir := r.DataDir()
-	// The harness's own files (port, socket, settings; authentication).
-	keep := map[string][]byte{}
-	for _, name := range []string{"strata.conf", "pg_hba.conf"} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		keep[name] = b
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
-	res := s.ok(t, append([]string{"basebackup", "-o", dir, "--no-sync"}, args...)...)
-
-	fi, err := os.Stat(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o700 {
-		t.Errorf("basebackup directory mode %v, want 0700", fi.Mode().Perm())
-	}
-	if fi, err := os.Stat(filepath.Join(dir, "global", "pg_control")); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("global/pg_control: %v, mode %v; want 0600", err, fi.Mode().Perm())
-	}
-	for name, b := range keep {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	conf, err := os.OpenFile(filepath.Join(dir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err == nil {
-		_, err = conf.WriteString("include 'strata.conf'\n")
-		if cerr := conf.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	// bin/strata ran as this test's user; PostgreSQL runs as the server user.
-	err = filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+	var summary string
+	// bin/strata runs as this test's user; the harness gives the directory
+	// to the server user.
+	r.ReplaceDataDirWith(t, func(dir string) error {
+		summary = strings.TrimSpace(s.ok(t, append([]string{"basebackup", "-o", dir, "--no-sync"}, args...)...).stdout)
+		fi, err := os.Stat(dir)
 		if err != nil {
 			return err
 		}
-		return r.User().Chown(p)
+		if fi.Mode().Perm() != 0o700 {
+			t.Errorf("basebackup directory mode %v, want 0700", fi.Mode().Perm())
+		}
+		if fi, err := os.Stat(filepath.Join(dir, "global", "pg_control")); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("global/pg_control: %v, mode %v; want 0600", err, fi.Mode().Perm())
+		}
+		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Start(t)
-	log, err := os.ReadFile(r.LogFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(log), "redo starts") || !strings.Contains(string(log), "database system was shut down at") {
-		t.Errorf("PostgreSQL started from `strata basebackup %v` did recovery:\n%s", args, log)
-	}
-	return r, strings.TrimSpace(res.stdout)
+	r.StartFromBasebackup(t)
+	return r, summary
 }
 
 // streamToSafekeepers starts a walproposer in front of primary, streaming
@@ -244,19 +161,4 @@ func (s *storage) streamToSafekeepers(t *testing.T, primary *pgharness.Cluster, 
 		return daemons.Metric(wp.HTTPAddr, "walproposer_primary_connected") == 1, wp.Log()
 	})
 	return wp
-}
-
-// recordEnd is a lower bound of the end of the last record c inserted
-// (nothing else writing): the insert position, moved back over a page
-// header it may point past and over the alignment padding.
-func recordEnd(t *testing.T, c *pgharness.Cluster) lsn.LSN {
-	t.Helper()
-	l := c.InsertWALLSN(t)
-	switch {
-	case l.SegmentOffset(c.WALSegmentSize()) == 40: // long page header
-		l -= 40
-	case l.PageOffset() == 24: // short page header
-		l -= 24
-	}
-	return l - 7
 }

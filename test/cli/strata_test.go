@@ -79,46 +79,71 @@ func newCLI(t *testing.T) *cli {
 	return c
 }
 
-// run runs strata with args and returns its output and exit code.
-func (c *cli) run(args ...string) (stdout, stderr string, code int) {
+// run runs strata with args.
+func (c *cli) run(args ...string) result {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, "strata"), append([]string{"--dir", c.dir}, args...)...)
-	cmd.Env = append(os.Environ(), "STRATA_BIN_DIR="+c.bin, "STRATA_PG_BINDIR="+pgharness.BinDir())
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	default:
-		c.t.Fatalf("strata %s: %v", strings.Join(args, " "), err)
-	}
-	c.t.Logf("$ strata %s  (exit %d)\n%s%s", strings.Join(args, " "), code, out.String(), errOut.String())
-	return out.String(), errOut.String(), code
+	return runStrata(c.t, c.strata(), c.dir, args...)
 }
 
-// ok runs strata and fails the test unless it exits 0.
+// ok runs strata and fails the test unless it exits 0; it returns the
+// standard output.
 func (c *cli) ok(args ...string) string {
 	c.t.Helper()
-	out, errOut, code := c.run(args...)
-	if code != 0 {
-		c.t.Fatalf("strata %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-	}
-	return out
+	return wantExit(c.t, c.strata(), c.dir, 0, args...).stdout
 }
 
 // fail runs strata, expects exit code 1 and returns standard error.
 func (c *cli) fail(args ...string) string {
 	c.t.Helper()
-	out, errOut, code := c.run(args...)
-	if code != 1 {
-		c.t.Fatalf("strata %s: exit %d, want 1\n%s%s", strings.Join(args, " "), code, out, errOut)
+	return wantExit(c.t, c.strata(), c.dir, 1, args...).stderr
+}
+
+func (c *cli) strata() string { return filepath.Join(c.bin, "strata") }
+
+// result is one run of bin/strata.
+type result struct {
+	args           []string
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("strata %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(r.args, " "), r.code, r.stdout, r.stderr)
+}
+
+// runStrata runs bin (strata) --dir dir with args, 3 minutes at most, and
+// logs what it printed. STRATA_BIN_DIR and STRATA_PG_BINDIR point at the
+// binaries the test uses.
+func runStrata(t *testing.T, bin, dir string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--dir", dir}, args...)...)
+	cmd.Env = append(os.Environ(), "STRATA_BIN_DIR="+filepath.Dir(bin), "STRATA_PG_BINDIR="+pgharness.BinDir())
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	r := result{args: args, stdout: out.String(), stderr: errOut.String()}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	default:
+		t.Fatalf("strata %s: %v", strings.Join(args, " "), err)
 	}
-	return errOut
+	t.Logf("$ strata %s  (exit %d)\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	return r
+}
+
+// wantExit runs bin/strata and fails the test unless it exits with code.
+func wantExit(t *testing.T, bin, dir string, code int, args ...string) result {
+	t.Helper()
+	r := runStrata(t, bin, dir, args...)
+	if r.code != code {
+		t.Fatalf("want exit %d: %v", code, r)
+	}
+	return r
 }
 
 var uriRE = regexp.MustCompile(`postgresql://postgres@127\.0\.0\.1:\d+/postgres`)
@@ -239,22 +264,6 @@ func pgbench(t *testing.T, uri string, args ...string) string {
 		t.Fatalf("pgbench %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v (%s)", what, timeout, state)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // listen keeps a loopback port busy until the test ends and returns it.

@@ -69,12 +69,12 @@ func TestTimelinesBasebackupStatus(t *testing.T) {
 	// Commit A; a time after it; a second later, commit B.
 	primary.Exec(t, "CREATE TABLE marker (id int PRIMARY KEY, note text)")
 	primary.Exec(t, "INSERT INTO marker VALUES (1, 'A')")
-	afterA := s.waitIngested(t, "main", recordEnd(t, primary))
+	afterA := s.waitIngested(t, "main", primary.RecordEndBound(t))
 	var between time.Time
 	primary.QueryRow(t, "SELECT clock_timestamp()").Scan(&between)
 	primary.Exec(t, "SELECT pg_sleep(1)")
 	primary.Exec(t, "INSERT INTO marker VALUES (2, 'B')")
-	afterB := s.waitIngested(t, "main", recordEnd(t, primary))
+	afterB := s.waitIngested(t, "main", primary.RecordEndBound(t))
 	t.Logf("A ingested by %s, B (a second later) by %s; a time between: %s", afterA, afterB, between.Format(time.RFC3339Nano))
 
 	// branch --at LSN.
@@ -127,7 +127,7 @@ func TestTimelinesBasebackupStatus(t *testing.T) {
 	primary.Exec(t, "CREATE TABLE after_b AS SELECT g, md5(g::text) AS h FROM generate_series(1, 2000) g")
 	primary.Exec(t, "UPDATE marker SET note = note || ' updated'")
 	dump := primary.DumpAll(t) // nothing writes from here on
-	end := s.waitIngested(t, "main", recordEnd(t, primary))
+	end := s.waitIngested(t, "main", primary.RecordEndBound(t))
 	copyAtEnd, summary := s.computeFromCLI(t, computeOptions(), "--timeline", "main", "--lsn", end.String())
 	if !strings.Contains(summary, " at "+end.String()+" ") {
 		t.Errorf("basebackup --lsn %s summary: %q", end, summary)

@@ -31,7 +31,7 @@ func TestBranchAtEarlierLSN(t *testing.T) {
 	primary.Exec(t, "CREATE TABLE marker (id int PRIMARY KEY, note text)")
 	insertMarkers(t, primary, "A", 1)
 	atBranch := readState(t, primary)
-	branchLSN := ps.WaitLastRecord(t, c.ttid, recordEndBound(t, primary), time.Minute).LastRecordLSN
+	branchLSN := ps.WaitLastRecord(t, c.ttid, primary.RecordEndBound(t), time.Minute).LastRecordLSN
 	t.Logf("branch point %s: %+v", branchLSN, atBranch)
 
 	// Rows B on the parent only, then the branch.
@@ -93,7 +93,7 @@ func TestBranchAtEarlierLSN(t *testing.T) {
 		cl   *cluster
 		want computeState
 	}{{"parent", c, parent}, {"branch", br, branch}} {
-		end := recordEndBound(t, tc.cl.primary)
+		end := tc.cl.primary.RecordEndBound(t)
 		daemons.WaitFlushed(t, tc.cl.sks, tc.cl.ttid, end)
 		ti := ps.WaitLastRecord(t, tc.cl.ttid, end, time.Minute)
 		t.Logf("%s: WAL ends at %s; pageserver at %s", tc.name, end, ti.LastRecordLSN)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +76,7 @@ func TestComputeFromStorage(t *testing.T) {
 	// means a quorum has them.
 	compute.RunPgbench(t, "-t", "100", "-c", "1", "-n")
 	compute.Exec(t, "INSERT INTO marker VALUES (100, 'after')")
-	end := recordEndBound(t, compute)
+	end := compute.RecordEndBound(t)
 	after := readState(t, compute)
 	if after.History != before.History+100 || after.Markers != before.Markers+1 {
 		t.Errorf("after new writes: %+v, want 100 more history rows and one more marker than %+v", after, before)
@@ -127,24 +126,9 @@ func readState(t *testing.T, c *pgharness.Cluster) computeState {
 	return s
 }
 
-// recordEndBound is a lower bound of the end of the last record c
-// inserted: the insert position, moved back over a page header it may
-// point past and over the alignment padding.
-func recordEndBound(t *testing.T, c *pgharness.Cluster) lsn.LSN {
-	t.Helper()
-	l := c.InsertWALLSN(t)
-	switch {
-	case l.SegmentOffset(c.WALSegmentSize()) == 40: // long page header
-		l -= 40
-	case l.PageOffset() == 24: // short page header
-		l -= 24
-	}
-	return l - 7
-}
-
 // computeFromBasebackup fetches a basebackup at at over the pageserver's
-// libpq port and starts unmodified PostgreSQL on it with opts, checking
-// that it did no recovery.
+// libpq port and starts unmodified PostgreSQL on it with opts
+// (computeFromTar).
 func computeFromBasebackup(t *testing.T, ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline, at string, opts []pgharness.Option) *pgharness.Cluster {
 	t.Helper()
 	pc, err := pgconn.Connect(ctx, ps.ConnString())
@@ -157,29 +141,16 @@ func computeFromBasebackup(t *testing.T, ctx context.Context, ps *daemons.Pagese
 	if _, err := pc.CopyTo(ctx, &tarball, cmd); err != nil {
 		t.Fatalf("%s: %v", cmd, err)
 	}
+	return computeFromTar(t, tarball.Bytes(), opts...)
+}
 
+// computeFromTar starts unmodified PostgreSQL on a basebackup tar with the
+// harness's settings and opts, checking that it did no recovery.
+func computeFromTar(t *testing.T, tarball []byte, opts ...pgharness.Option) *pgharness.Cluster {
+	t.Helper()
 	r := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, opts...)...)
-	r.ReplaceDataDir(t, &tarball)
-	// The backup's postgresql.conf is minimal; the harness's port, socket
-	// and settings are in strata.conf.
-	conf, err := os.OpenFile(filepath.Join(r.DataDir(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err == nil {
-		_, err = conf.WriteString("include 'strata.conf'\n")
-		if cerr := conf.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Start(t)
-	log, err := os.ReadFile(r.LogFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(log), "redo starts") || !strings.Contains(string(log), "database system was shut down at") {
-		t.Errorf("the server started from the basebackup at %s did recovery:\n%s", at, log)
-	}
+	r.ReplaceDataDir(t, bytes.NewReader(tarball))
+	r.StartFromBasebackup(t)
 	return r
 }
 

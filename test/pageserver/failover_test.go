@@ -119,10 +119,17 @@ func waitWALSource(t *testing.T, ps *daemons.Pageserver, ttid id.TenantTimeline,
 // pgbenchRels are the main forks of pgbench's tables and indexes.
 func pgbenchRels(t *testing.T, c *pgharness.Cluster) map[string]key.Rel {
 	t.Helper()
+	return mainForks(t, c, "pgbench_accounts", "pgbench_accounts_pkey", "pgbench_branches", "pgbench_tellers", "pgbench_history")
+}
+
+// mainForks are the main forks of the named relations of database
+// postgres.
+func mainForks(t *testing.T, c *pgharness.Cluster, names ...string) map[string]key.Rel {
+	t.Helper()
 	var db int64
 	c.QueryRow(t, "SELECT oid::int8 FROM pg_database WHERE datname = 'postgres'").Scan(&db)
 	rels := map[string]key.Rel{}
-	for _, name := range []string{"pgbench_accounts", "pgbench_accounts_pkey", "pgbench_branches", "pgbench_tellers", "pgbench_history"} {
+	for _, name := range names {
 		var node int64
 		c.QueryRow(t, "SELECT pg_relation_filenode('"+name+"')::int8").Scan(&node)
 		rels[name] = key.Rel{Spc: key.DefaultTablespace, DB: uint32(db), Rel: uint32(node), Fork: key.ForkMain}
@@ -132,7 +139,7 @@ func pgbenchRels(t *testing.T, c *pgharness.Cluster) map[string]key.Rel {
 
 // checkPagesThroughPageserver reads every page of rels at at over the
 // pageserver's pagestream and compares them with the stopped primary's
-// files, under pagecheck.MaskPage.
+// files (comparePages).
 func checkPagesThroughPageserver(t *testing.T, ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline, primary *pgharness.Cluster, rels map[string]key.Rel, at lsn.LSN) {
 	t.Helper()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -142,24 +149,36 @@ func checkPagesThroughPageserver(t *testing.T, ctx context.Context, ps *daemons.
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	pages, err := comparePages(t, cl, primary, rels, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d pages read through the pageserver at %s equal the primary's", pages, at)
+}
+
+// comparePages reads every page of rels at at through cl and compares
+// them with the stopped primary's files, under pagecheck.MaskPage. It
+// returns how many pages it compared, or the first difference.
+func comparePages(t *testing.T, cl *pageservice.Client, primary *pgharness.Cluster, rels map[string]key.Rel, at lsn.LSN) (int, error) {
+	t.Helper()
 	disk := pagecheck.DiskForks(t, primary.DataDir())
 	pages := 0
 	for name, rel := range rels {
 		n, err := cl.Nblocks(rel, at)
 		if err != nil || n != disk[rel] || n == 0 {
-			t.Fatalf("%s (%s): nblocks %d (%v), the primary's file %d", name, rel, n, err, disk[rel])
+			return pages, fmt.Errorf("%s (%s): nblocks %d (%v), the primary's file %d", name, rel, n, err, disk[rel])
 		}
 		for blk := range n {
 			page, err := cl.GetPage(rel, blk, at)
 			if err != nil {
-				t.Fatalf("%s block %d: %v", name, blk, err)
+				return pages, fmt.Errorf("%s block %d: %w", name, blk, err)
 			}
 			want := pagecheck.MaskPage(pagecheck.ReadPage(t, primary.DataDir(), rel, blk), rel.Fork)
 			if got := pagecheck.MaskPage(page, rel.Fork); !bytes.Equal(got, want) {
-				t.Fatalf("%s block %d at %s differs from the primary's at byte %d", name, blk, at, pagecheck.FirstDiff(got, want))
+				return pages, fmt.Errorf("%s block %d at %s differs from the primary's at byte %d", name, blk, at, pagecheck.FirstDiff(got, want))
 			}
 			pages++
 		}
 	}
-	t.Logf("%d pages read through the pageserver at %s equal the primary's", pages, at)
+	return pages, nil
 }

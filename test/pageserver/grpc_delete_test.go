@@ -24,7 +24,7 @@ func TestGRPCDeleteStreamingTimeline(t *testing.T) {
 	c, ps := startWithStorage(t)
 	c.primary.Exec(t, "CREATE TABLE marker (id int PRIMARY KEY)")
 	c.primary.Exec(t, "INSERT INTO marker VALUES (1)")
-	ps.WaitLastRecord(t, c.ttid, recordEndBound(t, c.primary), time.Minute)
+	ps.WaitLastRecord(t, c.ttid, c.primary.RecordEndBound(t), time.Minute)
 	readers := func() (n int, where string) {
 		var s []string
 		for _, sk := range c.sks {
@@ -52,7 +52,7 @@ func TestGRPCDeleteStreamingTimeline(t *testing.T) {
 
 	// Commits still reach the safekeepers; nothing comes back on the pageserver.
 	c.primary.Exec(t, "INSERT INTO marker SELECT generate_series(2, 1000)")
-	daemons.WaitFlushed(t, c.sks, c.ttid, recordEndBound(t, c.primary))
+	daemons.WaitFlushed(t, c.sks, c.ttid, c.primary.RecordEndBound(t))
 	if n, where := readers(); n != 0 {
 		t.Errorf("after more WAL, safekeepers stream to the pageserver again: %s", where)
 	}

@@ -69,7 +69,7 @@ func TestGRPCLsnForTimestamp(t *testing.T) {
 	compute.Exec(t, "INSERT INTO marker VALUES (2)")
 	compute.Exec(t, "INSERT INTO marker VALUES (3)")
 	compute.QueryRow(t, "SELECT clock_timestamp()").Scan(&after)
-	end := recordEndBound(t, compute)
+	end := compute.RecordEndBound(t)
 	compute.Stop(t)
 
 	// The basebackup's files with the compute's WAL since.
@@ -133,35 +133,6 @@ func TestGRPCLsnForTimestamp(t *testing.T) {
 	if _, err := c.GetPage(ctx, &pb.GetPageRequest{TenantId: tenant.String(), TimelineId: tl.Timeline.String(), Rel: pgClass, Lsn: below}); err != nil {
 		t.Errorf("GetPage of the ancestor at %v: %v", lsn.LSN(below), err)
 	}
-}
-
-// computeFromTar starts unmodified PostgreSQL on a basebackup tar with the
-// harness's settings, checking that it did no recovery.
-func computeFromTar(t *testing.T, tarball []byte, opts ...pgharness.Option) *pgharness.Cluster {
-	t.Helper()
-	r := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart()}, opts...)...)
-	r.ReplaceDataDir(t, bytes.NewReader(tarball))
-	// The backup's postgresql.conf is minimal; the harness's port, socket
-	// and settings are in strata.conf.
-	conf, err := os.OpenFile(filepath.Join(r.DataDir(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err == nil {
-		_, err = conf.WriteString("include 'strata.conf'\n")
-		if cerr := conf.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Start(t)
-	log, err := os.ReadFile(r.LogFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(log), "redo starts") || !strings.Contains(string(log), "database system was shut down at") {
-		t.Fatalf("the server started from the basebackup did recovery:\n%s", log)
-	}
-	return r
 }
 
 // replaceWAL returns the tar with the WAL segment files of walDir in

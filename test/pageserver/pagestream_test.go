@@ -53,12 +53,7 @@ func TestPagestream(t *testing.T) {
 	var postgresDB int64
 	primary.QueryRow(t, "SELECT oid::int8 FROM pg_database WHERE datname = 'postgres'").Scan(&postgresDB)
 	db := uint32(postgresDB)
-	rels := map[string]key.Rel{}
-	for _, name := range []string{"pgbench_accounts", "pgbench_accounts_pkey", "pg_class", "t1_v"} {
-		var node int64
-		primary.QueryRow(t, "SELECT pg_relation_filenode('"+name+"')::int8").Scan(&node)
-		rels[name] = key.Rel{Spc: key.DefaultTablespace, DB: db, Rel: uint32(node), Fork: key.ForkMain}
-	}
+	rels := mainForks(t, primary, "pgbench_accounts", "pgbench_accounts_pkey", "pg_class", "t1_v")
 	var accounts int64
 	primary.QueryRow(t, "SELECT count(*) FROM pgbench_accounts").Scan(&accounts)
 	primary.Stop(t)
@@ -100,23 +95,9 @@ func TestPagestream(t *testing.T) {
 	t.Logf("nblocks of %d relation forks equal to the primary's files", sized)
 
 	// Every page of a few relations at the final LSN.
-	pages := 0
-	for name, rel := range rels {
-		n, err := cl.Nblocks(rel, final)
-		if err != nil || n != disk[rel] || n == 0 {
-			t.Fatalf("%s (%s): nblocks %d (%v), primary %d", name, rel, n, err, disk[rel])
-		}
-		for blk := range n {
-			page, err := cl.GetPage(rel, blk, final)
-			if err != nil {
-				t.Fatalf("%s block %d: %v", name, blk, err)
-			}
-			want := pagecheck.MaskPage(pagecheck.ReadPage(t, primary.DataDir(), rel, blk), rel.Fork)
-			if got := pagecheck.MaskPage(page, rel.Fork); !bytes.Equal(got, want) {
-				t.Errorf("%s block %d differs at byte %d", name, blk, pagecheck.FirstDiff(got, want))
-			}
-			pages++
-		}
+	pages, err := comparePages(t, cl, primary, rels, final)
+	if err != nil {
+		t.Error(err)
 	}
 	t.Logf("%d pages equal to the primary's under MaskPage", pages)
 	// Beyond the end: a zero page, as Neon answers.

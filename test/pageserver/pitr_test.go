@@ -45,7 +45,7 @@ func TestBasebackupAtPastLSNs(t *testing.T) {
 	take := func(name string) {
 		t.Helper()
 		dump := primary.DumpAll(t)
-		end := recordEndBound(t, primary)
+		end := primary.RecordEndBound(t)
 		primary.Exec(t, "SELECT txid_current()")
 		at := ps.WaitLastRecord(t, c.ttid, end, time.Minute).LastRecordLSN
 		t.Logf("point %s at %s (WAL insert bound %s): dump of %d bytes", name, at, end, len(dump))

@@ -42,7 +42,7 @@ func TestWALRemovalFollowsPageserver(t *testing.T) {
 
 	primary.RunPgbench(t, "-i", "-s", "2", "-q")
 	primary.RunPgbench(t, "-t", "300", "-c", "1", "-n")
-	end := recordEndBound(t, primary)
+	end := primary.RecordEndBound(t)
 	ps.WaitLastRecord(t, c.ttid, end, time.Minute)
 	if n := (end - start) / lsn.LSN(segSize); n < 10 {
 		t.Fatalf("only %d segments of WAL: the test needs more to remove", n)
@@ -68,7 +68,7 @@ func TestWALRemovalFollowsPageserver(t *testing.T) {
 	// safekeepers to persist the new commit LSN.
 	removed := removedSegments(t, c)
 	primary.Exec(t, "CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 8000) g")
-	more := recordEndBound(t, primary)
+	more := primary.RecordEndBound(t)
 	for id, l := range told {
 		if more.SegmentNumber(segSize) < l.SegmentNumber(segSize)+3 {
 			t.Fatalf("new WAL ends at %s, too close to safekeeper %d's remote_consistent_lsn %s to show anything", more, id, l)

@@ -191,6 +191,22 @@ func (c *Cluster) InsertWALLSN(t testing.TB) lsn.LSN {
 	return l
 }
 
+// RecordEndBound is a lower bound of the end of the last record inserted
+// when nothing else is writing: the insert position (InsertWALLSN), moved
+// back over a page header it may point past and over the alignment
+// padding.
+func (c *Cluster) RecordEndBound(t testing.TB) lsn.LSN {
+	t.Helper()
+	l := c.InsertWALLSN(t)
+	switch {
+	case l.SegmentOffset(c.WALSegmentSize()) == 40: // long page header
+		l -= 40
+	case l.PageOffset() == 24: // short page header
+		l -= 24
+	}
+	return l - 7
+}
+
 // SystemID returns the cluster's system identifier from pg_control_system().
 func (c *Cluster) SystemID(t testing.TB) uint64 {
 	t.Helper()
