@@ -239,26 +239,26 @@ func (e *Env) Remove(name string, c cluster.Compute) error {
 	return nil
 }
 
-// ping checks that the compute at uri accepts queries.
-func ping(ctx context.Context, uri string) error {
+// query runs sql on the compute at uri, on a connection of its own.
+func query(ctx context.Context, uri, sql string) ([]*pgconn.Result, error) {
 	conn, err := pgconn.Connect(ctx, uri+"?sslmode=disable&connect_timeout=5")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "SELECT 1").ReadAll()
+	return conn.Exec(ctx, sql).ReadAll()
+}
+
+// ping checks that the compute at uri accepts queries.
+func ping(ctx context.Context, uri string) error {
+	_, err := query(ctx, uri, "SELECT 1")
 	return err
 }
 
 // syncStandby checks that the compute at uri streams to the walproposer
 // as its synchronous standby.
 func syncStandby(ctx context.Context, uri string) error {
-	conn, err := pgconn.Connect(ctx, uri+"?sslmode=disable&connect_timeout=5")
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	res, err := conn.Exec(ctx, "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'walproposer'").ReadAll()
+	res, err := query(ctx, uri, "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'walproposer'")
 	if err != nil {
 		return err
 	}

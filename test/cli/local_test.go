@@ -218,6 +218,21 @@ func TestLocalCluster(t *testing.T) {
 			t.Errorf("strata local status: %q is not running", l)
 		}
 	}
+	var computes []struct {
+		Name, Timeline, Mode, URI string
+		Running                   bool
+	}
+	if err := json.Unmarshal([]byte(c.ok("compute", "list", "-o", "json")), &computes); err != nil {
+		t.Fatalf("strata compute list -o json: %v", err)
+	}
+	if len(computes) != 3 {
+		t.Errorf("strata compute list: %+v, want the primary, the read-only compute and old's", computes)
+	}
+	for _, ci := range computes {
+		if !ci.Running || ci.URI == "" || (ci.Name == "main" && (ci.Mode != "read-write" || ci.URI != uri)) {
+			t.Errorf("strata compute list: %+v", ci)
+		}
+	}
 	if out := c.ok("local", "up"); !strings.Contains(out, "everything was already running") {
 		t.Errorf("local up on a running cluster did not say so")
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 
 	"strata.dev/cli/local"
 	"strata.dev/libs/lsn"
@@ -112,19 +111,5 @@ func runComputeStop(ctx context.Context, e env, args []string) error {
 }
 
 func runComputeList(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "compute list", "", "The computes of the cluster in --dir.")
-	cfg := localConfigFlags(fs, e)
-	output := outputFlag(fs)
-	if err := parseOutputArgs(fs, args, output); err != nil {
-		return err
-	}
-	c, err := local.Open(e.Dir, *cfg)
-	if err != nil {
-		return err
-	}
-	cs, err := c.Computes()
-	if err != nil {
-		return err
-	}
-	return writeOutput(e.Out, *output, cs, func(w io.Writer) error { return local.PrintComputes(w, cs) })
+	return runLocalListing(e, args, "compute list", "The computes of the cluster in --dir.", (*local.Cluster).Computes, local.PrintComputes)
 }

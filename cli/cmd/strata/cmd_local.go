@@ -153,7 +153,14 @@ func runLocalDown(ctx context.Context, e env, args []string) error {
 }
 
 func runLocalStatus(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "local status", "", "Every process of the local cluster in --dir: pid, running or not, address.")
+	return runLocalListing(e, args, "local status", "Every process of the local cluster in --dir: pid, running or not, address.",
+		(*local.Cluster).Processes, local.PrintStatus)
+}
+
+// runLocalListing is a listing command of the local cluster in --dir: list
+// reads it, table prints it (-o table).
+func runLocalListing[T any](e env, args []string, cmd, about string, list func(*local.Cluster) (T, error), table func(io.Writer, T) error) error {
+	fs := newFlagSet(e, cmd, "", about)
 	cfg := localConfigFlags(fs, e)
 	output := outputFlag(fs)
 	if err := parseOutputArgs(fs, args, output); err != nil {
@@ -163,11 +170,11 @@ func runLocalStatus(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ps, err := c.Processes()
+	v, err := list(c)
 	if err != nil {
 		return err
 	}
-	return writeOutput(e.Out, *output, ps, func(w io.Writer) error { return local.PrintStatus(w, ps) })
+	return writeOutput(e.Out, *output, v, func(w io.Writer) error { return table(w, v) })
 }
 
 func runLocalComputeRestart(ctx context.Context, e env, args []string) error {
