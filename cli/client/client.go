@@ -121,12 +121,50 @@ func (c *Cluster) Explain(d Daemon, err error) error { return explain(d, c.Timeo
 
 // TimelineName is a timeline's name in strata.toml, or its id if it has none.
 func (c *Cluster) TimelineName(tl string) string {
-	t, err := id.Parse(tl)
-	if err != nil {
-		return tl
-	}
-	if n := c.File.TimelineName(t); n != "" {
+	if n := c.NameOf(tl); n != "" {
 		return n
 	}
 	return tl
+}
+
+// NameOf is the name strata.toml gives the timeline with id tl, or "" if
+// it has none.
+func (c *Cluster) NameOf(tl string) string {
+	t, err := id.Parse(tl)
+	if err != nil {
+		return ""
+	}
+	return c.File.TimelineName(t)
+}
+
+// PageserverTimelines lists the timelines of the cluster's tenant on the
+// pageserver; an error says which daemon and why (Explain).
+func (c *Cluster) PageserverTimelines(ctx context.Context) ([]*pspb.TimelineInfo, error) {
+	cctx, cancel := c.Call(ctx)
+	defer cancel()
+	resp, err := c.Pageserver.API.ListTimelines(cctx, &pspb.ListTimelinesRequest{TenantId: c.Tenant().String()})
+	if err != nil {
+		return nil, c.Explain(c.Pageserver.Daemon, err)
+	}
+	return resp.Timelines, nil
+}
+
+// SafekeeperTimelines lists the timelines of the cluster's tenant on sk
+// (a safekeeper lists every tenant's); an error says which daemon and why
+// (Explain).
+func (c *Cluster) SafekeeperTimelines(ctx context.Context, sk Safekeeper) ([]*skpb.TimelineInfo, error) {
+	cctx, cancel := c.Call(ctx)
+	defer cancel()
+	resp, err := sk.API.ListTimelines(cctx, &skpb.ListTimelinesRequest{})
+	if err != nil {
+		return nil, c.Explain(sk.Daemon, err)
+	}
+	tenant := c.Tenant().String()
+	var out []*skpb.TimelineInfo
+	for _, ti := range resp.Timelines {
+		if ti.TenantId == tenant {
+			out = append(out, ti)
+		}
+	}
+	return out, nil
 }

@@ -15,7 +15,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"strata.dev/cli/client"
-	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	pspb "strata.dev/proto/pageserver/v1"
 	skpb "strata.dev/proto/safekeeper/v1"
@@ -123,14 +122,10 @@ func Collect(ctx context.Context, c *client.Cluster) *Report {
 		if psDaemon.Down {
 			return
 		}
-		cctx, cancel := c.Call(ctx)
-		defer cancel()
-		resp, err := c.Pageserver.API.ListTimelines(cctx, &pspb.ListTimelinesRequest{TenantId: tenant})
-		if err != nil {
-			psDaemon.fail(fmt.Errorf("list timelines: %w", c.Explain(c.Pageserver.Daemon, err)))
-			return
+		var err error
+		if psTimelines, err = c.PageserverTimelines(ctx); err != nil {
+			psDaemon.fail(fmt.Errorf("list timelines: %w", err))
 		}
-		psTimelines = resp.Timelines
 	})
 	skDaemons := make([]Daemon, len(c.Safekeepers))
 	skTimelines := make([][]*skpb.TimelineInfo, len(c.Safekeepers))
@@ -148,17 +143,9 @@ func Collect(ctx context.Context, c *client.Cluster) *Report {
 			if d.Down {
 				return
 			}
-			cctx, cancel := c.Call(ctx)
-			defer cancel()
-			resp, err := sk.API.ListTimelines(cctx, &skpb.ListTimelinesRequest{})
-			if err != nil {
-				d.fail(fmt.Errorf("list timelines: %w", c.Explain(sk.Daemon, err)))
-				return
-			}
-			for _, ti := range resp.Timelines {
-				if ti.TenantId == tenant {
-					skTimelines[i] = append(skTimelines[i], ti)
-				}
+			var err error
+			if skTimelines[i], err = c.SafekeeperTimelines(ctx, sk); err != nil {
+				d.fail(fmt.Errorf("list timelines: %w", err))
 			}
 		})
 	}
@@ -227,10 +214,7 @@ func mergeTimelines(c *client.Cluster, ps []*pspb.TimelineInfo, sks []Daemon, sk
 	get := func(tl string) *Timeline {
 		t, ok := byID[tl]
 		if !ok {
-			t = &Timeline{ID: tl, Safekeepers: []SafekeeperTimeline{}}
-			if parsed, err := id.Parse(tl); err == nil {
-				t.Name = c.File.TimelineName(parsed)
-			}
+			t = &Timeline{ID: tl, Name: c.NameOf(tl), Safekeepers: []SafekeeperTimeline{}}
 			byID[tl] = t
 		}
 		return t

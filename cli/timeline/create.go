@@ -167,7 +167,7 @@ func Branch(ctx context.Context, c *client.Cluster, opts BranchOptions) (*Create
 	}
 	return &Created{
 		Name: opts.Name, ID: ti.TimelineId,
-		Ancestor: &Ancestor{Name: nameOf(c, from.String()), ID: from.String(), LSN: lsn.LSN(ti.AncestorLsn)},
+		Ancestor: &Ancestor{Name: c.NameOf(from.String()), ID: from.String(), LSN: lsn.LSN(ti.AncestorLsn)},
 		StartLSN: lsn.LSN(ti.AncestorLsn), Notes: notes,
 	}, nil
 }

@@ -14,10 +14,7 @@ import (
 	"text/tabwriter"
 
 	"strata.dev/cli/client"
-	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
-	pspb "strata.dev/proto/pageserver/v1"
-	skpb "strata.dev/proto/safekeeper/v1"
 )
 
 // Listing is what `strata timeline list` prints. The JSON field names are
@@ -69,14 +66,12 @@ func List(ctx context.Context, c *client.Cluster) (*Listing, error) {
 		skErrors = make([]error, len(c.Safekeepers))
 	)
 	for i, sk := range c.Safekeepers {
-		wg.Go(func() { commits[i], skErrors[i] = safekeeperCommits(ctx, c, sk, tenant) })
+		wg.Go(func() { commits[i], skErrors[i] = safekeeperCommits(ctx, c, sk) })
 	}
-	cctx, cancel := c.Call(ctx)
-	resp, err := c.Pageserver.API.ListTimelines(cctx, &pspb.ListTimelinesRequest{TenantId: tenant})
-	cancel()
+	timelines, err := c.PageserverTimelines(ctx)
 	wg.Wait()
 	if err != nil {
-		return nil, fmt.Errorf("list timelines: %w", c.Explain(c.Pageserver.Daemon, err))
+		return nil, fmt.Errorf("list timelines: %w", err)
 	}
 
 	l := &Listing{TenantID: tenant, Timelines: []Info{}}
@@ -86,15 +81,15 @@ func List(ctx context.Context, c *client.Cluster) (*Listing, error) {
 		}
 	}
 	onPageserver := map[string]bool{}
-	for _, ti := range resp.Timelines {
+	for _, ti := range timelines {
 		onPageserver[ti.TimelineId] = true
 		info := Info{
-			Name: nameOf(c, ti.TimelineId), ID: ti.TimelineId,
+			Name: c.NameOf(ti.TimelineId), ID: ti.TimelineId,
 			LastRecordLSN: lsn.LSN(ti.LastRecordLsn), DiskConsistentLSN: lsn.LSN(ti.DiskConsistentLsn),
 			State: ti.State, StateError: ti.StateError,
 		}
 		if ti.AncestorTimelineId != "" {
-			info.Ancestor = &Ancestor{Name: nameOf(c, ti.AncestorTimelineId), ID: ti.AncestorTimelineId, LSN: lsn.LSN(ti.AncestorLsn)}
+			info.Ancestor = &Ancestor{Name: c.NameOf(ti.AncestorTimelineId), ID: ti.AncestorTimelineId, LSN: lsn.LSN(ti.AncestorLsn)}
 		}
 		for _, m := range commits {
 			if v, ok := m[ti.TimelineId]; ok && (info.SafekeeperCommitLSN == nil || v > *info.SafekeeperCommitLSN) {
@@ -113,29 +108,16 @@ func List(ctx context.Context, c *client.Cluster) (*Listing, error) {
 }
 
 // safekeeperCommits maps the tenant's timeline ids to sk's commit LSNs.
-func safekeeperCommits(ctx context.Context, c *client.Cluster, sk client.Safekeeper, tenant string) (map[string]lsn.LSN, error) {
-	cctx, cancel := c.Call(ctx)
-	defer cancel()
-	resp, err := sk.API.ListTimelines(cctx, &skpb.ListTimelinesRequest{})
+func safekeeperCommits(ctx context.Context, c *client.Cluster, sk client.Safekeeper) (map[string]lsn.LSN, error) {
+	timelines, err := c.SafekeeperTimelines(ctx, sk)
 	if err != nil {
-		return nil, fmt.Errorf("no commit LSNs from %w", c.Explain(sk.Daemon, err))
+		return nil, fmt.Errorf("no commit LSNs from %w", err)
 	}
 	m := map[string]lsn.LSN{}
-	for _, ti := range resp.Timelines {
-		if ti.TenantId == tenant {
-			m[ti.TimelineId] = lsn.LSN(ti.CommitLsn)
-		}
+	for _, ti := range timelines {
+		m[ti.TimelineId] = lsn.LSN(ti.CommitLsn)
 	}
 	return m, nil
-}
-
-// nameOf is the name of timeline tl in strata.toml, or "".
-func nameOf(c *client.Cluster, tl string) string {
-	t, err := id.Parse(tl)
-	if err != nil {
-		return ""
-	}
-	return c.File.TimelineName(t)
 }
 
 // sortInfos puts named timelines first, by name, then the others by id.
