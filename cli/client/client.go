@@ -137,6 +137,18 @@ func (c *Cluster) NameOf(tl string) string {
 	return c.File.TimelineName(t)
 }
 
+// TimelineLess orders timelines as the CLI lists them: named ones first,
+// by name, then the unnamed ones by id.
+func TimelineLess(aName, aID, bName, bID string) bool {
+	if (aName == "") != (bName == "") {
+		return aName != ""
+	}
+	if aName != bName {
+		return aName < bName
+	}
+	return aID < bID
+}
+
 // PageserverTimelines lists the timelines of the cluster's tenant on the
 // pageserver; an error says which daemon and why (Explain).
 func (c *Cluster) PageserverTimelines(ctx context.Context) ([]*pspb.TimelineInfo, error) {

@@ -24,3 +24,16 @@ func TestTimelineNames(t *testing.T) {
 		}
 	}
 }
+
+func TestTimelineLess(t *testing.T) {
+	type tl struct{ name, id string }
+	// In order: named by name, then unnamed by id.
+	order := []tl{{"a", "ff"}, {"b", "00"}, {"", "01"}, {"", "02"}}
+	for i, a := range order {
+		for j, b := range order {
+			if got := TimelineLess(a.name, a.id, b.name, b.id); got != (i < j) {
+				t.Errorf("TimelineLess(%v, %v) = %v", a, b, got)
+			}
+		}
+	}
+}

@@ -256,15 +256,6 @@ func mergeTimelines(c *client.Cluster, ps []*pspb.TimelineInfo, sks []Daemon, sk
 		sort.Slice(t.Safekeepers, func(i, j int) bool { return t.Safekeepers[i].ID < t.Safekeepers[j].ID })
 		out = append(out, *t)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if (a.Name == "") != (b.Name == "") {
-			return a.Name != ""
-		}
-		if a.Name != b.Name {
-			return a.Name < b.Name
-		}
-		return a.ID < b.ID
-	})
+	sort.Slice(out, func(i, j int) bool { return client.TimelineLess(out[i].Name, out[i].ID, out[j].Name, out[j].ID) })
 	return out
 }

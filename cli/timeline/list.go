@@ -120,18 +120,9 @@ func safekeeperCommits(ctx context.Context, c *client.Cluster, sk client.Safekee
 	return m, nil
 }
 
-// sortInfos puts named timelines first, by name, then the others by id.
+// sortInfos puts the timelines in the CLI's order (client.TimelineLess).
 func sortInfos(ts []Info) {
-	sort.Slice(ts, func(i, j int) bool {
-		a, b := ts[i], ts[j]
-		if (a.Name == "") != (b.Name == "") {
-			return a.Name != ""
-		}
-		if a.Name != b.Name {
-			return a.Name < b.Name
-		}
-		return a.ID < b.ID
-	})
+	sort.Slice(ts, func(i, j int) bool { return client.TimelineLess(ts[i].Name, ts[i].ID, ts[j].Name, ts[j].ID) })
 }
 
 // WriteTable writes l as an aligned table; warnings are not part of it.
