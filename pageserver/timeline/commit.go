@@ -53,6 +53,8 @@ func (t *Timeline) Commit(entries []value.Entry, lastRecord, prevRecord lsn.LSN)
 	}
 	size := open.size
 	open.mu.Unlock()
+	t.meta.committed(entries)
+	t.commits.Add(1)
 	t.last, t.prev = lastRecord, prevRecord
 	// The import may take many Commits at one LSN: a freeze would end it.
 	full := size >= t.opts.CheckpointDistance || t.last.Sub(t.lastFreezeAt) >= t.opts.CheckpointDistance

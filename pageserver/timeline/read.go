@@ -50,6 +50,15 @@ func (t *Timeline) Get(ctx context.Context, k key.Key, at lsn.LSN) (value.Recons
 	if cutoff := lsn.LSN(t.gcCutoff.Load()); at < cutoff {
 		return rec, fmt.Errorf("%w: key %s at LSN %s on timeline %s, GC cutoff is %s", ErrGarbageCollected, k, at, t.id, cutoff)
 	}
+	cached := cacheable(k)
+	var commits uint64
+	if cached {
+		if e, ok := t.meta.get(k, at); ok {
+			rec.HasImage, rec.Image, rec.ImageLSN = true, e.image, e.lsn
+			return rec, nil
+		}
+		commits = t.commits.Load()
+	}
 	var c collector
 	tl, l := t, at
 	absent, absentAt := false, lsn.Invalid
@@ -87,6 +96,13 @@ func (t *Timeline) Get(ctx context.Context, k key.Key, at lsn.LSN) (value.Recons
 	rec.HasImage, rec.Image, rec.ImageLSN = c.hasImage, c.image, c.imageLSN
 	slices.Reverse(c.records)
 	rec.Records = c.records
+	if cached && rec.ImageOnly() {
+		t.mu.Lock()
+		if at >= t.last && t.commits.Load() == commits {
+			t.meta.found(k, rec.Image, rec.ImageLSN)
+		}
+		t.mu.Unlock()
+	}
 	return rec, nil
 }
 

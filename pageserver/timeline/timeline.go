@@ -147,6 +147,8 @@ type Timeline struct {
 	pgVersion   uint32
 
 	layers   atomic.Pointer[layerMap]
+	meta     metaCache     // the newest value of each metadata key
+	commits  atomic.Uint64 // Commits so far; written under mu
 	closed   atomic.Bool
 	gcCutoff atomic.Uint64 // lsn.LSN; written under mu, read by Get without it
 
