@@ -3,6 +3,7 @@ package daemons
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/httpapi"
+	"strata.dev/pageserver/pageservice"
 	"strata.dev/test/pgharness"
 )
 
@@ -98,6 +100,21 @@ func (p *Pageserver) ready() bool { return answersOK("http://" + p.HTTPAddr + "/
 func (p *Pageserver) ConnString() string {
 	host, port, _ := net.SplitHostPort(p.PGAddr)
 	return fmt.Sprintf("host=%s port=%s user=strata database=postgres sslmode=disable", host, port)
+}
+
+// Pagestream connects to the pageserver's pagestream for ttid with
+// protocol v (30 s at most to connect); the connection closes when the
+// test ends.
+func (p *Pageserver) Pagestream(t testing.TB, ttid id.TenantTimeline, v pageservice.Version) *pageservice.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cl, err := pageservice.Dial(ctx, p.PGAddr, ttid, v)
+	if err != nil {
+		t.Fatalf("pagestream of %s: %v", ttid, err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
 }
 
 // TimelineDir is where the pageserver keeps a timeline's files.

@@ -141,13 +141,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 	primary.QueryRow(t, "SELECT oid::int8 FROM pg_database WHERE datname = 'postgres'").Scan(&db)
 	primary.QueryRow(t, "SELECT pg_relation_filenode('pgbench_accounts')::int8").Scan(&node)
 	rel := key.Rel{Spc: key.DefaultTablespace, DB: uint32(db), Rel: uint32(node), Fork: key.ForkMain}
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cl, err := pageservice.Dial(dctx, ps.PGAddr, ttid, pageservice.V3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := ps.Pagestream(t, ttid, pageservice.V3)
 	if ok, err := cl.Exists(rel, lsn.Invalid); err != nil || !ok {
 		t.Fatalf("exists %s: %v, %v", rel, ok, err)
 	}

@@ -91,7 +91,7 @@ func TestFailoverOnSafekeeperKill(t *testing.T) {
 		t.Fatalf("the pageserver ends at %s, the primary's WAL at %s", final, walEnd)
 	}
 
-	checkPagesThroughPageserver(t, ctx, ps, c.ttid, primary, rels, final)
+	checkPagesThroughPageserver(t, ps, c.ttid, primary, rels, final)
 	r := computeFromBasebackup(t, ctx, ps, c.ttid, final.String(), pagecheck.ClusterOptions())
 	if got := r.DumpAll(t); got != dump {
 		t.Errorf("pg_dumpall of a basebackup at %s differs from the primary's:\n%s", final, pgharness.DumpDiff(dump, got))
@@ -140,15 +140,9 @@ func mainForks(t *testing.T, c *pgharness.Cluster, names ...string) map[string]k
 // checkPagesThroughPageserver reads every page of rels at at over the
 // pageserver's pagestream and compares them with the stopped primary's
 // files (comparePages).
-func checkPagesThroughPageserver(t *testing.T, ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline, primary *pgharness.Cluster, rels map[string]key.Rel, at lsn.LSN) {
+func checkPagesThroughPageserver(t *testing.T, ps *daemons.Pageserver, ttid id.TenantTimeline, primary *pgharness.Cluster, rels map[string]key.Rel, at lsn.LSN) {
 	t.Helper()
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	cl, err := pageservice.Dial(dctx, ps.PGAddr, ttid, pageservice.V3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := ps.Pagestream(t, ttid, pageservice.V3)
 	pages, err := comparePages(t, cl, primary, rels, at)
 	if err != nil {
 		t.Fatal(err)

@@ -61,17 +61,7 @@ func TestPagestream(t *testing.T) {
 	final := ps.WaitLastRecord(t, c.ttid, end+1, time.Minute).LastRecordLSN
 	t.Logf("pageserver at %s", final)
 
-	dial := func(v pageservice.Version) *pageservice.Client {
-		t.Helper()
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		cl, err := pageservice.Dial(dctx, ps.PGAddr, c.ttid, v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.Close() })
-		return cl
-	}
+	dial := func(v pageservice.Version) *pageservice.Client { return ps.Pagestream(t, c.ttid, v) }
 	cl := dial(pageservice.V3)
 
 	// Sizes of every logged, non-FSM fork (the FSM is not WAL-logged) at
