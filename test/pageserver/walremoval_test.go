@@ -64,9 +64,9 @@ func TestWALRemovalFollowsPageserver(t *testing.T) {
 
 	// More WAL while the pageserver is down: commit, flush and peer
 	// horizon move on, the remote-consistent LSN does not, and no segment
-	// goes. Several upkeep rounds (every second) pass while we wait for the
-	// safekeepers to persist the new commit LSN.
-	removed := removedSegments(t, c)
+	// at or above it goes. (Segments below it may still go while the
+	// other bounds of the removal horizon catch up: the baseline is taken
+	// once every one of them is gone.)
 	primary.Exec(t, "CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 8000) g")
 	more := primary.RecordEndBound(t)
 	for id, l := range told {
@@ -82,6 +82,20 @@ func TestWALRemovalFollowsPageserver(t *testing.T) {
 				lsn.LSN(info.PersistedCommitLsn), lsn.LSN(info.PeerHorizonLsn))
 		})
 	}
+	for _, sk := range c.sks {
+		dir := sk.TimelineDir(c.ttid.Tenant.String(), c.ttid.Timeline.String())
+		keep := told[sk.ID].SegmentNumber(segSize)
+		walcheck.WaitFor(t, fmt.Sprintf("safekeeper %d to remove every segment below %s", sk.ID, told[sk.ID]), time.Minute, func() (bool, string) {
+			var below []uint64
+			for seg := range segmentsIn(t, dir, segSize) {
+				if seg < keep {
+					below = append(below, seg)
+				}
+			}
+			return len(below) == 0, fmt.Sprintf("segments %v still there", below)
+		})
+	}
+	removed := removedSegments(t, c)
 	time.Sleep(3 * time.Second) // three more removal passes
 	if got := removedSegments(t, c); !slices.Equal(got, removed) {
 		t.Fatalf("segments removed while the pageserver was down: %v before, %v after", removed, got)
