@@ -90,10 +90,11 @@ func (c *byteCounter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// pageserverBasebackup times `basebackup <tenant> <timeline>` over the
-// pageserver's libpq port, from connecting to the last byte of the tar,
-// which is counted and dropped. cpu is the pageserver's.
-func pageserverBasebackup(b *testing.B, ps *daemons.Pageserver, ttid id.TenantTimeline) result {
+// pageserverBasebackup times `basebackup <tenant> <timeline> [<at>]` over
+// the pageserver's libpq port (at 0: the last record), from connecting to
+// the last byte of the tar, which is counted and dropped (or kept in keep,
+// if not nil). cpu is the pageserver's.
+func pageserverBasebackup(b *testing.B, ps *daemons.Pageserver, ttid id.TenantTimeline, at lsn.LSN, keep *bytes.Buffer) result {
 	ctx := context.Background()
 	pid := ps.Pid()
 	c0 := processCPU(pid)
@@ -104,8 +105,15 @@ func pageserverBasebackup(b *testing.B, ps *daemons.Pageserver, ttid id.TenantTi
 	}
 	defer pc.Close(ctx)
 	cmd := fmt.Sprintf("basebackup %s %s", ttid.Tenant, ttid.Timeline)
-	var n byteCounter
-	if _, err := pc.CopyTo(ctx, &n, cmd); err != nil {
+	if at != lsn.Invalid {
+		cmd += " " + at.String()
+	}
+	n := &byteCounter{}
+	var w io.Writer = n
+	if keep != nil {
+		w = io.MultiWriter(n, keep)
+	}
+	if _, err := pc.CopyTo(ctx, w, cmd); err != nil {
 		b.Fatalf("%s: %v", cmd, err)
 	}
 	return result{what: "pageserver basebackup", bytes: n.n, elapsed: time.Since(t0), cpu: processCPU(pid) - c0}
