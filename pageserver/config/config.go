@@ -33,6 +33,9 @@ type Config struct {
 	// CheckpointDistance is how much WAL the open in-memory layer takes
 	// before it is frozen and written out as a delta layer.
 	CheckpointDistance uint64 `toml:"checkpoint_distance"`
+	// LayerCacheSize is how many bytes of layer-file blocks reads keep in
+	// memory (0: none).
+	LayerCacheSize uint64 `toml:"layer_cache_size"`
 	// ImageCreationThreshold is how many delta layers over a key range make
 	// compaction write an image layer for it.
 	ImageCreationThreshold int `toml:"image_creation_threshold"`
@@ -81,6 +84,7 @@ func Defaults() Config {
 		ListenGRPC:             "127.0.0.1:64001",
 		ListenHTTP:             "127.0.0.1:9898",
 		CheckpointDistance:     256 << 20,
+		LayerCacheSize:         256 << 20,
 		ImageCreationThreshold: 3,
 		CompactionPeriod:       Duration{Duration: 20 * time.Second},
 		WaitLSNTimeout:         Duration{Duration: 300 * time.Second},
@@ -160,6 +164,7 @@ func Parse(args []string, out io.Writer) (Config, error) {
 		return nil
 	})
 	fs.StringVar(&c.SafekeeperTokenPath, "safekeeper-token-path", c.SafekeeperTokenPath, "file with the JWT to present to the safekeepers; empty = none")
+	fs.Uint64Var(&c.LayerCacheSize, "layer-cache-size", c.LayerCacheSize, "bytes of layer-file blocks kept in memory for reads (0 = none)")
 	fs.Uint64Var(&c.CheckpointDistance, "checkpoint-distance", c.CheckpointDistance, "bytes of WAL in the in-memory layer before it is written out as a delta layer")
 	fs.IntVar(&c.ImageCreationThreshold, "image-creation-threshold", c.ImageCreationThreshold, "delta layers over a key range that make compaction write an image layer")
 	fs.DurationVar(&c.CompactionPeriod.Duration, "compaction-period", c.CompactionPeriod.Duration, "how often timelines are compacted (image layers); 0 disables")

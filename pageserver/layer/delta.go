@@ -112,7 +112,7 @@ func (d *Delta) Get(k key.Key, lsns LSNRange, fn func(lsn.LSN, value.Value) bool
 	for ; i >= 0; i-- {
 		// Collect the versions of k up to top, oldest first.
 		hits := buf[:0]
-		err := d.walkBlock(i, func(prefix, val []byte, off int64) bool {
+		err := d.walkBlock(i, true, func(prefix, val []byte, off int64) bool {
 			if bytes.Compare(prefix, target[:]) > 0 {
 				return false
 			}

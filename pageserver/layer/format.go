@@ -156,6 +156,39 @@ type file struct {
 	size   int64
 	hdr    header
 	blocks []blockRef
+	// cache keeps blocks walkBlock read, under cacheID (nil: none).
+	cache   *BlockCache
+	cacheID uint64
+}
+
+// UseCache makes reads of the file's blocks go through c.
+func (f *file) UseCache(c *BlockCache) {
+	f.cache, f.cacheID = c, c.fileID()
+}
+
+// loadBlock returns block i, its checksum verified: with useCache from
+// the cache, or read from the file (and then cached); else from the file.
+func (f *file) loadBlock(i int, useCache bool) ([]byte, error) {
+	useCache = useCache && f.cache != nil
+	id := blockID{f.cacheID, i}
+	if useCache {
+		if buf, ok := f.cache.get(id); ok {
+			return buf, nil
+		}
+	}
+	ref := f.blocks[i]
+	buf := make([]byte, ref.length)
+	if _, err := f.r.ReadAt(buf, ref.offset); err != nil {
+		return nil, fmt.Errorf("layer file %s: read block %d at offset %d: %w", f.path, i, ref.offset, err)
+	}
+	payload := buf[:len(buf)-crcSize]
+	if got, want := binary.BigEndian.Uint32(buf[len(payload):]), checksum(payload); got != want {
+		return nil, f.corrupt(ref.offset, "block %d checksum %08x, computed %08x", i, got, want)
+	}
+	if useCache {
+		f.cache.put(id, buf)
+	}
+	return buf, nil
 }
 
 func (f *file) corrupt(off int64, format string, args ...any) error {
@@ -269,22 +302,20 @@ func (f *file) appendPrefix(b []byte, k key.Key, l lsn.LSN) []byte {
 	return b
 }
 
-// walkBlock reads block i, checks its checksum, and calls fn with each
+// walkBlock reads block i (loadBlock: checksum checked; through the
+// cache for a lookup, not for a scan), and calls fn with each
 // entry's sort prefix, value and file offset in order until fn returns
 // false. It checks as it goes that entries are strictly increasing from
 // the index's first entry; a walk that reaches the end also checks that
 // the block ends before the next one starts. Entries fn uses must still be
 // checked against the layer's ranges (checkPosition).
-func (f *file) walkBlock(i int, fn func(prefix, val []byte, off int64) bool) error {
+func (f *file) walkBlock(i int, lookup bool, fn func(prefix, val []byte, off int64) bool) error {
 	ref := f.blocks[i]
-	buf := make([]byte, ref.length)
-	if _, err := f.r.ReadAt(buf, ref.offset); err != nil {
-		return fmt.Errorf("layer file %s: read block %d at offset %d: %w", f.path, i, ref.offset, err)
+	buf, err := f.loadBlock(i, lookup)
+	if err != nil {
+		return err
 	}
 	payload := buf[:len(buf)-crcSize]
-	if got, want := binary.BigEndian.Uint32(buf[len(payload):]), checksum(payload); got != want {
-		return f.corrupt(ref.offset, "block %d checksum %08x, computed %08x", i, got, want)
-	}
 	plen := f.prefixLen()
 	var first [maxPrefix]byte
 	prev := f.appendPrefix(first[:0], ref.firstKey, ref.firstLSN)
@@ -336,7 +367,7 @@ func (f *file) decodePrefix(prefix []byte) (key.Key, lsn.LSN) {
 func (f *file) readBlock(i int) ([]rawEntry, error) {
 	var entries []rawEntry
 	var bad error
-	err := f.walkBlock(i, func(prefix, val []byte, off int64) bool {
+	err := f.walkBlock(i, false, func(prefix, val []byte, off int64) bool {
 		k, l := f.decodePrefix(prefix)
 		if why := f.checkPosition(k, l); why != "" {
 			bad = f.corrupt(off, "block %d: %s", i, why)

@@ -83,7 +83,7 @@ func (im *Image) Get(k key.Key) (img []byte, found bool, err error) {
 	}
 	var target [key.Size]byte
 	k.Append(target[:0])
-	err = im.walkBlock(i, func(prefix, val []byte, off int64) bool {
+	err = im.walkBlock(i, true, func(prefix, val []byte, off int64) bool {
 		c := bytes.Compare(prefix, target[:])
 		if c == 0 {
 			img, found = val, true

@@ -129,7 +129,7 @@ func (t *Timeline) writeImage(ctx context.Context, p partition, at lsn.LSN) (*hi
 	if err != nil {
 		return nil, fmt.Errorf("stat new layer: %w", err)
 	}
-	return &historic{name: layer.ImageName(p.keys, at), path: path, size: st.Size()}, nil
+	return &historic{name: layer.ImageName(p.keys, at), path: path, size: st.Size(), cache: t.opts.BlockCache}, nil
 }
 
 func (t *Timeline) materialise(ctx context.Context, k key.Key, at lsn.LSN) ([]byte, error) {

@@ -99,7 +99,7 @@ func (t *Timeline) flushOne(f *memRef) error {
 		if err != nil {
 			return err
 		}
-		h = &historic{name: n, path: path, size: st.Size()}
+		h = &historic{name: n, path: path, size: st.Size(), cache: t.opts.BlockCache}
 	}
 	end := f.lsns.End - 1
 	m := t.metadata()

@@ -15,6 +15,7 @@ import (
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/layer"
 	"strata.dev/pageserver/value"
 )
 
@@ -72,6 +73,8 @@ func testOptions(t testing.TB, n byte) Options {
 		CheckpointTimeout:  -1,
 		Log:                zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		Reconstructor:      fakeRedo{},
+		// Small: reads go through it and evict from it.
+		BlockCache: layer.NewBlockCache(64 << 10),
 	}
 }
 

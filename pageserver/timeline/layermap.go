@@ -49,9 +49,10 @@ func (r *memRef) get(k key.Key, rng layer.LSNRange, fn func(lsn.LSN, value.Value
 
 // historic is a layer file, opened on first use.
 type historic struct {
-	name layer.Name
-	path string
-	size int64
+	name  layer.Name
+	path  string
+	size  int64
+	cache *layer.BlockCache // reads' blocks go through it (nil: none)
 
 	once  sync.Once
 	delta *layer.Delta
@@ -74,6 +75,13 @@ func (h *historic) open() error {
 		if h.err == nil && n != h.name {
 			h.close()
 			h.err = &layer.CorruptError{Path: h.path, Reason: fmt.Sprintf("header says %s", n)}
+		}
+		if h.err == nil && h.cache != nil {
+			if h.delta != nil {
+				h.delta.UseCache(h.cache)
+			} else {
+				h.image.UseCache(h.cache)
+			}
 		}
 	})
 	return h.err

@@ -102,6 +102,9 @@ type Options struct {
 	// NoSync skips fsync of layer and metadata files (directory entries
 	// are still synced). Unsafe: for tests only.
 	NoSync bool
+	// BlockCache, if not nil, keeps the layer-file blocks reads fetch
+	// (shared by every timeline of a pageserver).
+	BlockCache *layer.BlockCache
 
 	// createFile creates temporary files (tests inject write errors).
 	createFile func(path string) (layer.File, error)
@@ -249,7 +252,7 @@ func Open(dir string, opts Options) (*Timeline, error) {
 	case opts.AncestorLSN != 0 && opts.AncestorLSN != m.ancestorLSN:
 		return nil, fmt.Errorf("open timeline %s: ancestor LSN %s given, metadata says %s", opts.TenantTimeline, opts.AncestorLSN, m.ancestorLSN)
 	}
-	hist, err := loadLayers(dir, m.diskConsistentLSN, opts.Log)
+	hist, err := loadLayers(dir, m.diskConsistentLSN, opts.BlockCache, opts.Log)
 	if err != nil {
 		return nil, fmt.Errorf("open timeline %s: %w", opts.TenantTimeline, err)
 	}
@@ -262,7 +265,7 @@ func Open(dir string, opts Options) (*Timeline, error) {
 
 // loadLayers lists the layer files of dir, deleting temporary files and
 // layers in the future of dcl (PS §5.7).
-func loadLayers(dir string, dcl lsn.LSN, log zerolog.Logger) ([]*historic, error) {
+func loadLayers(dir string, dcl lsn.LSN, cache *layer.BlockCache, log zerolog.Logger) ([]*historic, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -300,7 +303,7 @@ func loadLayers(dir string, dcl lsn.LSN, log zerolog.Logger) ([]*historic, error
 		if err != nil {
 			return nil, err
 		}
-		hist = append(hist, &historic{name: n, path: path, size: info.Size()})
+		hist = append(hist, &historic{name: n, path: path, size: info.Size(), cache: cache})
 	}
 	if removed {
 		if err := durable.SyncDir(dir); err != nil {

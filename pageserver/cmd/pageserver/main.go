@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -29,6 +30,7 @@ import (
 	"strata.dev/pageserver/config"
 	"strata.dev/pageserver/grpcapi"
 	"strata.dev/pageserver/httpapi"
+	"strata.dev/pageserver/layer"
 	"strata.dev/pageserver/metrics"
 	"strata.dev/pageserver/pageservice"
 	"strata.dev/pageserver/redo"
@@ -91,12 +93,16 @@ func run(cfg config.Config) error {
 	}
 	defer pool.Close()
 
+	var blockCache *layer.BlockCache
+	if cfg.LayerCacheSize > 0 {
+		blockCache = layer.NewBlockCache(int64(cfg.LayerCacheSize))
+	}
 	started := time.Now()
 	mgr, err := tenant.Load(cfg.Datadir, tenant.Options{
 		Safekeepers: cfg.Safekeepers, SafekeepersGRPC: cfg.SafekeepersGRPC, SafekeeperToken: token, NodeID: cfg.ID,
 		Timeline: timeline.Options{
 			CheckpointDistance: cfg.CheckpointDistance, ImageThreshold: cfg.ImageCreationThreshold, NoSync: cfg.NoSync,
-			Reconstructor: pool,
+			Reconstructor: pool, BlockCache: blockCache,
 		},
 		CompactionPeriod: cfg.CompactionPeriod.Duration,
 		PgBinDir:         cfg.PgBinDir, InitdbSuperuser: cfg.InitdbSuperuser,
@@ -114,6 +120,15 @@ func run(cfg config.Config) error {
 	metrics.Register(promReg, mgr)
 	promReg.MustRegister(pool.Collectors()...)
 	promReg.MustRegister(pages.Collectors()...)
+	if blockCache != nil {
+		promReg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pageserver_layer_block_cache_hits_total",
+				Help: "Layer-file block reads answered from the block cache."},
+				func() float64 { h, _ := blockCache.Stats(); return float64(h) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pageserver_layer_block_cache_misses_total",
+				Help: "Layer-file block reads that went to the file."},
+				func() float64 { _, m := blockCache.Stats(); return float64(m) }))
+	}
 	mux := daemon.NewHTTPMux(promReg)
 	(&httpapi.API{Manager: mgr, NodeID: cfg.ID, WaitLSNTimeout: cfg.WaitLSNTimeout.Duration, Log: log}).Register(mux)
 	// Imports upload whole base backups: no body timeout.
