@@ -21,14 +21,7 @@ import (
 // timeline branched at a page boundary never had those header bytes
 // streamed, so a safekeeper may not have them.
 func startPoint(last lsn.LSN, segSize uint64) lsn.LSN {
-	l := last.Align8()
-	switch {
-	case l.IsSegmentStart(segSize):
-		return l + wal.LongPageHeaderSize
-	case l.IsPageStart():
-		return l + wal.ShortPageHeaderSize
-	}
-	return l
+	return wal.SkipPageHeader(last.Align8(), segSize)
 }
 
 // backoff is the delay schedule after consecutive failures: min, then ×1.5
