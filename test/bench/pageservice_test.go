@@ -134,7 +134,8 @@ func computeStarts(b *testing.B, e *readEnv, n int) []time.Duration {
 	return out
 }
 
-// BenchmarkGetPage: GetPage@LSN of uniformly random blocks of
+// BenchmarkGetPage (with $STRATA_BENCH_PROFILE set, CPU profiles of the
+// pageserver in the 8-client cells are saved there): GetPage@LSN of uniformly random blocks of
 // pgbench_accounts at the latest LSN through the pagestream v3 client,
 // one request at a time per connection: latency with 1 client and
 // throughput with 8, for $STRATA_BENCH_SECONDS (default 5) each, right
@@ -179,7 +180,12 @@ func BenchmarkGetPage(b *testing.B) {
 		}
 		dl, il := e.layerCounts(b)
 		for i, clients := range []int{1, 8} {
+			wait := func() {}
+			if clients == 8 {
+				wait = profile(b, e.ps.HTTPAddr, fmt.Sprintf("pageserver-getpage-%s", map[int]string{0: "deltas", 1: "images"}[round]), max(1, secs-1))
+			}
 			r := getPageLoad(b, e, rel, nblocks, clients, time.Duration(secs)*time.Second)
+			wait()
 			rate := float64(len(r.lat)) / r.elapsed.Seconds()
 			if clients == 8 {
 				rate8[round] = rate
