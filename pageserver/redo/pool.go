@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"strata.dev/pageserver/key"
@@ -23,6 +24,9 @@ type Pool struct {
 	// requestBuffers recycles request encodings: a request is written
 	// whole before roundTrip returns, so its buffer is free after.
 	requestBuffers sync.Pool
+	// active counts requests in flight on all processes: a caller spins
+	// for its answer only when it is the only one (see spinFor).
+	active atomic.Int32
 
 	mu       sync.Mutex
 	tmpl     string     // the template, once made
@@ -232,7 +236,7 @@ func (p *Pool) spawn(id int) (*process, error) {
 		p.tmpl = tmpl
 		p.mu.Unlock()
 	}
-	return spawn(p.ctx, &p.opts, tmpl, id)
+	return spawn(p.ctx, &p.opts, tmpl, id, &p.active)
 }
 
 // stopIdle stops processes nobody used for IdleTimeout.

@@ -67,11 +67,12 @@ type process struct {
 	dead    chan struct{}
 	token   chan struct{} // held by the caller reading answers
 
-	inflight atomic.Int32  // calls reserved or running
-	lastUsed atomic.Int64  // unix nanoseconds
-	reaped   chan struct{} // closed once the process has exited and stderr is read
-	exited   chan struct{} // closed once it is reaped and cleaned up
-	stderr   stderrTail
+	inflight   atomic.Int32  // calls reserved or running
+	poolActive *atomic.Int32 // requests in flight on the whole pool
+	lastUsed   atomic.Int64  // unix nanoseconds
+	reaped     chan struct{} // closed once the process has exited and stderr is read
+	exited     chan struct{} // closed once it is reaped and cleaned up
+	stderr     stderrTail
 }
 
 // call is one request waiting for its answer. It is finished once, under
@@ -84,7 +85,7 @@ type call struct {
 
 // spawn starts a redo process on a fresh copy of the template and waits
 // until it is ready to serve.
-func spawn(ctx context.Context, o *Options, tmpl string, id int) (*process, error) {
+func spawn(ctx context.Context, o *Options, tmpl string, id int, poolActive *atomic.Int32) (*process, error) {
 	dir, err := os.MkdirTemp(o.Dir, processDirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("%w: scratch copy: %w", ErrProcess, err)
@@ -98,7 +99,7 @@ func spawn(ctx context.Context, o *Options, tmpl string, id int) (*process, erro
 		return nil, fmt.Errorf("%w: copy the template to %s: %w", ErrProcess, dir, err)
 	}
 
-	p := &process{id: id, dir: dir, log: o.Log.With().Int("redo_process", id).Logger(),
+	p := &process{id: id, dir: dir, poolActive: poolActive, log: o.Log.With().Int("redo_process", id).Logger(),
 		dead: make(chan struct{}), token: make(chan struct{}, 1),
 		reaped: make(chan struct{}), exited: make(chan struct{})}
 	p.token <- struct{}{}
@@ -219,6 +220,8 @@ func (p *process) handshake(ctx context.Context, timeout time.Duration) error {
 // answer. A timeout kills the process.
 func (p *process) request(ctx context.Context, req []byte, timeout time.Duration) ([]byte, error) {
 	c := &call{page: make([]byte, pgpage.BlockSize), done: make(chan struct{})}
+	p.poolActive.Add(1)
+	defer p.poolActive.Add(-1)
 	// The write can block on a full pipe until the token holder reads
 	// answers, which needs mu: only writeMu is held across it.
 	p.writeMu.Lock()
@@ -325,7 +328,7 @@ func (p *process) readPage(page []byte, deadline time.Time, block bool) error {
 		if wait <= 0 {
 			return os.ErrDeadlineExceeded
 		}
-		if block && spun < spinFor {
+		if block && spun < spinFor && p.poolActive.Load() == 1 {
 			// The answer of a short request comes within tens of
 			// microseconds: waiting for it awake saves the wake-up of a
 			// sleeping thread, which on a VM costs as much again.
@@ -375,8 +378,10 @@ func (p *process) readPage(page []byte, deadline time.Time, block bool) error {
 	return nil
 }
 
-// spinFor is how long a caller alone on a process polls for its answer
-// before it sleeps in poll(2).
+// spinFor is how long a caller polls for its answer before it sleeps in
+// poll(2), when it is the only request in flight on the whole pool. With
+// more, the CPU it would spin on is one a redo process needs (a
+// basebackup rebuilds pages from 8 goroutines on a 2-CPU machine).
 const spinFor = 50 * time.Microsecond
 
 // rawRead is read(2) without the runtime's system call bookkeeping: the
