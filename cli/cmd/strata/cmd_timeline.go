@@ -127,16 +127,36 @@ func runTimelineBranch(ctx context.Context, e env, args []string) error {
 }
 
 // newFlagSet is a subcommand's flag set; its usage names the command, its
-// positional arguments and what it does.
+// positional arguments and what it does. Asked for with --help, the usage
+// goes to standard output; after a bad flag (whose message the flag
+// package writes first), to standard error.
 func newFlagSet(e env, cmd, positional, about string) *flag.FlagSet {
 	fs := flag.NewFlagSet("strata "+cmd, flag.ContinueOnError)
-	fs.SetOutput(e.Err)
+	errs := &wroteWriter{w: e.Err}
+	fs.SetOutput(errs)
 	fs.Usage = func() {
-		w := fs.Output()
+		w := e.Out
+		if errs.wrote {
+			w = e.Err
+		}
+		errs.wrote = false
 		fmt.Fprintf(w, "Usage: strata %s [flags] %s\n\n%s\n\nFlags:\n", cmd, positional, about)
+		fs.SetOutput(w)
 		fs.PrintDefaults()
+		fs.SetOutput(errs)
 	}
 	return fs
+}
+
+// wroteWriter remembers whether anything was written through it.
+type wroteWriter struct {
+	w     io.Writer
+	wrote bool
+}
+
+func (w *wroteWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	return w.w.Write(p)
 }
 
 // parseArgs parses flags placed before, between or after the positional

@@ -47,3 +47,19 @@ func TestRunUsage(t *testing.T) {
 		t.Errorf("--dir without a value: exit %d, stderr %q", code, errOut.String())
 	}
 }
+
+// A subcommand's --help goes to standard output (exit 0); a bad flag's
+// message and the usage go to standard error (exit 2).
+func TestSubcommandHelp(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"--dir", t.TempDir(), "timeline", "branch", "--help"}, &out, &errOut); code != 0 ||
+		!bytes.Contains(out.Bytes(), []byte("Usage: strata timeline branch")) || errOut.Len() != 0 {
+		t.Errorf("--help: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run(t.Context(), []string{"--dir", t.TempDir(), "timeline", "branch", "--bogus"}, &out, &errOut); code != 2 ||
+		out.Len() != 0 || !bytes.Contains(errOut.Bytes(), []byte("-bogus")) || !bytes.Contains(errOut.Bytes(), []byte("Usage:")) {
+		t.Errorf("bad flag: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+}
