@@ -24,6 +24,7 @@ const chunkSize = 256 << 10
 
 func (s *Service) Basebackup(req *pb.BasebackupRequest, stream grpc.ServerStreamingServer[pb.BasebackupChunk]) error {
 	ctx := stream.Context()
+	start := time.Now()
 	t, err := s.timeline(ctx, "Basebackup", req.TenantId, req.TimelineId)
 	if err != nil {
 		return err
@@ -42,6 +43,7 @@ func (s *Service) Basebackup(req *pb.BasebackupRequest, stream grpc.ServerStream
 		// data directory that looks whole.
 		return s.fail(ctx, "Basebackup", fmt.Errorf("basebackup of %s at %s: %w", t.ID(), at, err))
 	}
+	s.Pages.ObserveBasebackup(time.Since(start))
 	return nil
 }
 

@@ -2,6 +2,7 @@ package pageservice
 
 import (
 	"context"
+	"time"
 
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/key"
@@ -10,7 +11,17 @@ import (
 
 // Page reads block blk of rel at `at` exactly as a GetPage request does (a
 // zero page beyond the end, records rebuilt with the Reconstructor), for
-// the gRPC management API. `at` must be an LSN the timeline can serve.
+// the gRPC management API, and counts in the same GetPage metrics. `at`
+// must be an LSN the timeline can serve.
 func (s *Service) Page(ctx context.Context, t *tenant.Timeline, rel key.Rel, blk uint32, at lsn.LSN) ([]byte, error) {
-	return s.page(ctx, t, rel, blk, at)
+	done := s.metrics().queryStarted(TagGetPage)
+	page, err := s.page(ctx, t, rel, blk, at)
+	done(err)
+	return page, err
+}
+
+// ObserveBasebackup counts a basebackup sent another way (gRPC) in the
+// basebackup metrics: d is the time from the request to its last byte.
+func (s *Service) ObserveBasebackup(d time.Duration) {
+	s.metrics().basebackup.Observe(d.Seconds())
 }

@@ -170,9 +170,16 @@ func TestGRPCManagementAPI(t *testing.T) {
 	if err != nil || !sz.Exists || sz.Blocks == 0 {
 		t.Fatalf("GetRelSize of pg_class = %v, %v", sz, err)
 	}
+	getPages := func() float64 {
+		return ps.Metric(t, `pageserver_smgr_query_started_global_count{smgr_query_type="get_page_at_lsn"}`)
+	}
+	started := getPages()
 	p0, err := page(root, pgClass, 0, 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := getPages() - started; n != 1 {
+		t.Errorf("one gRPC GetPage counted %v times in the GetPage metrics", n)
 	}
 	checkHeapPage(t, "pg_class block 0", p0.Page)
 	if p0.Lsn != last {
