@@ -22,8 +22,8 @@ func code(err error) codes.Code {
 		return codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded
-	// Before ErrInvalid: the manager wraps a branch point the ancestor did
-	// not reach in time in both.
+	// Before ErrInvalid: the manager wraps a branch point the ancestor
+	// cannot serve (Timeline.ReadLSN) in both.
 	case errors.Is(err, tenant.ErrLSNOutOfRange), errors.Is(err, timeline.ErrGarbageCollected),
 		errors.Is(err, timeline.ErrWaitLSNTimeout):
 		return codes.OutOfRange

@@ -2,7 +2,6 @@ package grpcapi
 
 import (
 	"context"
-	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,7 +25,11 @@ func (s *Service) CreateTimeline(ctx context.Context, req *pb.CreateTimelineRequ
 		}
 		t, err = s.Manager.Bootstrap(ctx, ttid)
 	case *pb.CreateTimelineRequest_Branch:
-		t, err = s.branch(ctx, ttid, src.Branch)
+		var anc id.TimelineID
+		if anc, err = parseID("branch.ancestor_timeline_id", src.Branch.AncestorTimelineId); err != nil {
+			return nil, err
+		}
+		t, err = s.Manager.Branch(ctx, ttid, anc, lsn.LSN(src.Branch.AncestorLsn), s.WaitLSNTimeout)
 	default:
 		return nil, status.Error(codes.InvalidArgument, "source: want bootstrap or branch")
 	}
@@ -53,26 +56,6 @@ func (s *Service) newTimelineID(ctx context.Context, tenantID, timelineID string
 		return ttid, s.fail(ctx, "CheckTenant", err)
 	}
 	return ttid, nil
-}
-
-// branch checks the branch point against the ancestor first, so that an
-// LSN it cannot serve is OUT_OF_RANGE (the manager says only "invalid").
-func (s *Service) branch(ctx context.Context, ttid id.TenantTimeline, b *pb.Branch) (*tenant.Timeline, error) {
-	anc, err := parseID("branch.ancestor_timeline_id", b.AncestorTimelineId)
-	if err != nil {
-		return nil, err
-	}
-	parent, err := s.Manager.Get(id.TenantTimeline{Tenant: ttid.Tenant, Timeline: anc})
-	if err != nil {
-		return nil, fmt.Errorf("ancestor: %w", err)
-	}
-	at := lsn.LSN(b.AncestorLsn)
-	if at != lsn.Invalid {
-		if _, _, err := parent.ReadLSN(ctx, at, s.WaitLSNTimeout); err != nil {
-			return nil, err
-		}
-	}
-	return s.Manager.Branch(ctx, ttid, anc, at, s.WaitLSNTimeout)
 }
 
 func (s *Service) ListTimelines(ctx context.Context, req *pb.ListTimelinesRequest) (*pb.ListTimelinesResponse, error) {

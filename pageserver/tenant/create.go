@@ -87,7 +87,8 @@ func (m *Manager) initdb(ctx context.Context, dir string) error {
 }
 
 // Branch creates a timeline that starts as ancestor at lsn at (its last
-// record LSN when at is 0; the ancestor is waited for up to the timeout).
+// record LSN when at is 0; the ancestor is waited for up to the timeout,
+// Timeline.ReadLSN).
 func (m *Manager) Branch(ctx context.Context, ttid id.TenantTimeline, ancestor id.TimelineID, at lsn.LSN, wait time.Duration) (*Timeline, error) {
 	// Reserved before the ancestor is looked up: DeleteTimeline refuses
 	// while a timeline of the tenant is being created.
@@ -99,10 +100,11 @@ func (m *Manager) Branch(ctx context.Context, ttid id.TenantTimeline, ancestor i
 	if err != nil {
 		return nil, fmt.Errorf("ancestor: %w", err)
 	}
-	if at == lsn.Invalid {
-		at = lastRecord(parent.Timeline)
-	} else if err := parent.WaitLSN(ctx, at, wait); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	// The branch point must be an LSN the ancestor serves reads at; a
+	// refusal keeps ReadLSN's ErrLSNOutOfRange, so the gRPC API can say
+	// OUT_OF_RANGE where the HTTP API says "invalid".
+	if at, _, err = parent.ReadLSN(ctx, at, wait); err != nil {
+		return nil, fmt.Errorf("%w: branch point: %w", ErrInvalid, err)
 	}
 	tmp := m.timelineDir(ttid) + tempSuffix
 	if err := clearTemp(tmp); err != nil {
