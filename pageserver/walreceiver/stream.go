@@ -305,9 +305,11 @@ func (s *session) maybeReply(now time.Time, force bool) error {
 	if !force && s.conn.Buffered() > 0 && now.Sub(s.sentAt) < feedbackDelay {
 		return nil
 	}
-	p := s.sink.Positions()
+	var p Positions
 	if s.receiver != nil {
-		p = s.receiver.positions()
+		p = s.receiver.positions() // the sink's, with the logical size
+	} else {
+		p = s.sink.Positions()
 	}
 	if !force && s.everSent && p == s.sent {
 		return nil
