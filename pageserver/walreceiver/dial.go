@@ -16,12 +16,7 @@ import (
 // defaults), not gRPC's default of up to two minutes, so a safekeeper that
 // comes back is seen again within backoffMax. The caller closes them.
 func Dial(addrs []string, backoffMin, backoffMax time.Duration) ([]*grpc.ClientConn, error) {
-	if backoffMin <= 0 {
-		backoffMin = DefaultBackoffMin
-	}
-	if backoffMax < backoffMin {
-		backoffMax = max(DefaultBackoffMax, backoffMin)
-	}
+	backoffMin, backoffMax = backoffBounds(backoffMin, backoffMax)
 	params := grpc.ConnectParams{
 		Backoff:           grpcbackoff.Config{BaseDelay: backoffMin, Multiplier: 1.5, Jitter: 0.2, MaxDelay: backoffMax},
 		MinConnectTimeout: DefaultWALConnectTimeout,

@@ -237,12 +237,7 @@ func New(cfg Config, sink Sink) *Receiver {
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = DefaultStatusInterval
 	}
-	if cfg.BackoffMin <= 0 {
-		cfg.BackoffMin = DefaultBackoffMin
-	}
-	if cfg.BackoffMax < cfg.BackoffMin {
-		cfg.BackoffMax = max(DefaultBackoffMax, cfg.BackoffMin)
-	}
+	cfg.BackoffMin, cfg.BackoffMax = backoffBounds(cfg.BackoffMin, cfg.BackoffMax)
 	if cfg.ReportInterval <= 0 {
 		cfg.ReportInterval = DefaultReportInterval
 	}
@@ -263,6 +258,18 @@ func New(cfg Config, sink Sink) *Receiver {
 		r.obs = r.watch
 	}
 	return r
+}
+
+// backoffBounds are the reconnect backoff bounds with their defaults
+// (Config.BackoffMin and BackoffMax; Dial's).
+func backoffBounds(lo, hi time.Duration) (time.Duration, time.Duration) {
+	if lo <= 0 {
+		lo = DefaultBackoffMin
+	}
+	if hi < lo {
+		hi = max(DefaultBackoffMax, lo)
+	}
+	return lo, hi
 }
 
 // positions are the sink's positions, with the last logical size
