@@ -70,11 +70,7 @@ type TimestampLSN struct {
 // never below the GC cutoff) to its last record.
 func (t *Timeline) LSNForTimestamp(ctx context.Context, ts time.Time) (TimestampLSN, error) {
 	last, _ := t.LastRecordLSN()
-	lo := t.InitDBLSN()
-	if anc, at := t.Ancestor(); anc != nil {
-		lo = at
-	}
-	lo = max(lo, t.GCCutoff())
+	lo := max(t.startLSN(), t.GCCutoff())
 	return lsnForTimestamp(ctx, t.Timeline, lo, last, pgtime.FromTime(ts))
 }
 

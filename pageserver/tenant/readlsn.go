@@ -25,10 +25,7 @@ func (t *Timeline) ReadLSN(ctx context.Context, at lsn.LSN, wait time.Duration) 
 	if at == lsn.Invalid {
 		return last, prev, nil
 	}
-	start := t.InitDBLSN()
-	if anc, al := t.Ancestor(); anc != nil {
-		start = al
-	}
+	start := t.startLSN()
 	switch cutoff := t.GCCutoff(); {
 	case at < cutoff:
 		return 0, 0, fmt.Errorf("%w: LSN %s is below the GC cutoff %s of timeline %s", ErrLSNOutOfRange, at, cutoff, t.ID())
@@ -48,4 +45,13 @@ func (t *Timeline) ReadLSN(ctx context.Context, at lsn.LSN, wait time.Duration) 
 		prev = lsn.Invalid
 	}
 	return at, prev, nil
+}
+
+// startLSN is the lowest LSN the timeline has data of: its branch point,
+// or for a root timeline its initial import.
+func (t *Timeline) startLSN() lsn.LSN {
+	if anc, at := t.Ancestor(); anc != nil {
+		return at
+	}
+	return t.InitDBLSN()
 }
