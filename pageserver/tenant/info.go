@@ -9,6 +9,7 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/datadir"
 	"strata.dev/pageserver/layer"
+	"strata.dev/pageserver/pgpage"
 )
 
 // Info describes a timeline for the management APIs (HTTP and gRPC), which
@@ -107,11 +108,8 @@ func (t *Timeline) LogicalSize(ctx context.Context, at lsn.LSN) (uint64, error) 
 			blocks += uint64(n)
 		}
 	}
-	return blocks * blockSize, nil
+	return blocks * pgpage.BlockSize, nil
 }
-
-// blockSize is PostgreSQL's page size.
-const blockSize = 8192
 
 // Checkpoint writes the timeline's in-memory layers to layer files and,
 // if compact, writes image layers where deltas pile up.
