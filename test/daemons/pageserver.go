@@ -11,9 +11,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
@@ -100,6 +103,22 @@ func (p *Pageserver) ready() bool { return answersOK("http://" + p.HTTPAddr + "/
 func (p *Pageserver) ConnString() string {
 	host, port, _ := net.SplitHostPort(p.PGAddr)
 	return fmt.Sprintf("host=%s port=%s user=strata database=postgres sslmode=disable", host, port)
+}
+
+// Basebackup writes the libpq basebackup command's tar for ttid to w;
+// args follow the timeline id (an LSN, --gzip). The command waits for WAL
+// up to the pageserver's --wait-lsn-timeout; ctx bounds the whole fetch.
+func (p *Pageserver) Basebackup(ctx context.Context, w io.Writer, ttid id.TenantTimeline, args ...string) error {
+	pc, err := pgconn.Connect(ctx, p.ConnString())
+	if err != nil {
+		return fmt.Errorf("connect to the pageserver's libpq port %s: %w", p.PGAddr, err)
+	}
+	defer pc.Close(context.Background())
+	cmd := strings.Join(append([]string{"basebackup", ttid.Tenant.String(), ttid.Timeline.String()}, args...), " ")
+	if _, err := pc.CopyTo(ctx, w, cmd); err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	return nil
 }
 
 // Pagestream connects to the pageserver's pagestream for ttid with

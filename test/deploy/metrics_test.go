@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/key"
@@ -99,16 +97,13 @@ func TestDashboardMetricsExist(t *testing.T) {
 		pgharness.WithConf("autovacuum", "off"))
 	ttid := id.TenantTimeline{Tenant: id.Generate(), Timeline: id.Generate()}
 	var sks []*daemons.Safekeeper
-	var pgAddrs, grpcAddrs []string
 	for i := 1; i <= 3; i++ {
-		sk := daemons.StartSafekeeper(t, i, "--no-sync")
-		sks = append(sks, sk)
-		pgAddrs, grpcAddrs = append(pgAddrs, sk.PGAddr), append(grpcAddrs, sk.GRPCAddr)
+		sks = append(sks, daemons.StartSafekeeper(t, i, "--no-sync"))
 	}
 	// Small layers and quick compaction: layer files appear; a short
 	// wait_lsn_timeout: the read ahead of ingest gives up quickly.
-	ps := daemons.StartPageserver(t, "--safekeepers", strings.Join(pgAddrs, ","), "--safekeepers-grpc", strings.Join(grpcAddrs, ","),
-		"--no-sync", "--checkpoint-distance", "1048576", "--compaction-period", "1s", "--wait-lsn-timeout", "2s")
+	ps := daemons.StartPageserver(t, append(daemons.SafekeeperArgs(sks),
+		"--no-sync", "--checkpoint-distance", "1048576", "--compaction-period", "1s", "--wait-lsn-timeout", "2s")...)
 
 	// The timeline starts as initdb left the primary's data directory.
 	start := walcheck.LatestCheckpoint(t, primary)
@@ -116,7 +111,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 		t.Fatalf("import: %v", err)
 	}
 	primary.Start(t)
-	wp := daemons.NewWalproposer(t, "--pgconn", primary.ConnString("postgres"), "--safekeepers", strings.Join(pgAddrs, ","),
+	wp := daemons.NewWalproposer(t, "--pgconn", primary.ConnString("postgres"), "--safekeepers", strings.Join(daemons.PGAddrs(sks), ","),
 		"--tenant-id", ttid.Tenant.String(), "--timeline-id", ttid.Timeline.String(),
 		"--start-lsn", start.SegmentStart(primary.WALSegmentSize()).String(), "--reconnect-delay", "50ms", "--heartbeat-interval", "200ms")
 	wp.Start()
@@ -159,9 +154,14 @@ func TestDashboardMetricsExist(t *testing.T) {
 	if _, err := cl.GetPage(rel, 0, committed+1<<30); !pageservice.IsRequestError(err) {
 		t.Fatalf("getpage 1 GiB ahead of ingest: %v, want a tag-103 answer after waiting", err)
 	}
-	basebackup(t, ctx, ps, ttid, "")
+	bbctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var tarball bytes.Buffer
+	if err := ps.Basebackup(bbctx, &tarball, ttid); err != nil || tarball.Len() < 1<<20 {
+		t.Fatalf("basebackup of %d bytes: %v", tarball.Len(), err)
+	}
 	// So does a basebackup ahead of ingest.
-	if err := tryBasebackup(ctx, ps, ttid, (committed + 1<<30).String(), io.Discard); err == nil {
+	if err := ps.Basebackup(bbctx, io.Discard, ttid, (committed + 1<<30).String()); err == nil {
 		t.Fatal("a basebackup 1 GiB ahead of ingest succeeded")
 	}
 
@@ -271,32 +271,4 @@ func TestDashboardMetricsExist(t *testing.T) {
 			t.Errorf("%s: %s%v = %v (present %v), want %s", c.who, c.name, c.labels, v, ok, c.want)
 		}
 	}
-}
-
-// basebackup fetches a basebackup of the timeline at (empty: its end)
-// over the libpq port.
-func basebackup(t *testing.T, ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline, at string) {
-	t.Helper()
-	var tarball bytes.Buffer
-	if err := tryBasebackup(ctx, ps, ttid, at, &tarball); err != nil {
-		t.Fatal(err)
-	}
-	if tarball.Len() < 1<<20 {
-		t.Fatalf("basebackup of %d bytes", tarball.Len())
-	}
-}
-
-func tryBasebackup(ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline, at string, w io.Writer) error {
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	pc, err := pgconn.Connect(cctx, ps.ConnString())
-	if err != nil {
-		return err
-	}
-	defer pc.Close(cctx)
-	cmd := strings.TrimSpace(fmt.Sprintf("basebackup %s %s %s", ttid.Tenant, ttid.Timeline, at))
-	if _, err := pc.CopyTo(cctx, w, cmd); err != nil {
-		return fmt.Errorf("%s: %w", cmd, err)
-	}
-	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/test/daemons"
@@ -126,20 +125,18 @@ func readState(t *testing.T, c *pgharness.Cluster) computeState {
 	return s
 }
 
-// computeFromBasebackup fetches a basebackup at at over the pageserver's
-// libpq port and starts unmodified PostgreSQL on it with opts
-// (computeFromTar).
+// computeFromBasebackup fetches a basebackup at at (empty: the
+// timeline's end) over the pageserver's libpq port and starts unmodified
+// PostgreSQL on it with opts (computeFromTar).
 func computeFromBasebackup(t *testing.T, ctx context.Context, ps *daemons.Pageserver, ttid id.TenantTimeline, at string, opts []pgharness.Option) *pgharness.Cluster {
 	t.Helper()
-	pc, err := pgconn.Connect(ctx, ps.ConnString())
-	if err != nil {
-		t.Fatal(err)
+	var args []string
+	if at != "" {
+		args = append(args, at)
 	}
-	defer pc.Close(ctx)
-	cmd := fmt.Sprintf("basebackup %s %s %s", ttid.Tenant, ttid.Timeline, at)
 	var tarball bytes.Buffer
-	if _, err := pc.CopyTo(ctx, &tarball, cmd); err != nil {
-		t.Fatalf("%s: %v", cmd, err)
+	if err := ps.Basebackup(ctx, &tarball, ttid, args...); err != nil {
+		t.Fatal(err)
 	}
 	return computeFromTar(t, tarball.Bytes(), opts...)
 }
