@@ -14,7 +14,6 @@ package compute
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"strata.dev/cli/client"
 	"strata.dev/cli/cluster"
 	"strata.dev/cli/process"
 	"strata.dev/libs/id"
@@ -88,19 +88,24 @@ func (e *Env) Start(ctx context.Context, name string, c cluster.Compute) (Starte
 		return Started{}, fmt.Errorf("compute %s: port %d is taken by another process (stop it, or give the compute another port in %s): %w",
 			name, c.Port, filepath.Join(e.Dir, cluster.FileName), err)
 	}
+	cl, err := client.New(e.Dir, e.File, client.DefaultTimeout)
+	if err != nil {
+		return Started{}, fmt.Errorf("compute %s: %w", name, err)
+	}
+	defer cl.Close()
 	var at lsn.LSN
 	if c.ReadOnly() {
 		if at, err = lsn.Parse(c.LSN); err != nil {
 			return Started{}, fmt.Errorf("compute %s: lsn %q: %w", name, c.LSN, err)
 		}
-		info, err := e.pageserverTimeline(ctx, tl)
+		info, err := pageserverTimeline(ctx, cl, tl)
 		if err != nil {
 			return Started{}, fmt.Errorf("compute %s: %w", name, err)
 		}
-		if err := checkStaticLSN(c.Timeline, info, e.committedEnd(ctx, tl), at); err != nil {
+		if err := checkStaticLSN(c.Timeline, info, committedEnd(ctx, cl, tl), at); err != nil {
 			return Started{}, fmt.Errorf("compute %s: %w", name, err)
 		}
-	} else if at, err = e.startLSN(ctx, tl); err != nil {
+	} else if at, err = e.startLSN(ctx, cl, tl); err != nil {
 		return Started{}, fmt.Errorf("compute %s: %w", name, err)
 	}
 	datadir := c.Datadir
@@ -108,7 +113,7 @@ func (e *Env) Start(ctx context.Context, name string, c cluster.Compute) (Starte
 		datadir = e.DataDir(name)
 	}
 	e.Say("compute %s: basebackup of timeline %s at %s", name, c.Timeline, at)
-	if err := e.fetchDataDir(ctx, tl, at, datadir); err != nil {
+	if err := e.fetchDataDir(ctx, cl, tl, at, datadir); err != nil {
 		return Started{}, fmt.Errorf("compute %s: %w", name, err)
 	}
 	mode := "read-write compute, commits wait for a safekeeper majority"
@@ -269,12 +274,4 @@ func syncStandby(ctx context.Context, uri string) error {
 		return fmt.Errorf("walproposer sync_state %q", s)
 	}
 	return nil
-}
-
-func hostPort(addr string) (string, string, error) {
-	h, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", "", fmt.Errorf("address %q: %w", addr, err)
-	}
-	return h, p, nil
 }
