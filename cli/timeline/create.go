@@ -86,8 +86,8 @@ func ensureTenant(ctx context.Context, c *client.Cluster) error {
 	cctx, cancel := c.Call(ctx)
 	defer cancel()
 	_, err := c.Pageserver.API.CreateTenant(cctx, &pspb.CreateTenantRequest{TenantId: c.Tenant().String()})
-	if err != nil && client.Code(c.Explain(c.Pageserver.Daemon, err)) != codes.AlreadyExists {
-		return fmt.Errorf("create tenant %s: %w", c.Tenant(), c.Explain(c.Pageserver.Daemon, err))
+	if err = c.Explain(c.Pageserver.Daemon, err); err != nil && client.Code(err) != codes.AlreadyExists {
+		return fmt.Errorf("create tenant %s: %w", c.Tenant(), err)
 	}
 	return nil
 }
