@@ -64,6 +64,12 @@ func Open(dir string, timeout time.Duration) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	return New(dir, f, timeout)
+}
+
+// New prepares connections to the daemons of f, the strata.toml of dir,
+// for a caller that has the file already; timeout must be positive.
+func New(dir string, f *cluster.File, timeout time.Duration) (*Cluster, error) {
 	c := &Cluster{Dir: dir, File: f, Timeout: timeout}
 	ps := f.Pageserver
 	conn, err := c.dial(ps.ListenGRPC)

@@ -5,19 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"strata.dev/cli/basebackup"
+	"strata.dev/cli/client"
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/pguser"
@@ -30,27 +27,27 @@ import (
 // finishes whatever term a previous primary left), or, when they hold no
 // WAL of the timeline yet (a new timeline or branch), the pageserver's
 // last record: its start.
-func (e *Env) startLSN(ctx context.Context, tl id.TimelineID) (lsn.LSN, error) {
+func (e *Env) startLSN(ctx context.Context, cl *client.Cluster, tl id.TimelineID) (lsn.LSN, error) {
 	withWAL, answered := 0, 0
 	var errs []error
-	for i, sk := range e.File.Safekeepers {
-		pos, found, err := safekeeperPosition(ctx, sk.ListenGRPC, e.File.TenantID, tl.String())
+	for _, sk := range cl.Safekeepers {
+		info, err := safekeeperTimeline(ctx, cl, sk, tl)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("safekeeper %d (%s): %w", i+1, sk.ListenGRPC, err))
+			errs = append(errs, err)
 			continue
 		}
 		answered++
-		if found && pos.flush > 0 {
+		if info != nil && info.FlushLsn > 0 {
 			withWAL++
 		}
 	}
 	if withWAL > 0 {
 		return e.syncSafekeepers(ctx, tl)
 	}
-	if quorum := len(e.File.Safekeepers)/2 + 1; answered < quorum {
-		return 0, fmt.Errorf("only %d of %d safekeepers answer: %w", answered, len(e.File.Safekeepers), errors.Join(errs...))
+	if quorum := len(cl.Safekeepers)/2 + 1; answered < quorum {
+		return 0, fmt.Errorf("only %d of %d safekeepers answer: %w", answered, len(cl.Safekeepers), errors.Join(errs...))
 	}
-	info, err := e.pageserverTimeline(ctx, tl)
+	info, err := pageserverTimeline(ctx, cl, tl)
 	if err != nil {
 		return 0, err
 	}
@@ -60,11 +57,11 @@ func (e *Env) startLSN(ctx context.Context, tl id.TimelineID) (lsn.LSN, error) {
 // committedEnd is the highest commit LSN any safekeeper reports for tl
 // (0 if none answers): WAL the pageserver may not have ingested yet, but
 // will.
-func (e *Env) committedEnd(ctx context.Context, tl id.TimelineID) lsn.LSN {
+func committedEnd(ctx context.Context, cl *client.Cluster, tl id.TimelineID) lsn.LSN {
 	var end lsn.LSN
-	for _, sk := range e.File.Safekeepers {
-		if pos, found, err := safekeeperPosition(ctx, sk.ListenGRPC, e.File.TenantID, tl.String()); err == nil && found {
-			end = max(end, pos.commit)
+	for _, sk := range cl.Safekeepers {
+		if info, err := safekeeperTimeline(ctx, cl, sk, tl); err == nil && info != nil {
+			end = max(end, lsn.LSN(info.CommitLsn))
 		}
 	}
 	return end
@@ -89,27 +86,19 @@ func checkStaticLSN(name string, info *pspb.TimelineInfo, committed, at lsn.LSN)
 	return nil
 }
 
-// position is a safekeeper's flush and commit LSNs of a timeline.
-type position struct{ flush, commit lsn.LSN }
-
-// safekeeperPosition asks a safekeeper over gRPC for a timeline's LSNs;
-// found is false if it does not have the timeline.
-func safekeeperPosition(ctx context.Context, addr, tenant, timeline string) (pos position, found bool, err error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return position{}, false, err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// safekeeperTimeline asks sk for timeline tl: nil (and no error) if sk
+// does not have it.
+func safekeeperTimeline(ctx context.Context, cl *client.Cluster, sk client.Safekeeper, tl id.TimelineID) (*skpb.TimelineInfo, error) {
+	cctx, cancel := cl.Call(ctx)
 	defer cancel()
-	info, err := skpb.NewSafekeeperClient(conn).GetTimeline(ctx, &skpb.GetTimelineRequest{TenantId: tenant, TimelineId: timeline})
+	info, err := sk.API.GetTimeline(cctx, &skpb.GetTimelineRequest{TenantId: cl.Tenant().String(), TimelineId: tl.String()})
 	if status.Code(err) == codes.NotFound {
-		return position{}, false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return position{}, false, err
+		return nil, cl.Explain(sk.Daemon, err)
 	}
-	return position{flush: lsn.LSN(info.FlushLsn), commit: lsn.LSN(info.CommitLsn)}, true, nil
+	return info, nil
 }
 
 // syncSafekeepers runs walproposer --sync-safekeepers and returns the
@@ -136,30 +125,20 @@ func (e *Env) syncSafekeepers(ctx context.Context, tl id.TimelineID) (lsn.LSN, e
 }
 
 // pageserverTimeline asks the pageserver's management API for a timeline.
-func (e *Env) pageserverTimeline(ctx context.Context, tl id.TimelineID) (*pspb.TimelineInfo, error) {
-	conn, err := grpc.NewClient(e.File.Pageserver.ListenGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, fmt.Errorf("pageserver %s: %w", e.File.Pageserver.ListenGRPC, err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+func pageserverTimeline(ctx context.Context, cl *client.Cluster, tl id.TimelineID) (*pspb.TimelineInfo, error) {
+	cctx, cancel := cl.Call(ctx)
 	defer cancel()
-	info, err := pspb.NewPageserverClient(conn).GetTimeline(ctx, &pspb.GetTimelineRequest{TenantId: e.File.TenantID, TimelineId: tl.String()})
+	info, err := cl.Pageserver.API.GetTimeline(cctx, &pspb.GetTimelineRequest{TenantId: cl.Tenant().String(), TimelineId: tl.String()})
 	if err != nil {
-		return nil, fmt.Errorf("pageserver %s: timeline %s: %w", e.File.Pageserver.ListenGRPC, tl, err)
+		return nil, fmt.Errorf("timeline %s: %w", tl, cl.Explain(cl.Pageserver.Daemon, err))
 	}
 	return info, nil
 }
 
-// fetchDataDir replaces datadir with a basebackup of timeline tl at at,
-// fetched over the pageserver's libpq port (it waits for the pageserver
-// to have ingested at). The old directory goes only once the new one is
-// complete.
-func (e *Env) fetchDataDir(ctx context.Context, tl id.TimelineID, at lsn.LSN, datadir string) error {
-	host, port, err := hostPort(e.File.Pageserver.ListenPG)
-	if err != nil {
-		return fmt.Errorf("pageserver: %w", err)
-	}
+// fetchDataDir replaces datadir with a basebackup of timeline tl at at
+// (the pageserver waits until it has ingested at), owned by e.User. The
+// old directory goes only once the new one is complete.
+func (e *Env) fetchDataDir(ctx context.Context, cl *client.Cluster, tl id.TimelineID, at lsn.LSN, datadir string) error {
 	parent := filepath.Dir(datadir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", parent, err)
@@ -171,25 +150,12 @@ func (e *Env) fetchDataDir(ctx context.Context, tl id.TimelineID, at lsn.LSN, da
 	if err := os.RemoveAll(fresh); err != nil {
 		return fmt.Errorf("remove %s: %w", fresh, err)
 	}
-	conn, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=strata database=postgres sslmode=disable connect_timeout=10", host, port))
-	if err != nil {
-		return fmt.Errorf("pageserver %s: %w", e.File.Pageserver.ListenPG, err)
+	// No fsync: a compute's data directory is disposable (a fresh
+	// basebackup at every start).
+	if _, err := basebackup.Fetch(ctx, cl, basebackup.Options{Timeline: tl.String(), LSN: at, Dir: fresh, NoSync: true}); err != nil {
+		return err
 	}
-	defer conn.Close(context.Background())
-	pr, pw := io.Pipe()
-	cmd := fmt.Sprintf("basebackup %s %s %s", e.File.TenantID, tl, at)
-	copyErr := make(chan error, 1)
-	go func() {
-		_, err := conn.CopyTo(ctx, pw, cmd)
-		pw.CloseWithError(err)
-		copyErr <- err
-	}()
-	err = extractTar(pr, fresh, e.User)
-	pr.CloseWithError(errors.New("extraction stopped"))
-	if cerr := <-copyErr; cerr != nil {
-		err = fmt.Errorf("pageserver %s: %s: %w", e.File.Pageserver.ListenPG, cmd, cerr)
-	}
-	if err != nil {
+	if err := e.User.ChownTree(fresh); err != nil {
 		os.RemoveAll(fresh)
 		return err
 	}
