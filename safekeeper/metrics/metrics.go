@@ -166,14 +166,15 @@ func (c *timelineCollector) Collect(ch chan<- prometheus.Metric) {
 		g(descPeerHor, float64(s.PeerHorizonLSN))
 		g(descRemote, float64(s.RemoteConsistentLSN))
 		g(descTerm, float64(s.Term))
-		g(descComputes, float64(t.Computes()))
+		computes := t.Computes()
+		g(descComputes, float64(computes))
 		g(descDisk, float64(dirSize(t.Dir())))
 		ch <- prometheus.MustNewConstMetric(descRemoved, prometheus.CounterValue, float64(t.RemovedSegments()), l...)
 		g(descHorizon, float64(t.RemovalHorizon()))
 		g(descWrite, float64(s.WriteLSN))
 		readers := len(t.Senders())
 		g(descReaders, float64(readers))
-		if t.Computes() > 0 || readers > 0 {
+		if computes > 0 || readers > 0 {
 			active++
 		}
 		fb, _ := t.WatchPageserverFeedback()
