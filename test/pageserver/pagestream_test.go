@@ -33,13 +33,8 @@ import (
 // errors and the server goes on.
 func TestPagestream(t *testing.T) {
 	ctx := context.Background()
-	primary := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart(),
-		pgharness.WithConf("synchronous_standby_names", "walproposer"),
-		pgharness.WithConf("synchronous_commit", "on"),
-		pgharness.WithConf("wal_keep_size", "4GB"),
-		pgharness.WithConf("max_wal_size", "4GB"),
-		pgharness.WithConf("checkpoint_timeout", "1h"),
-	}, pagecheck.ClusterOptions()...)...)
+	primary := pgharness.New(t, append([]pgharness.Option{pgharness.NoStart(), pgharness.WithConf("max_wal_size", "4GB")},
+		computeOptions()...)...)
 	c := newCluster(t, primary)
 	// Small layers and frequent compaction: pages come from image layers,
 	// deltas and the WAL-redo pool. A short wait: the future-LSN request
