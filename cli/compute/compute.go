@@ -64,6 +64,14 @@ func (e *Env) DataDir(name string) string {
 	return filepath.Join(e.ServerDir, "computes", name, "pgdata")
 }
 
+// dataDir is compute name's data directory: the recorded one, else DataDir.
+func (e *Env) dataDir(name string, c cluster.Compute) string {
+	if c.Datadir != "" {
+		return c.Datadir
+	}
+	return e.DataDir(name)
+}
+
 func (e *Env) path(kind, name, ext string) string {
 	return filepath.Join(e.Dir, kind+"-"+name+ext)
 }
@@ -108,10 +116,7 @@ func (e *Env) Start(ctx context.Context, name string, c cluster.Compute) (Starte
 	} else if at, err = e.startLSN(ctx, cl, tl); err != nil {
 		return Started{}, fmt.Errorf("compute %s: %w", name, err)
 	}
-	datadir := c.Datadir
-	if datadir == "" {
-		datadir = e.DataDir(name)
-	}
+	datadir := e.dataDir(name, c)
 	e.Say("compute %s: basebackup of timeline %s at %s", name, c.Timeline, at)
 	if err := e.fetchDataDir(ctx, cl, tl, at, datadir); err != nil {
 		return Started{}, fmt.Errorf("compute %s: %w", name, err)
@@ -210,10 +215,7 @@ func (e *Env) Stop(ctx context.Context, name string, c cluster.Compute) (Status,
 	}
 	pidPath := e.path("compute", name, ".pid")
 	if st.Postgres.Running {
-		datadir := c.Datadir
-		if datadir == "" {
-			datadir = e.DataDir(name)
-		}
+		datadir := e.dataDir(name, c)
 		cmd := execAs(e.User, filepath.Join(e.PgBinDir, "pg_ctl"), "-D", datadir, "-m", "fast", "-w", "-t", "60", "stop")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			// SIGINT is the same fast shutdown; Stop escalates to SIGKILL.
@@ -232,10 +234,7 @@ func (e *Env) Stop(ctx context.Context, name string, c cluster.Compute) (Status,
 // Remove deletes compute name's data directory, log and pid files (it
 // must be stopped).
 func (e *Env) Remove(name string, c cluster.Compute) error {
-	datadir := c.Datadir
-	if datadir == "" {
-		datadir = e.DataDir(name)
-	}
+	datadir := e.dataDir(name, c)
 	for _, p := range []string{filepath.Dir(datadir), e.path("compute", name, ".pid"), e.path("walproposer", name, ".pid")} {
 		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("remove compute %s: %w", name, err)
