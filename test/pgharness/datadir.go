@@ -1,13 +1,14 @@
 package pgharness
 
 import (
-	"archive/tar"
-	"fmt"
+	"context"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"strata.dev/cli/basebackup"
 )
 
 // ReplaceDataDir swaps the (stopped) cluster's data directory for the
@@ -19,7 +20,8 @@ func (r *Cluster) ReplaceDataDir(t testing.TB, tarball io.Reader) {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			return err
 		}
-		return extractTar(tarball, dir)
+		_, err := basebackup.Extract(context.Background(), tarball, dir, false)
+		return err
 	})
 }
 
@@ -49,50 +51,8 @@ func (r *Cluster) ReplaceDataDirWith(t testing.TB, write func(dir string) error)
 			t.Fatal(err)
 		}
 	}
-	err := filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return r.User().Chown(path)
-	})
-	if err != nil {
+	if err := r.User().ChownTree(dir); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// extractTar writes the directories and regular files of a tar stream
-// under dir.
-func extractTar(tarball io.Reader, dir string) error {
-	tr := tar.NewReader(tarball)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		path := filepath.Join(dir, filepath.FromSlash(h.Name))
-		if !strings.HasPrefix(path, dir+string(filepath.Separator)) {
-			return fmt.Errorf("tar entry %q escapes the data directory", h.Name)
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			err = os.MkdirAll(path, 0o700)
-		case tar.TypeReg:
-			var f *os.File
-			if f, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err == nil {
-				_, err = io.Copy(f, tr)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-			}
-		default:
-			err = fmt.Errorf("unexpected tar entry type %c", h.Typeflag)
-		}
-		if err != nil {
-			return fmt.Errorf("extract %s: %w", h.Name, err)
-		}
 	}
 }
 
