@@ -234,8 +234,14 @@ func (e *Env) Stop(ctx context.Context, name string, c cluster.Compute) (Status,
 // Remove deletes compute name's data directory, log and pid files (it
 // must be stopped).
 func (e *Env) Remove(name string, c cluster.Compute) error {
-	datadir := e.dataDir(name, c)
-	for _, p := range []string{filepath.Dir(datadir), e.path("compute", name, ".pid"), e.path("walproposer", name, ".pid")} {
+	// The compute's own directory (its data directory and what sits beside
+	// it), and a data directory recorded elsewhere itself — never that
+	// one's parent, which is not ours.
+	paths := []string{filepath.Dir(e.DataDir(name)), e.path("compute", name, ".pid"), e.path("walproposer", name, ".pid")}
+	if d := e.dataDir(name, c); d != e.DataDir(name) {
+		paths = append(paths, d)
+	}
+	for _, p := range paths {
 		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("remove compute %s: %w", name, err)
 		}

@@ -1,9 +1,12 @@
 package compute
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"strata.dev/cli/cluster"
 	"strata.dev/libs/lsn"
 	pspb "strata.dev/proto/pageserver/v1"
 )
@@ -31,5 +34,38 @@ func TestCheckStaticLSN(t *testing.T) {
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("checkStaticLSN(%s): %v, want %q", tc.at, err, tc.err)
 		}
+	}
+}
+
+// Remove deletes the compute's own directory and pid files, and a data
+// directory recorded elsewhere, but nothing beside that one.
+func TestRemove(t *testing.T) {
+	dir := t.TempDir()
+	e := &Env{Dir: dir, ServerDir: dir}
+	own := e.DataDir("a")
+	elsewhere := filepath.Join(t.TempDir(), "data")
+	keep := filepath.Join(filepath.Dir(elsewhere), "keep")
+	for _, d := range []string{own, elsewhere} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(keep, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Remove("a", cluster.Compute{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(own)); !os.IsNotExist(err) {
+		t.Errorf("the compute's own directory is still there: %v", err)
+	}
+	if err := e.Remove("b", cluster.Compute{Datadir: elsewhere}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(elsewhere); !os.IsNotExist(err) {
+		t.Errorf("the recorded data directory is still there: %v", err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("a file beside the recorded data directory went: %v", err)
 	}
 }
