@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"strata.dev/libs/lsn"
+	"strata.dev/libs/wal"
 )
 
 // queryTimeout bounds each SQL helper call so a stuck statement fails the
@@ -199,10 +200,10 @@ func (c *Cluster) RecordEndBound(t testing.TB) lsn.LSN {
 	t.Helper()
 	l := c.InsertWALLSN(t)
 	switch {
-	case l.SegmentOffset(c.WALSegmentSize()) == 40: // long page header
-		l -= 40
-	case l.PageOffset() == 24: // short page header
-		l -= 24
+	case l.SegmentOffset(c.WALSegmentSize()) == wal.LongPageHeaderSize:
+		l -= wal.LongPageHeaderSize
+	case l.PageOffset() == wal.ShortPageHeaderSize:
+		l -= wal.ShortPageHeaderSize
 	}
 	return l - 7
 }
