@@ -23,6 +23,7 @@ import (
 
 	"strata.dev/cli/client"
 	"strata.dev/libs/lsn"
+	"strata.dev/libs/untar"
 	pspb "strata.dev/proto/pageserver/v1"
 )
 
@@ -112,7 +113,7 @@ func fetch(ctx context.Context, c *client.Cluster, opts Options, tl string) (*Re
 		opts.Progress.Start(int64(first.EstimatedSize))
 	}
 	r := &streamReader{stream: stream, buf: first.Data, n: int64(len(first.Data)), progress: opts.Progress}
-	st, err := Extract(ctx, r, opts.Dir, !opts.NoSync)
+	st, err := untar.Extract(ctx, r, opts.Dir, !opts.NoSync)
 	if err == nil {
 		err = r.drain()
 	}

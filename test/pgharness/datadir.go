@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"strata.dev/cli/basebackup"
+	"strata.dev/libs/untar"
 )
 
 // ReplaceDataDir swaps the (stopped) cluster's data directory for the
@@ -20,7 +20,7 @@ func (r *Cluster) ReplaceDataDir(t testing.TB, tarball io.Reader) {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			return err
 		}
-		_, err := basebackup.Extract(context.Background(), tarball, dir, false)
+		_, err := untar.Extract(context.Background(), tarball, dir, false)
 		return err
 	})
 }

@@ -1,4 +1,6 @@
-package basebackup
+// Package untar unpacks a tar stream of files and directories (a data
+// directory: a basebackup) into a directory, safely.
+package untar
 
 import (
 	"archive/tar"
