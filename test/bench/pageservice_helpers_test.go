@@ -3,13 +3,10 @@ package bench
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
@@ -95,26 +92,20 @@ func (c *byteCounter) Write(p []byte) (int, error) {
 // the last byte of the tar, which is counted and dropped (or kept in keep,
 // if not nil). cpu is the pageserver's.
 func pageserverBasebackup(b *testing.B, ps *daemons.Pageserver, ttid id.TenantTimeline, at lsn.LSN, keep *bytes.Buffer) result {
-	ctx := context.Background()
 	pid := ps.Pid()
 	c0 := processCPU(pid)
 	t0 := time.Now()
-	pc, err := pgconn.Connect(ctx, ps.ConnString())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pc.Close(ctx)
-	cmd := fmt.Sprintf("basebackup %s %s", ttid.Tenant, ttid.Timeline)
+	var args []string
 	if at != lsn.Invalid {
-		cmd += " " + at.String()
+		args = append(args, at.String())
 	}
 	n := &byteCounter{}
 	var w io.Writer = n
 	if keep != nil {
 		w = io.MultiWriter(n, keep)
 	}
-	if _, err := pc.CopyTo(ctx, w, cmd); err != nil {
-		b.Fatalf("%s: %v", cmd, err)
+	if err := ps.Basebackup(context.Background(), w, ttid, args...); err != nil {
+		b.Fatal(err)
 	}
 	return result{what: "pageserver basebackup", bytes: n.n, elapsed: time.Since(t0), cpu: processCPU(pid) - c0}
 }
