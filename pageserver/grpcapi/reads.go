@@ -12,9 +12,9 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/basebackup"
 	"strata.dev/pageserver/datadir"
-	"strata.dev/pageserver/ingest"
 	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/pageservice"
+	"strata.dev/pageserver/pgcontrol"
 	"strata.dev/pageserver/tenant"
 	pb "strata.dev/proto/pageserver/v1"
 )
@@ -109,8 +109,8 @@ func (s *Service) estimateSize(ctx context.Context, t *tenant.Timeline, at lsn.L
 		}
 	}
 	if ctl, err := datadir.ControlFile(ctx, t, at); err == nil {
-		if seg, err := ingest.WALSegmentSize(ctl); err == nil {
-			size += seg + header
+		if c, err := pgcontrol.Parse(ctl); err == nil {
+			size += c.SegmentSize() + header
 		}
 	}
 	return size

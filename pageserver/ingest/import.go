@@ -350,12 +350,3 @@ func (im *importer) finish() error {
 	im.put(key.TwoPhaseDir(), im.twoPhase.Encode())
 	return im.commit()
 }
-
-// WALSegmentSize is the WAL segment size a pg_control file records.
-func WALSegmentSize(control []byte) (uint64, error) {
-	ctl, err := pgcontrol.Parse(control)
-	if err != nil {
-		return 0, err
-	}
-	return ctl.SegmentSize(), nil
-}

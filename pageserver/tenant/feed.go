@@ -11,8 +11,9 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
 	"strata.dev/libs/walrecord"
+	"strata.dev/pageserver/datadir"
 	"strata.dev/pageserver/ingest"
-	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/pgcontrol"
 	"strata.dev/pageserver/timeline"
 	"strata.dev/pageserver/walreceiver"
 )
@@ -53,15 +54,15 @@ type feed struct {
 // read: with the timelines' Reconstructor (the WAL-redo pool).
 func (m *Manager) newFeed(tl *timeline.Timeline) (*feed, error) {
 	last, _ := tl.LastRecordLSN()
-	r, err := tl.Get(context.Background(), key.ControlFile(), last)
+	raw, err := datadir.ControlFile(context.Background(), tl, last)
 	if err != nil {
 		return nil, fmt.Errorf("read pg_control at %s: %w", last, err)
 	}
-	seg, err := ingest.WALSegmentSize(r.Image)
+	ctl, err := pgcontrol.Parse(raw)
 	if err != nil {
 		return nil, err
 	}
-	f := &feed{tl: tl, pages: pageReader{tl, m.opts.Timeline.Reconstructor}, segSize: seg,
+	f := &feed{tl: tl, pages: pageReader{tl, m.opts.Timeline.Reconstructor}, segSize: ctl.SegmentSize(),
 		log: m.log.With().Stringer("timeline", tl.ID()).Logger()}
 	f.received.Store(uint64(last))
 	return f, nil
