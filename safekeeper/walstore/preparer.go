@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"unsafe"
 
 	"strata.dev/libs/durable"
 )
@@ -212,8 +211,7 @@ func zeroFill(f *os.File, path string, size uint64) error {
 	}
 	defer d.Close()
 	const chunk = 1 << 20
-	raw := make([]byte, chunk+directAlign)
-	buf := raw[directAlign-int(uintptr(unsafe.Pointer(&raw[0]))%directAlign):][:chunk]
+	buf := alignedBuffer(chunk)
 	for off := uint64(0); off < size; off += chunk {
 		n := min(chunk, size-off)
 		if _, err := d.WriteAt(buf[:n], int64(off)); err != nil {

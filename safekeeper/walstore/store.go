@@ -37,14 +37,9 @@ import (
 // small appends become few system calls, and a flush writes at most this much.
 const writeBufferSize = 1 << 20
 
-// cachePage is the page size of the kernel's page cache. A write that ends
-// inside a page not in the cache makes the kernel read that page from disk
-// first (about 60 µs here, on every small commit, because zero-filled
-// segments are written around the cache); writeOut pads to it.
-const cachePage = 4096
-
-// zeroPage pads writes to a whole cachePage.
-var zeroPage [cachePage]byte
+// cachePage is the unit of writes to a segment (pagebuf.go): the page size
+// of the kernel's page cache and a multiple of any disk's logical block.
+const cachePage = directAlign
 
 // ErrTruncationPending is returned by Write after a restart until the elected
 // proposer's truncation has run (SK §4.4.2).
@@ -91,8 +86,10 @@ type Store struct {
 
 	file    *os.File // the .partial segment being written, or nil
 	fileSeg uint64
-	buf     []byte  // WAL not yet written to file, ending at writeLSN
-	bufLSN  lsn.LSN // LSN of buf[0]
+	// buffered says the file is not open with O_DIRECT: the file system
+	// refused it.
+	buffered bool
+	pb       pageBuffer // WAL on its way to file
 	// dirtyEnd bounds the possibly non-zero bytes of the open segment. After a
 	// restart it is unknown, and a truncation zeroes to the segment's end.
 	dirtyEnd lsn.LSN
@@ -118,7 +115,7 @@ func Open(opts Options, start lsn.LSN) (*Store, error) {
 	if err := removeTempFiles(opts.Dir); err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, buf: make([]byte, 0, writeBufferSize)}
+	s := &Store{opts: opts, pb: newPageBuffer()}
 	prealloc, err := ParsePrealloc(string(opts.Prealloc))
 	if err != nil {
 		return nil, err
@@ -216,12 +213,14 @@ func (s *Store) Write(start lsn.LSN, data []byte) (err error) {
 		if err := s.openForWrite(seg); err != nil {
 			return err
 		}
-		segEnd := lsn.SegmentLSN(seg+1, 0, s.opts.SegSize)
-		n := min(uint64(len(rest)), uint64(segEnd-s.writeLSN))
-		if len(s.buf) == 0 {
-			s.bufLSN = s.writeLSN
+		if !s.pb.loaded {
+			if err := s.pb.load(s.file, s.writeLSN, s.opts.SegSize); err != nil {
+				return err
+			}
 		}
-		s.buf = append(s.buf, rest[:n]...)
+		segEnd := lsn.SegmentLSN(seg+1, 0, s.opts.SegSize)
+		n := min(uint64(len(rest)), uint64(segEnd-s.writeLSN), uint64(s.pb.room()))
+		s.pb.append(rest[:n])
 		s.writeLSN += lsn.LSN(n)
 		rest = rest[n:]
 		s.dirtyEnd = max(s.dirtyEnd, s.writeLSN)
@@ -229,7 +228,7 @@ func (s *Store) Write(start lsn.LSN, data []byte) (err error) {
 			if err := s.completeSegment(); err != nil {
 				return err
 			}
-		} else if len(s.buf) >= writeBufferSize {
+		} else if s.pb.room() == 0 {
 			if err := s.writeOut(); err != nil {
 				return err
 			}
@@ -285,6 +284,21 @@ func (s *Store) openForWrite(seg uint64) error {
 	if err != nil {
 		return err
 	}
+	if !s.buffered {
+		// The store's own descriptor writes around the page cache
+		// (pagebuf.go); tmpfs, for one, refuses that.
+		d, err := os.OpenFile(f.Name(), os.O_RDWR|syscall.O_DIRECT, 0)
+		switch {
+		case err == nil:
+			f.Close()
+			f = d
+		case errors.Is(err, syscall.EINVAL):
+			s.buffered = true
+		default:
+			f.Close()
+			return fmt.Errorf("open WAL segment: %w", err)
+		}
+	}
 	s.file, s.fileSeg = f, seg
 	s.pre.request()
 	return nil
@@ -312,25 +326,32 @@ func (s *Store) openOrCreate(seg uint64) (*os.File, error) {
 	return f, nil
 }
 
-// writeOut hands the buffered WAL to the kernel.
+// writeOut hands the buffered WAL to the kernel, in whole pages.
 func (s *Store) writeOut() error {
-	if len(s.buf) == 0 {
+	if s.pb.unwritten() == 0 {
 		return nil
 	}
 	if s.file == nil {
-		return fmt.Errorf("internal error: %d bytes of WAL at %v buffered with no open segment", len(s.buf), s.bufLSN)
+		return fmt.Errorf("internal error: %d bytes of WAL at %v buffered with no open segment", s.pb.unwritten(), s.pb.startLSN())
 	}
-	off := int64(s.bufLSN.SegmentOffset(s.opts.SegSize))
-	// The rest of the last page is zeros in the file already (a new segment
-	// is zero-filled, a truncation zeroes what it cuts): writing those zeros
-	// again lets the kernel take the page without reading it.
-	if tail := (off + int64(len(s.buf))) % cachePage; tail != 0 {
-		s.buf = append(s.buf, zeroPage[:cachePage-tail]...)
+	off := int64(s.pb.base.SegmentOffset(s.opts.SegSize))
+	err := s.opts.RawIO.WriteAt(s.file, s.pb.pages(), off)
+	if errors.Is(err, syscall.EINVAL) && !s.buffered {
+		// O_DIRECT accepted at open but not for this write (a device
+		// block larger than cachePage): write through the cache instead.
+		s.buffered = true
+		f, oerr := os.OpenFile(s.file.Name(), os.O_RDWR, 0)
+		if oerr != nil {
+			return fmt.Errorf("reopen WAL segment without O_DIRECT: %w", oerr)
+		}
+		s.file.Close()
+		s.file = f
+		err = s.opts.RawIO.WriteAt(s.file, s.pb.pages(), off)
 	}
-	if err := s.opts.RawIO.WriteAt(s.file, s.buf, off); err != nil {
-		return fmt.Errorf("write WAL at %v to %s: %w", s.bufLSN, filepath.Base(s.file.Name()), err)
+	if err != nil {
+		return fmt.Errorf("write WAL at %v to %s: %w", s.pb.startLSN(), filepath.Base(s.file.Name()), err)
 	}
-	s.buf = s.buf[:0]
+	s.pb.wrote()
 	return nil
 }
 
@@ -483,7 +504,7 @@ func (s *Store) Truncate(end lsn.LSN) error {
 		oldDirty = max(oldDirty, s.writeLSN)
 	}
 	s.writeLSN, s.writeRecordLSN, s.flushLSN, s.flushRecordLSN = end, end, end, end
-	s.buf = s.buf[:0]
+	s.pb.loaded = false
 	s.dec = nil
 	if s.file != nil {
 		if err := s.fdatasync(s.file); err != nil {
@@ -583,6 +604,7 @@ func (s *Store) InitializeFirstSegment(start lsn.LSN) error {
 	if _, err := f.WriteAt(head, 0); err != nil {
 		return fmt.Errorf("write first segment headers: %w", err)
 	}
+	s.pb.loaded = false
 	return nil
 }
 

@@ -249,7 +249,8 @@ func BenchmarkQuorumIngest(b *testing.B) {
 		b.Run(fmt.Sprintf("msg=%dB", size), func(b *testing.B) {
 			c := benchPrimary(b, 0)
 			// Vanilla: three receivers; the time until two, and all three, flushed.
-			_, stopRecv := receivers(b, c, 3)
+			rwPids, stopRecv := receivers(b, c, 3)
+			rwCPU0 := cpuOf(rwPids)
 			l0 := c.CurrentWALLSN(b)
 			t0 := time.Now()
 			emit(b, c, size, volume)
@@ -264,10 +265,11 @@ func BenchmarkQuorumIngest(b *testing.B) {
 				return flushed == 3
 			})
 			allAt := time.Since(t0)
+			rwCPU := cpuOf(rwPids) - rwCPU0
 			stopRecv()
 			vq := float64(l1-l0) / (1 << 20) / quorumAt.Seconds()
-			lines = append(lines, fmt.Sprintf("quorum ingest msg=%-6d vanilla 3x pg_receivewal: 2 of 3 flushed %7.1f MiB/s, all 3 %7.1f MiB/s (%d MiB)",
-				size, vq, float64(l1-l0)/(1<<20)/allAt.Seconds(), (l1-l0)>>20))
+			lines = append(lines, fmt.Sprintf("quorum ingest msg=%-6d vanilla 3x pg_receivewal: 2 of 3 flushed %7.1f MiB/s, all 3 %7.1f MiB/s (%d MiB); cpu %.2f s/GiB each",
+				size, vq, float64(l1-l0)/(1<<20)/allAt.Seconds(), (l1-l0)>>20, rwCPU.Seconds()/(float64(l1-l0)/(1<<30))/3))
 
 			// Strata: the walproposer's flush position is the quorum LSN.
 			wp, sks, ttid := startStrata(b, c)
@@ -276,6 +278,8 @@ func BenchmarkQuorumIngest(b *testing.B) {
 			for _, sk := range sks {
 				skCPU0 += processCPU(sk.Pid())
 			}
+			wpProf := profile(b, wp.HTTPAddr, fmt.Sprintf("quorum-walproposer-%d", size), 5)
+			skProf := profile(b, sks[0].HTTPAddr, fmt.Sprintf("quorum-safekeeper-%d", size), 5)
 			l0 = c.CurrentWALLSN(b)
 			t0 = time.Now()
 			emit(b, c, size, volume)
@@ -287,6 +291,8 @@ func BenchmarkQuorumIngest(b *testing.B) {
 				return f >= l1
 			})
 			el := time.Since(t0)
+			wpProf()
+			skProf()
 			var skCPU time.Duration
 			for _, sk := range sks {
 				skCPU += processCPU(sk.Pid())
