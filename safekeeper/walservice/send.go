@@ -152,6 +152,7 @@ func (w *walSender) run(ctx context.Context) error {
 		} else {
 			chunkEnd = chunkEnd.PageStart()
 		}
+		w.reader.SetEnd(end)
 		n, err := w.reader.Read(buf[replication.XLogDataHeaderSize : replication.XLogDataHeaderSize+int(chunkEnd-pos)])
 		if err != nil {
 			return pq.Errorf(pq.CodeInternalError, "read WAL at %v: %v", pos, err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"syscall"
 
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
@@ -29,7 +30,18 @@ type Reader struct {
 	pos  lsn.LSN
 	file *os.File
 	seg  uint64
+	// direct says file is open with O_DIRECT: reads then go through blk.
+	direct bool
+	// end bounds the WAL known to be written for good (SetEnd).
+	end lsn.LSN
+	// blk holds WAL read ahead from file: the bytes from blkStart to blkEnd.
+	blk              []byte
+	blkStart, blkEnd lsn.LSN
 }
+
+// readBlockSize is how much a reader reads ahead when it reads around the
+// page cache.
+const readBlockSize = 1 << 20
 
 // ReaderOptions describe the timeline a Reader reads.
 type ReaderOptions struct {
@@ -59,6 +71,10 @@ func NewReader(o ReaderOptions, start lsn.LSN) (*Reader, error) {
 	}, nil
 }
 
+// SetEnd tells the reader that the WAL below end is written and will not
+// change (a commit LSN), so Read may read ahead up to it.
+func (r *Reader) SetEnd(end lsn.LSN) { r.end = end }
+
 // Pos is the position of the next byte Read returns.
 func (r *Reader) Pos() lsn.LSN { return r.pos }
 
@@ -85,18 +101,23 @@ func (r *Reader) Read(p []byte) (int, error) {
 	}
 	seg := r.pos.SegmentNumber(r.segSize)
 	if r.file == nil || r.seg != seg {
-		if r.file != nil {
-			r.file.Close()
-			r.file = nil
-		}
-		f, err := openSegment(r.dir, seg, r.segSize)
-		if errors.Is(err, fs.ErrNotExist) {
-			return 0, fmt.Errorf("%w: %s at %v", ErrSegmentMissing, wal.SegmentFileName(1, seg, r.segSize), r.pos)
-		}
-		if err != nil {
+		if err := r.open(seg); err != nil {
 			return 0, err
 		}
-		r.file, r.seg = f, seg
+	}
+	if r.direct {
+		n := 0
+		for n < len(p) {
+			if r.pos < r.blkStart || r.pos >= r.blkEnd {
+				if err := r.readBlock(segEnd, r.pos+lsn.LSN(len(p)-n)); err != nil {
+					return n, err
+				}
+			}
+			k := copy(p[n:], r.blk[r.pos-r.blkStart:r.blkEnd-r.blkStart])
+			n += k
+			r.pos += lsn.LSN(k)
+		}
+		return n, nil
 	}
 	n, err := r.file.ReadAt(p, int64(r.pos.SegmentOffset(r.segSize)))
 	if n == len(p) {
@@ -104,16 +125,82 @@ func (r *Reader) Read(p []byte) (int, error) {
 	}
 	r.pos += lsn.LSN(n)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return n, fmt.Errorf("WAL segment %s is shorter than the segment size", r.file.Name())
-		}
-		return n, fmt.Errorf("read WAL segment %s: %w", r.file.Name(), err)
+		return n, r.readError(err)
 	}
 	return n, nil
 }
 
+// open makes seg's file the one read, with O_DIRECT where the file system
+// takes it: the store writes segments around the page cache (pagebuf.go),
+// so a buffered read of recent WAL would fill the cache from disk anyway,
+// at a CPU cost a direct read does not have.
+func (r *Reader) open(seg uint64) error {
+	if r.file != nil {
+		r.file.Close()
+		r.file = nil
+	}
+	r.blkStart, r.blkEnd = 0, 0
+	f, err := openSegment(r.dir, seg, r.segSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s at %v", ErrSegmentMissing, wal.SegmentFileName(1, seg, r.segSize), r.pos)
+	}
+	if err != nil {
+		return err
+	}
+	r.file, r.seg, r.direct = f, seg, false
+	if d, err := os.OpenFile(f.Name(), os.O_RDONLY|syscall.O_DIRECT, 0); err == nil {
+		f.Close()
+		r.file, r.direct = d, true
+		if r.blk == nil {
+			r.blk = alignedBuffer(readBlockSize)
+		}
+	}
+	return nil
+}
+
+// readBlock fills blk with whole pages from the one holding Pos, as far as
+// the WAL known to be written (at least to want, at most to segEnd) goes.
+// Bytes past that are never kept: they may still change.
+func (r *Reader) readBlock(segEnd, want lsn.LSN) error {
+	start := r.pos - r.pos%cachePage
+	valid := min(max(want, r.end), segEnd, start+readBlockSize)
+	n := (int(valid-start) + cachePage - 1) &^ (cachePage - 1)
+	got, err := r.file.ReadAt(r.blk[:n], int64(start.SegmentOffset(r.segSize)))
+	if got == n {
+		err = nil
+	}
+	if err != nil {
+		if errors.Is(err, syscall.EINVAL) && got == 0 {
+			// O_DIRECT taken at open but not for reads: read through the cache.
+			f, oerr := os.Open(r.file.Name())
+			if oerr != nil {
+				return fmt.Errorf("reopen WAL segment without O_DIRECT: %w", oerr)
+			}
+			r.file.Close()
+			r.file, r.direct = f, false
+			got, err = r.file.ReadAt(r.blk[:n], int64(start.SegmentOffset(r.segSize)))
+			if got == n {
+				err = nil
+			}
+		}
+		if err != nil {
+			return r.readError(err)
+		}
+	}
+	r.blkStart, r.blkEnd = start, valid
+	return nil
+}
+
+func (r *Reader) readError(err error) error {
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("WAL segment %s is shorter than the segment size", r.file.Name())
+	}
+	return fmt.Errorf("read WAL segment %s: %w", r.file.Name(), err)
+}
+
 // Close releases the open segment.
 func (r *Reader) Close() error {
+	r.blkStart, r.blkEnd = 0, 0
 	if r.file != nil {
 		err := r.file.Close()
 		r.file = nil

@@ -88,11 +88,15 @@ func TestReader(t *testing.T) {
 		t.Fatal("reader bytes across the rename differ from the stream")
 	}
 
-	// Random positions, the complete file this time.
-	for range 20 {
+	// Random positions, the complete file this time, half of them with
+	// read-ahead to the end.
+	for i := range 20 {
 		from := base + lsn.LSN(r.Uint64N(w.end().Sub(base)))
 		to := min(w.end(), from+lsn.LSN(r.IntN(400*kib)))
 		rd := newReader(t, o, from)
+		if i%2 == 0 {
+			rd.SetEnd(w.end())
+		}
 		if got := readTo(t, rd, r, to); !bytes.Equal(got, w.bytes(from, to)) {
 			t.Fatalf("reading [%s, %s) differs from the stream", from, to)
 		}
