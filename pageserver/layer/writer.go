@@ -39,7 +39,17 @@ type WriterOptions struct {
 	CreateFile func(path string) (File, error)
 }
 
-func createFile(path string) (File, error) {
+// CreateFile creates a new file written around the page cache where the
+// file system allows it (direct.go), else an ordinary one. It is the
+// default of WriterOptions.CreateFile.
+func CreateFile(path string) (File, error) {
+	f, ok, err := createDirect(path)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		return f, nil
+	}
 	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 }
 
@@ -49,7 +59,11 @@ type writer struct {
 	final     string
 	tmp       string
 	f         File
-	bw        *bufio.Writer
+	// out buffers writes to f: f itself if it buffers (directFile).
+	out interface {
+		io.Writer
+		Flush() error
+	}
 	blockSize int
 	err       error // sticky: the first failure
 
@@ -80,16 +94,20 @@ func newWriter(dir string, owner id.TenantTimeline, name Name, opts WriterOption
 	}
 	create := opts.CreateFile
 	if create == nil {
-		create = createFile
+		create = CreateFile
 	}
 	f, err := create(w.tmp)
 	if err != nil {
 		return nil, fmt.Errorf("create layer file %s: %w", w.tmp, err)
 	}
 	w.f = f
-	w.bw = bufio.NewWriterSize(f, 256<<10)
+	if df, ok := f.(*directFile); ok {
+		w.out = df
+	} else {
+		w.out = bufio.NewWriterSize(f, 256<<10)
+	}
 	// The header is written last, at offset 0, once the index is known.
-	if _, err := w.bw.Write(make([]byte, headerSize)); err != nil {
+	if _, err := w.out.Write(make([]byte, headerSize)); err != nil {
 		w.fail(err)
 		return nil, w.err
 	}
@@ -148,7 +166,7 @@ func (w *writer) closeBlock() {
 		return
 	}
 	w.block = binary.BigEndian.AppendUint32(w.block, checksum(w.block))
-	if _, err := w.bw.Write(w.block); err != nil {
+	if _, err := w.out.Write(w.block); err != nil {
 		w.fail(err)
 		return
 	}
@@ -176,8 +194,8 @@ func (w *writer) finish() (string, error) {
 	w.hdr.indexOffset = uint64(w.offset)
 	w.index = binary.BigEndian.AppendUint32(w.index, checksum(w.index))
 	steps := []func() error{
-		func() error { _, err := w.bw.Write(w.index); return err },
-		w.bw.Flush,
+		func() error { _, err := w.out.Write(w.index); return err },
+		w.out.Flush,
 		func() error { _, err := w.f.WriteAt(w.hdr.encode(), 0); return err },
 		w.f.Sync,
 	}

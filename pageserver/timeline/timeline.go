@@ -124,13 +124,15 @@ func (o *Options) setDefaults() {
 		o.CompactionTargetSize = DefaultCompactionTargetSize
 	}
 	if o.createFile == nil {
-		noSync := o.NoSync
-		o.createFile = func(path string) (layer.File, error) {
-			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-			if err != nil || !noSync {
-				return f, err
+		o.createFile = layer.CreateFile
+		if o.NoSync {
+			o.createFile = func(path string) (layer.File, error) {
+				f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+				if err != nil {
+					return nil, err
+				}
+				return noSyncFile{f}, nil
 			}
-			return noSyncFile{f}, nil
 		}
 	}
 }

@@ -1,0 +1,138 @@
+package layer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// directFile writes a new layer file from start to end around the page
+// cache (O_DIRECT), in aligned chunks. On these VMs a buffered write costs
+// the kernel a newly allocated cache page per 4 KiB, which the host takes
+// back once it is cold: writing layer files was half of the pageserver's CPU
+// during ingest. Reads, which go through the cache (and the block cache
+// above it), see the data: a direct write invalidates cached pages it
+// covers.
+//
+// The unaligned end of the file and patches of bytes already written (the
+// header, at offset 0) go through a second, ordinary descriptor. Sync ends
+// the writing: it writes what is buffered and makes the file durable.
+type directFile struct {
+	direct, cached *os.File
+	buf            []byte // directChunk bytes, aligned
+	n              int    // bytes in buf
+	off            int64  // file offset of buf[0]; everything before it is written
+	synced         bool
+}
+
+const (
+	directChunk = 1 << 20
+	directAlign = 4096
+)
+
+// createDirect creates path for writing with O_DIRECT, or returns ok false
+// if the file system refuses it (tmpfs, for one).
+func createDirect(path string) (f *directFile, ok bool, err error) {
+	d, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_DIRECT, 0o644)
+	if errors.Is(err, syscall.EINVAL) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	c, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		d.Close()
+		os.Remove(path)
+		return nil, false, err
+	}
+	raw := make([]byte, directChunk+directAlign)
+	skip := (directAlign - int(uintptr(unsafe.Pointer(&raw[0]))%directAlign)) % directAlign
+	return &directFile{direct: d, cached: c, buf: raw[skip : skip+directChunk : skip+directChunk]}, true, nil
+}
+
+func (f *directFile) Write(p []byte) (int, error) {
+	if f.synced {
+		return 0, fmt.Errorf("write to %s after Sync", f.direct.Name())
+	}
+	written := 0
+	for len(p) > 0 {
+		k := copy(f.buf[f.n:], p)
+		f.n += k
+		p = p[k:]
+		if f.n == len(f.buf) {
+			if err := f.writeOut(f.n); err != nil {
+				return written, err
+			}
+		}
+		written += k
+	}
+	return written, nil
+}
+
+// Flush does nothing: the writer's buffer is f's (see writer.out).
+func (f *directFile) Flush() error { return nil }
+
+// writeOut writes buf[:n], a multiple of directAlign, at off.
+func (f *directFile) writeOut(n int) error {
+	for done := 0; done < n; {
+		k, err := f.direct.WriteAt(f.buf[done:n], f.off+int64(done))
+		if err != nil {
+			return err
+		}
+		done += k
+	}
+	f.off += int64(n)
+	f.n = copy(f.buf, f.buf[n:f.n])
+	return nil
+}
+
+// WriteAt patches bytes written before: in the buffer if they are still
+// there, through the page cache if they are on disk.
+func (f *directFile) WriteAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.off+int64(f.n) {
+		return 0, fmt.Errorf("write at %d of %d bytes to %s: past the %d bytes written", off, len(p), f.direct.Name(), f.off+int64(f.n))
+	}
+	done := 0
+	if off < f.off {
+		k := min(len(p), int(f.off-off))
+		n, err := f.cached.WriteAt(p[:k], off)
+		if err != nil {
+			return n, err
+		}
+		done = k
+	}
+	if done < len(p) {
+		copy(f.buf[off+int64(done)-f.off:], p[done:])
+	}
+	return len(p), nil
+}
+
+// Sync writes what is buffered, the aligned part around the cache and the
+// rest through it, and makes the file durable.
+func (f *directFile) Sync() error {
+	if !f.synced {
+		f.synced = true
+		if err := f.writeOut(f.n &^ (directAlign - 1)); err != nil {
+			return err
+		}
+		if f.n > 0 {
+			if _, err := f.cached.WriteAt(f.buf[:f.n], f.off); err != nil {
+				return err
+			}
+			f.off += int64(f.n)
+			f.n = 0
+		}
+	}
+	return f.cached.Sync()
+}
+
+func (f *directFile) Close() error {
+	err := f.direct.Close()
+	if cerr := f.cached.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
