@@ -54,11 +54,11 @@ func CreateFile(path string) (File, error) {
 }
 
 type writer struct {
-	hdr       header
-	dir       string
-	final     string
-	tmp       string
-	f         File
+	hdr   header
+	dir   string
+	final string
+	tmp   string
+	f     File
 	// out buffers writes to f: f itself if it buffers (directFile).
 	out interface {
 		io.Writer
