@@ -188,7 +188,7 @@ func (svc *Service) ReportPageserverFeedback(_ context.Context, r *pb.ReportPage
 		return nil, status.Errorf(codes.InvalidArgument, "remote_consistent_lsn %v is beyond the timeline's commit LSN %v: the pageserver cannot hold WAL that was never committed",
 			lsn.LSN(r.RemoteConsistentLsn), st.CommitLSN)
 	}
-	err = t.RecordPageserverFeedback(pamsg.PageserverFeedback{
+	err = t.RecordPageserverFeedback(r.PageserverId, pamsg.PageserverFeedback{
 		CurrentTimelineSize: r.CurrentTimelineSize,
 		LastReceivedLSN:     lsn.LSN(r.LastReceivedLsn),
 		DiskConsistentLSN:   lsn.LSN(r.DiskConsistentLsn),

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
@@ -17,13 +18,57 @@ type removalState struct {
 	mu               sync.Mutex // one removal pass at a time
 	lastRemovedSegno uint64
 	removedSegments  atomic.Uint64
+
+	// byNode is the last remote-consistent LSN each pageserver reported.
+	reportsMu sync.Mutex
+	byNode    map[uint64]nodeReport
+}
+
+type nodeReport struct {
+	lsn lsn.LSN
+	at  time.Time
+}
+
+// reportTTL is how long a pageserver's report holds WAL back after the
+// pageserver went quiet (it reports every second while it follows the
+// timeline): long enough for a restart, not forever for one that is gone.
+const reportTTL = 10 * time.Minute
+
+func (r *removalState) reported(node uint64, l lsn.LSN, now time.Time) {
+	r.reportsMu.Lock()
+	defer r.reportsMu.Unlock()
+	if r.byNode == nil {
+		r.byNode = map[uint64]nodeReport{}
+	}
+	r.byNode[node] = nodeReport{lsn: l, at: now}
+}
+
+// lowestReport is the lowest remote-consistent LSN among pageservers that
+// reported within reportTTL, and false if none did.
+func (r *removalState) lowestReport(now time.Time) (lsn.LSN, bool) {
+	r.reportsMu.Lock()
+	defer r.reportsMu.Unlock()
+	low, ok := lsn.LSN(0), false
+	for node, rep := range r.byNode {
+		if now.Sub(rep.at) > reportTTL {
+			delete(r.byNode, node)
+			continue
+		}
+		if !ok || rep.lsn < low {
+			low, ok = rep.lsn, true
+		}
+	}
+	return low, ok
 }
 
 // RemovalHorizon is the LSN below which no consumer needs this timeline's WAL
 // (SK §4.6): every position that bounds it is one a consumer has passed.
 //
 //   - the pageserver's remote-consistent LSN (persisted), so the pageserver
-//     can always re-ingest from its durable point;
+//     can always re-ingest from its durable point; with several pageservers
+//     on the timeline (a replacement being built, tests), the lowest one any
+//     of them reported in the last reportTTL, so a pageserver that restarts
+//     finds the WAL after its durable point even though another one is ahead;
 //   - the persisted commit LSN and the flush LSN, so nothing uncommitted or
 //     unflushed goes;
 //   - the persisted peer horizon, so a lagging safekeeper can still be caught
@@ -37,6 +82,9 @@ func (t *Timeline) RemovalHorizon() lsn.LSN {
 	p := t.ControlState()
 	s := t.Status()
 	h := min(p.RemoteConsistentLSN, p.CommitLSN, s.FlushLSN, p.PeerHorizonLSN)
+	if l, ok := t.removal.lowestReport(time.Now()); ok {
+		h = min(h, l)
+	}
 	if r := t.minReaderLSN(); r != 0 {
 		h = min(h, r)
 	}

@@ -140,7 +140,7 @@ func (s *Sender) HotStandbyFeedback(h replication.HotStandbyFeedback) {
 // PageserverFeedback records a pageserver's report and hands it to the timeline.
 func (s *Sender) PageserverFeedback(f pamsg.PageserverFeedback) error {
 	s.update(func(i *SenderInfo) { i.Kind = SenderPageserver; i.PSFeedback = f })
-	return s.t.RecordPageserverFeedback(f)
+	return s.t.RecordPageserverFeedback(0, f)
 }
 
 // Info returns the sender's current record.

@@ -285,16 +285,22 @@ func (t *Timeline) CompleteFlush(target walstore.FlushTarget) (r *pamsg.AppendRe
 	return r, err
 }
 
-// RecordPageserverFeedback takes a pageserver's progress report: its
-// remote-consistent LSN becomes part of the WAL removal horizon, and the
-// report is relayed to connected proposers.
-func (t *Timeline) RecordPageserverFeedback(f pamsg.PageserverFeedback) error {
+// RecordPageserverFeedback takes a report of pageserver node: its
+// remote-consistent LSN becomes part of the WAL removal horizon (removal.go),
+// and the report is relayed to connected proposers. Node 0 is a report that
+// does not say whose it is (a libpq 'z' message, sent only by the pageserver
+// streaming from this safekeeper): it moves the persisted LSN only, as the
+// pageserver also reports to every safekeeper with its id over gRPC.
+func (t *Timeline) RecordPageserverFeedback(node uint64, f pamsg.PageserverFeedback) error {
 	err := t.do(func(a *acceptor.Acceptor) error {
 		a.AdvanceRemoteConsistentLSN(f.RemoteConsistentLSN)
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if node != 0 {
+		t.removal.reported(node, f.RemoteConsistentLSN, time.Now())
 	}
 	t.psFeedback.Update(func(e *FeedbackEvent) bool {
 		e.Seq++

@@ -117,7 +117,9 @@ func TestIngestThroughSafekeepers(t *testing.T) {
 
 	// The timeline starts as initdb left the data directory, imported into
 	// both pageservers.
-	steady, killed := c.startPageserver(t), c.startPageserver(t)
+	// Distinct ids: a safekeeper keeps the WAL the one furthest behind
+	// reported it needs, so the restarted one finds its WAL.
+	steady, killed := c.startPageserver(t, "--id", "1"), c.startPageserver(t, "--id", "2")
 	start := c.startFromInitdb(t, steady, killed)
 
 	// Kill one pageserver once it has written layers and is ingesting
