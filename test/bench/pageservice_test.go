@@ -13,6 +13,7 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/pageservice"
+	"strata.dev/test/daemons"
 	"strata.dev/test/pgharness"
 )
 
@@ -67,7 +68,9 @@ func BenchmarkBasebackup(b *testing.B) {
 	ckpt2 := e.checkpoint(b)
 	dl3, il3 := e.layerCounts(b)
 	waitProfile := profile(b, e.ps.HTTPAddr, "pageserver-basebackup-far", 3)
+	redo0 := redoCounters(e.ps)
 	far := run(func() result { return pageserverBasebackup(b, e.ps, e.ttid, mid, nil) })
+	farRedo := redoCounters(e.ps).sub(redo0).per(reps)
 	waitProfile()
 	vanilla2 := run(func() result { return pgBasebackup(b, e.primary) })
 	if vanilla2.mibps() > vanilla.mibps() {
@@ -94,7 +97,7 @@ func BenchmarkBasebackup(b *testing.B) {
 		line("strata pageserver, latest, after checkpoint", images, images.mibps()/vanilla.mibps(),
 			fmt.Sprintf("pageserver cpu %.2f s/GiB; %d delta + %d image layers; checkpoint took %.2fs", images.cpuPerGiB(), dl2, il2, ckpt.Seconds())),
 		line(fmt.Sprintf("strata pageserver, far back (%s of %s)", mid, end), far, far.mibps()/vanilla.mibps(),
-			fmt.Sprintf("pageserver cpu %.2f s/GiB; %d delta + %d image layers after pgbench -T 16; checkpoint took %.2fs", far.cpuPerGiB(), dl3, il3, ckpt2.Seconds())),
+			fmt.Sprintf("pageserver cpu %.2f s/GiB; %d delta + %d image layers after pgbench -T 16; checkpoint took %.2fs; per backup %s", far.cpuPerGiB(), dl3, il3, ckpt2.Seconds(), farRedo)),
 		fmt.Sprintf("basebackup small (initdb-only) timeline end to end: p50 %.1f ms, min %.1f ms, max %.1f ms over %d (%d KiB)  goal ≤ 50 ms",
 			ms(smalls[len(smalls)/2]), ms(smalls[0]), ms(smalls[len(smalls)-1]), len(smalls), small.bytes>>10),
 		fmt.Sprintf("compute start from storage, small database (basebackup, unpack, PostgreSQL accepting connections): p50 %.0f ms, max %.0f ms over %d  goal ≤ 1 s",
@@ -285,3 +288,26 @@ func getPageLoad(b *testing.B, e *readEnv, rel key.Rel, nblocks uint32, clients 
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// redoStats are the pageserver's WAL-redo counters.
+type redoStats struct{ requests, records, native float64 }
+
+func redoCounters(ps *daemons.Pageserver) redoStats {
+	return redoStats{
+		requests: daemons.Metric(ps.HTTPAddr, "pageserver_wal_redo_seconds_count"),
+		records:  daemons.Metric(ps.HTTPAddr, "pageserver_replayed_wal_records_total"),
+		native:   daemons.Metric(ps.HTTPAddr, "pageserver_wal_redo_native_total"),
+	}
+}
+
+func (a redoStats) sub(b redoStats) redoStats {
+	return redoStats{a.requests - b.requests, a.records - b.records, a.native - b.native}
+}
+
+func (a redoStats) per(n int) redoStats {
+	return redoStats{a.requests / float64(n), a.records / float64(n), a.native / float64(n)}
+}
+
+func (a redoStats) String() string {
+	return fmt.Sprintf("%.0f pages through redo processes (%.0f records), %.0f applied in Go", a.requests, a.records, a.native)
+}
