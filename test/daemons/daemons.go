@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +29,7 @@ import (
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	pb "strata.dev/proto/safekeeper/v1"
+	"strata.dev/test/pgharness"
 )
 
 var (
@@ -92,15 +92,15 @@ func repoRoot() (string, error) {
 	}
 }
 
-// FreePort returns a loopback address with a port nobody listens on now.
+// FreePort returns a loopback address with a port nobody listens on now
+// (pgharness.FreePort says how it avoids ports a connection could take).
 func FreePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := pgharness.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", p)
 }
 
 // Safekeeper is a safekeeper process with its own data directory and ports.

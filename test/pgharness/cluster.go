@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,7 +123,7 @@ func newCluster(t testing.TB, opts []Option, create func(*Cluster, config) error
 
 	// Before initdb: its environment carries PGPORT, and initdb's
 	// bootstrap postgres rejects port 0.
-	if c.port, err = freePort(); err != nil {
+	if c.port, err = FreePort(); err != nil {
 		t.Fatalf("pgharness: %v", err)
 	}
 	if err := c.mkdirOwned(c.sockDir); err != nil {
@@ -308,18 +307,4 @@ func (c *Cluster) readSegmentSize() (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("pg_controldata: no WAL segment size in output:\n%s", out)
-}
-
-// freePort asks the kernel for a free port on 127.0.0.1. Another process can
-// take it before postgres binds it; Start then retries with a new one.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	return port, nil
 }

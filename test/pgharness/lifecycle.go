@@ -59,7 +59,7 @@ func (c *Cluster) Start(t testing.TB) {
 			t.Fatalf("pgharness: start server: %v", err)
 		}
 		t.Logf("pgharness: port %d was taken, trying another", c.port)
-		if c.port, err = freePort(); err != nil {
+		if c.port, err = FreePort(); err != nil {
 			t.Fatalf("pgharness: %v", err)
 		}
 		if err := c.writeConf(); err != nil {
