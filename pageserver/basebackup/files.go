@@ -100,6 +100,7 @@ func (b *builder) readPageInto(dst []byte, k key.Key, relation bool) error {
 	if err != nil {
 		return err
 	}
+	rec.Into = dst // a page rebuilt by redo lands where it goes
 	page, err := b.rc.Reconstruct(b.ctx, rec)
 	if err != nil {
 		return fmt.Errorf("reconstruct %s at %s: %w", k, b.at, err)

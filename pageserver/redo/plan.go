@@ -88,7 +88,11 @@ func makePlan(r value.Reconstruction) (plan, error) {
 			return p, fmt.Errorf("%w: %s at %s: %w", ErrInvalidRequest, r.Key, rec.LSN, err)
 		}
 		if blk.HasImage && blk.Image.Apply() {
-			page, err := pgpage.Restore(&blk.Image, rec.LSN, make([]byte, 0, pgpage.BlockSize))
+			dst := pageBuffer(r.Into)
+			if dst == nil {
+				dst = make([]byte, pgpage.BlockSize)
+			}
+			page, err := pgpage.Restore(&blk.Image, rec.LSN, dst[:0])
 			if err != nil {
 				return p, invalidf(r.Key, rec.LSN, "full-page image: %v", err)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/neonredo"
+	"strata.dev/pageserver/pgpage"
 	"strata.dev/pageserver/value"
 )
 
@@ -73,7 +74,7 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 	page := pl.base
 	for _, s := range pl.steps {
 		if s.postgres {
-			page, err = p.apply(ctx, pl.key, page, s.records)
+			page, err = p.apply(ctx, pl.key, page, s.records, pageBuffer(r.Into))
 		} else {
 			page, err = neonredo.ApplyAll(pl.key, page, s.records)
 		}
@@ -85,11 +86,18 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 	if !slices.ContainsFunc(pl.steps, func(s step) bool { return s.postgres }) {
 		p.metrics.native.Inc()
 	}
+	// A step applied in Go made its own copy: the page goes where the
+	// caller asked, as the other steps' do.
+	if into := pageBuffer(r.Into); into != nil && len(page) == pgpage.BlockSize && &page[0] != &into[0] {
+		copy(into, page)
+		page = into
+	}
 	return page, nil
 }
 
-// apply runs records on base in a redo process.
-func (p *Pool) apply(ctx context.Context, k key.Key, base []byte, records []value.Versioned) ([]byte, error) {
+// apply runs records on base in a redo process; the page is read into into
+// (nil: a new page).
+func (p *Pool) apply(ctx context.Context, k key.Key, base []byte, records []value.Versioned, into []byte) ([]byte, error) {
 	buf, _ := p.requestBuffers.Get().(*[]byte)
 	if buf == nil {
 		buf = new([]byte)
@@ -97,7 +105,7 @@ func (p *Pool) apply(ctx context.Context, k key.Key, base []byte, records []valu
 	defer p.requestBuffers.Put(buf)
 	req := appendRequest(slices.Grow((*buf)[:0], requestSize(base, records)), k, base, records)
 	*buf = req
-	page, err := p.send(ctx, req)
+	page, err := p.send(ctx, req, into)
 	if err != nil {
 		return nil, err // Reconstruct names the key
 	}
@@ -107,19 +115,19 @@ func (p *Pool) apply(ctx context.Context, k key.Key, base []byte, records []valu
 
 // Ping round-trips a ping through a process.
 func (p *Pool) Ping(ctx context.Context) error {
-	_, err := p.send(ctx, appendPing(nil))
+	_, err := p.send(ctx, appendPing(nil), nil)
 	return err
 }
 
 // send round-trips a request, retrying once on another process if the
 // first one fails (the failed process is killed and replaced).
-func (p *Pool) send(ctx context.Context, req []byte) ([]byte, error) {
-	page, err := p.roundTrip(ctx, req)
+func (p *Pool) send(ctx context.Context, req, into []byte) ([]byte, error) {
+	page, err := p.roundTrip(ctx, req, into)
 	if err == nil || ctx.Err() != nil || !errors.Is(err, ErrProcess) {
 		return page, err
 	}
 	p.opts.Log.Warn().Err(err).Msg("WAL redo failed, retrying on another process")
-	page, err2 := p.roundTrip(ctx, req)
+	page, err2 := p.roundTrip(ctx, req, into)
 	if err2 != nil && errors.Is(err2, ErrProcess) {
 		return nil, fmt.Errorf("%w (and before, %v)", err2, err)
 	}
@@ -127,13 +135,13 @@ func (p *Pool) send(ctx context.Context, req []byte) ([]byte, error) {
 }
 
 // roundTrip sends one whole request to a process and returns its answer.
-func (p *Pool) roundTrip(ctx context.Context, req []byte) ([]byte, error) {
+func (p *Pool) roundTrip(ctx context.Context, req, into []byte) ([]byte, error) {
 	proc, err := p.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	page, err := proc.request(ctx, req, p.opts.Timeout)
+	page, err := proc.request(ctx, req, p.opts.Timeout, into)
 	proc.lastUsed.Store(time.Now().UnixNano())
 	proc.inflight.Add(-1)
 	if err != nil {
@@ -293,4 +301,12 @@ func (p *Pool) Close() error {
 		<-pr.exited
 	}
 	return nil
+}
+
+// pageBuffer is into as a page to build in, or nil if it has no room.
+func pageBuffer(into []byte) []byte {
+	if len(into) < pgpage.BlockSize {
+		return nil
+	}
+	return into[:pgpage.BlockSize:pgpage.BlockSize]
 }

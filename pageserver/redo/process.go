@@ -66,6 +66,7 @@ type process struct {
 	err     error      // why the process failed; set once
 	dead    chan struct{}
 	token   chan struct{} // held by the caller reading answers
+	answer  []byte        // the token holder reads each answer here first
 
 	inflight   atomic.Int32  // calls reserved or running
 	poolActive *atomic.Int32 // requests in flight on the whole pool
@@ -78,9 +79,10 @@ type process struct {
 // call is one request waiting for its answer. It is finished once, under
 // process.mu.
 type call struct {
-	page []byte
-	err  error
-	done chan struct{}
+	page      []byte // where the answer goes, unless abandoned
+	abandoned bool   // its caller is gone (guarded by process.mu)
+	err       error
+	done      chan struct{}
 }
 
 // spawn starts a redo process on a fresh copy of the template and waits
@@ -100,7 +102,7 @@ func spawn(ctx context.Context, o *Options, tmpl string, id int, poolActive *ato
 	}
 
 	p := &process{id: id, dir: dir, poolActive: poolActive, log: o.Log.With().Int("redo_process", id).Logger(),
-		dead: make(chan struct{}), token: make(chan struct{}, 1),
+		dead: make(chan struct{}), token: make(chan struct{}, 1), answer: make([]byte, pgpage.BlockSize),
 		reaped: make(chan struct{}), exited: make(chan struct{})}
 	p.token <- struct{}{}
 	args := append([]string{"--single", "-D", dir}, processSettings...)
@@ -217,9 +219,12 @@ func (p *process) handshake(ctx context.Context, timeout time.Duration) error {
 }
 
 // request sends req (whole requests, see appendRequest) and waits for its
-// answer. A timeout kills the process.
-func (p *process) request(ctx context.Context, req []byte, timeout time.Duration) ([]byte, error) {
-	c := &call{page: make([]byte, pgpage.BlockSize), done: make(chan struct{})}
+// answer, read into into (nil: a new page). A timeout kills the process.
+func (p *process) request(ctx context.Context, req []byte, timeout time.Duration, into []byte) ([]byte, error) {
+	if into == nil {
+		into = make([]byte, pgpage.BlockSize)
+	}
+	c := &call{page: into, done: make(chan struct{})}
 	p.poolActive.Add(1)
 	defer p.poolActive.Add(-1)
 	// The write can block on a full pipe until the token holder reads
@@ -261,7 +266,11 @@ func (p *process) request(ctx context.Context, req []byte, timeout time.Duration
 		p.kill(p.errorf("request timed out after %v", timeout))
 		<-c.done
 	case <-ctx.Done():
-		// c stays queued: whoever reads next takes its answer off the pipe.
+		// c stays queued: whoever reads next takes its answer off the
+		// pipe, and drops it, for c.page is the caller's again.
+		p.mu.Lock()
+		c.abandoned = true
+		p.mu.Unlock()
 		return nil, ctx.Err()
 	}
 	if c.err != nil {
@@ -281,7 +290,7 @@ func (p *process) readUntil(c *call, deadline time.Time, alone bool) error {
 		}
 		head := p.queue[0]
 		p.mu.Unlock()
-		if err := p.readPage(head.page, deadline, alone && head == c); err != nil {
+		if err := p.readPage(p.answer, deadline, alone && head == c); err != nil {
 			if errors.Is(err, io.EOF) {
 				// Let the process finish dying, so the error says how.
 				p.kill(nil)
@@ -295,6 +304,9 @@ func (p *process) readUntil(c *call, deadline time.Time, alone bool) error {
 		p.mu.Lock()
 		if p.err == nil && len(p.queue) > 0 && p.queue[0] == head {
 			p.queue = p.queue[1:]
+			if !head.abandoned {
+				copy(head.page, p.answer)
+			}
 			head.finish(nil)
 		}
 		p.mu.Unlock()

@@ -29,6 +29,10 @@ type Reconstruction struct {
 	Image    []byte
 	ImageLSN lsn.LSN
 	Records  []Versioned
+	// Into, if it has room for a page, is where a reconstructor may build
+	// the page (the result then aliases Into[:BlockSize]): a caller that
+	// copies the page somewhere saves an allocation by pointing Into there.
+	Into []byte
 }
 
 // ImageOnly reports whether the value is the image itself, nothing to apply.

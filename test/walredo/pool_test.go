@@ -44,6 +44,56 @@ func testRedoPool(t *testing.T, f fixture) {
 	t.Run("HungProcess", func(t *testing.T) { testHungProcess(t, reqs) })
 	t.Run("ConcurrentCallers", func(t *testing.T) { testConcurrentCallers(t, reqs) })
 	t.Run("IdleStop", func(t *testing.T) { testIdleStop(t, reqs) })
+	t.Run("CanceledInto", func(t *testing.T) { testCanceledInto(t, reqs) })
+}
+
+// testCanceledInto: a caller that gives up (its context ends) gets its
+// Into buffer back for good: the answer that comes later is dropped, not
+// written there, while callers that wait get theirs in their buffers.
+func testCanceledInto(t *testing.T, reqs []request) {
+	pool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 1))
+	type gaveUp struct {
+		buf, at []byte // the buffer, and what it held when the call returned
+	}
+	var mu sync.Mutex
+	var canceled []gaveUp
+	var wg sync.WaitGroup
+	for c := range 16 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(c), 2))
+			for range 200 {
+				buf := bytes.Repeat([]byte{0xAA}, 8192)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(200))*time.Microsecond)
+				err := callInto(ctx, pool, reqs[rng.IntN(len(reqs))], buf)
+				cancel()
+				switch {
+				case errors.Is(err, context.DeadlineExceeded):
+					mu.Lock()
+					canceled = append(canceled, gaveUp{buf, bytes.Clone(buf)})
+					mu.Unlock()
+				case err != nil:
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Every answer still in the pipe is read by the next callers.
+	for i := range 20 {
+		if err := callInto(context.Background(), pool, reqs[i%len(reqs)], make([]byte, 8192)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(canceled) == 0 {
+		t.Fatal("no call gave up: the test shows nothing")
+	}
+	for i, g := range canceled {
+		if !bytes.Equal(g.buf, g.at) {
+			t.Fatalf("call %d of %d that gave up: its buffer was written after it returned", i, len(canceled))
+		}
+	}
+	t.Logf("%d of 3200 calls gave up; none of their buffers changed afterwards", len(canceled))
 }
 
 // processRequests samples pages of every relation whose rebuild needs a
@@ -82,12 +132,23 @@ func processRequests(t *testing.T, f fixture) []request {
 
 // call rebuilds req and checks the answer.
 func call(ctx context.Context, pool *redo.Pool, req request) error {
-	page, err := pool.Reconstruct(ctx, req.r)
+	return callInto(ctx, pool, req, nil)
+}
+
+// callInto is call with the page built in into (nil: wherever the pool
+// likes); with into, the answer must be there.
+func callInto(ctx context.Context, pool *redo.Pool, req request, into []byte) error {
+	r := req.r
+	r.Into = into
+	page, err := pool.Reconstruct(ctx, r)
 	if err != nil {
 		return err
 	}
 	if !bytes.Equal(page, req.want) {
 		return errors.New(req.r.Key.String() + ": page differs from the reference")
+	}
+	if into != nil && &page[0] != &into[0] {
+		return errors.New(req.r.Key.String() + ": page rebuilt by a redo process is not in Into")
 	}
 	return nil
 }
@@ -303,7 +364,11 @@ func testConcurrentCallers(t *testing.T, reqs []request) {
 			rng := rand.New(rand.NewPCG(uint64(c), 1))
 			for time.Now().Before(deadline) {
 				cctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a deadlock fails, not hangs
-				err := call(cctx, pool, reqs[rng.IntN(len(reqs))])
+				var into []byte
+				if rng.IntN(2) == 0 {
+					into = make([]byte, 8192)
+				}
+				err := callInto(cctx, pool, reqs[rng.IntN(len(reqs))], into)
 				cancel()
 				if err != nil {
 					t.Error(err)
