@@ -193,7 +193,13 @@ func (s *redoShape) do(ctx context.Context, pool *redo.Pool) error {
 	if s.name == "ping" {
 		return pool.Ping(ctx)
 	}
-	page, err := pool.Reconstruct(ctx, s.rec)
+	// As the basebackup's readers do, the page is built in a buffer the
+	// caller reuses.
+	buf := pageBuffers.Get().(*[]byte)
+	defer pageBuffers.Put(buf)
+	r := s.rec
+	r.Into = *buf
+	page, err := pool.Reconstruct(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -202,6 +208,8 @@ func (s *redoShape) do(ctx context.Context, pool *redo.Pool) error {
 	}
 	return nil
 }
+
+var pageBuffers = sync.Pool{New: func() any { b := make([]byte, 8192); return &b }}
 
 func shapeSummary(shapes []*redoShape) string {
 	var s string
