@@ -15,7 +15,7 @@ import (
 // must be an LSN the timeline can serve.
 func (s *Service) Page(ctx context.Context, t *tenant.Timeline, rel key.Rel, blk uint32, at lsn.LSN) ([]byte, error) {
 	done := s.metrics().queryStarted(TagGetPage)
-	page, err := s.page(ctx, t, rel, blk, at)
+	page, err := s.page(ctx, t, rel, blk, at, nil)
 	done(err)
 	return page, err
 }

@@ -56,7 +56,8 @@ type Service struct {
 	Log            zerolog.Logger
 
 	metricsOnce sync.Once
-	m           *metrics // see metrics()
+	m           *metrics  // see metrics()
+	pages       sync.Pool // *[]byte pages that GetPage rebuilds in (Reconstruction.Into)
 }
 
 // Serve accepts connections on ln until ctx ends.
@@ -182,7 +183,15 @@ func (s *Service) answer(ctx context.Context, dst []byte, t *tenant.Timeline, v 
 		}
 		return AppendNblocks(dst, v, req, n), nil
 	case TagGetPage:
-		page, err := s.page(ctx, t, req.Rel, req.Block, at)
+		// A page rebuilt by redo is built in a pooled buffer: the answer
+		// copies it.
+		buf, _ := s.pages.Get().(*[]byte)
+		if buf == nil {
+			buf = new([]byte)
+			*buf = make([]byte, BlockSize)
+		}
+		defer s.pages.Put(buf)
+		page, err := s.page(ctx, t, req.Rel, req.Block, at, *buf)
 		if err != nil {
 			return dst, fmt.Errorf("getpage %s block %d at %s: %w", req.Rel, req.Block, at, err)
 		}
@@ -241,7 +250,7 @@ var zeroPage [BlockSize]byte
 
 // page reads a relation block: a zero page beyond the end, as Neon
 // answers (a compute may read a block it is about to extend into).
-func (s *Service) page(ctx context.Context, t *tenant.Timeline, rel key.Rel, blk uint32, at lsn.LSN) ([]byte, error) {
+func (s *Service) page(ctx context.Context, t *tenant.Timeline, rel key.Rel, blk uint32, at lsn.LSN, into []byte) ([]byte, error) {
 	if err := checkRel(rel); err != nil {
 		return nil, err
 	}
@@ -261,7 +270,7 @@ func (s *Service) page(ctx context.Context, t *tenant.Timeline, rel key.Rel, blk
 	if blk >= n {
 		return zeroPage[:], nil
 	}
-	page, err := s.value(ctx, t, key.RelBlock(rel, blk), at)
+	page, err := s.value(ctx, t, key.RelBlock(rel, blk), at, into)
 	if err == nil && len(page) != BlockSize {
 		err = fmt.Errorf("stored page of %d bytes", len(page))
 	}
@@ -269,7 +278,8 @@ func (s *Service) page(ctx context.Context, t *tenant.Timeline, rel key.Rel, blk
 }
 
 // value reads a key and rebuilds it if it is stored as records.
-func (s *Service) value(ctx context.Context, t *tenant.Timeline, k key.Key, at lsn.LSN) ([]byte, error) {
+// A page that needs redo may be built in into (nil: anywhere).
+func (s *Service) value(ctx context.Context, t *tenant.Timeline, k key.Key, at lsn.LSN, into []byte) ([]byte, error) {
 	rec, err := t.Get(ctx, k, at)
 	if err != nil {
 		return nil, err
@@ -280,6 +290,7 @@ func (s *Service) value(ctx context.Context, t *tenant.Timeline, k key.Key, at l
 	if s.Reconstructor == nil {
 		return nil, fmt.Errorf("key %s needs WAL redo and the page service has no Reconstructor", k)
 	}
+	rec.Into = into
 	return s.Reconstructor.Reconstruct(ctx, rec)
 }
 
@@ -300,7 +311,7 @@ func (s *Service) appendSlruSegment(ctx context.Context, dst []byte, t *tenant.T
 	}
 	dst = binary.BigEndian.AppendUint32(dst, n)
 	for blk := range n {
-		page, err := s.value(ctx, t, key.SlruBlock(kind, seg, blk), at)
+		page, err := s.value(ctx, t, key.SlruBlock(kind, seg, blk), at, nil)
 		if err != nil {
 			return dst, fmt.Errorf("%s segment %04X page %d at %s: %w", kind, seg, blk, at, err)
 		}

@@ -104,9 +104,10 @@ func (t *Timeline) writeImage(ctx context.Context, p partition, at lsn.LSN) (*hi
 	if err != nil {
 		return nil, err
 	}
+	page := make([]byte, 8192) // where redo builds each page; Add copies it
 	for _, r := range p.ranges {
 		for k := r.Start; k.Less(r.End); k = k.Next() {
-			img, err := t.materialise(ctx, k, at)
+			img, err := t.materialise(ctx, k, at, page)
 			if errors.Is(err, ErrMissingKey) {
 				// Omitted from the image layer, the key stays missing.
 				t.log.Warn().Err(err).Msg("key of the live key space has no value")
@@ -132,7 +133,8 @@ func (t *Timeline) writeImage(ctx context.Context, p partition, at lsn.LSN) (*hi
 	return &historic{name: layer.ImageName(p.keys, at), path: path, size: st.Size(), cache: t.opts.BlockCache}, nil
 }
 
-func (t *Timeline) materialise(ctx context.Context, k key.Key, at lsn.LSN) ([]byte, error) {
+// materialise returns k's value at at, rebuilt in into if it needs redo.
+func (t *Timeline) materialise(ctx context.Context, k key.Key, at lsn.LSN, into []byte) ([]byte, error) {
 	rec, err := t.Get(ctx, k, at)
 	if err != nil {
 		return nil, err
@@ -140,6 +142,7 @@ func (t *Timeline) materialise(ctx context.Context, k key.Key, at lsn.LSN) ([]by
 	if rec.ImageOnly() {
 		return rec.Image, nil
 	}
+	rec.Into = into
 	img, err := t.opts.Reconstructor.Reconstruct(ctx, rec)
 	if err != nil {
 		return nil, fmt.Errorf("reconstruct %s at %s: %w", k, at, err)
