@@ -39,7 +39,8 @@ func newReadEnv(b *testing.B, scale int) *readEnv {
 	e.sk = daemons.StartSafekeeper(b, 1)
 	// One delta layer over a key range is enough for compaction to write
 	// an image layer: after checkpoint the timeline is fully imaged.
-	e.ps = daemons.StartPageserver(b, append([]string{"--safekeepers", e.sk.PGAddr, "--image-creation-threshold", "1"}, strings.Fields(os.Getenv("STRATA_BENCH_PS_ARGS"))...)...)
+	args := append(daemons.SafekeeperArgs([]*daemons.Safekeeper{e.sk}), "--image-creation-threshold", "1")
+	e.ps = daemons.StartPageserver(b, append(args, strings.Fields(os.Getenv("STRATA_BENCH_PS_ARGS"))...)...)
 	startFromInitdb(b, e.primary, e.sk, e.ps, e.ttid, e.small)
 	e.primary.RunPgbench(b, "-i", "-s", strconv.Itoa(scale), "-q")
 	e.primary.Exec(b, "VACUUM ANALYZE")

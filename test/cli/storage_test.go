@@ -33,8 +33,7 @@ func startStorage(t *testing.T) *storage {
 	for i := 1; i <= 3; i++ {
 		s.sks = append(s.sks, daemons.StartSafekeeper(t, i, "--no-sync"))
 	}
-	s.ps = daemons.StartPageserver(t, "--safekeepers", strings.Join(daemons.PGAddrs(s.sks), ","),
-		"--safekeepers-grpc", strings.Join(daemons.GRPCAddrs(s.sks), ","), "--no-sync", "--wait-lsn-timeout", "20s")
+	s.ps = daemons.StartPageserver(t, append(daemons.SafekeeperArgs(s.sks), "--no-sync", "--wait-lsn-timeout", "20s")...)
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "tenant_id = %q\n\n[pageserver]\nid = 1\nlisten_pg = %q\nlisten_grpc = %q\nlisten_http = %q\n",

@@ -36,12 +36,6 @@ var (
 	buildOnce sync.Once
 	buildDir  string
 	buildErr  error
-
-	// skGRPC maps the libpq address of every running test's safekeepers to
-	// their gRPC address: a pageserver given --safekeepers gets
-	// --safekeepers-grpc from it (withSafekeepersGRPC).
-	skMu   sync.Mutex
-	skGRPC = map[string]string{}
 )
 
 // Binary returns the path of a Strata binary (safekeeper, pageserver, ...).
@@ -128,13 +122,7 @@ func StartSafekeeper(t testing.TB, id int, extraArgs ...string) *Safekeeper {
 		"--listen-pg", s.PGAddr, "--listen-grpc", s.GRPCAddr, "--listen-http", s.HTTPAddr,
 	}, extraArgs...)
 	s.Process = newProcess(t, fmt.Sprintf("safekeeper %d", id), Binary(t, "safekeeper"), s.Dir+".log", args, s.healthy)
-	skMu.Lock()
-	skGRPC[s.PGAddr] = s.GRPCAddr
-	skMu.Unlock()
 	t.Cleanup(func() {
-		skMu.Lock()
-		delete(skGRPC, s.PGAddr)
-		skMu.Unlock()
 		if s.conn != nil {
 			s.conn.Close()
 		}
@@ -197,42 +185,10 @@ func GRPCAddrs(sks []*Safekeeper) []string {
 
 // SafekeeperArgs are the pageserver flags that name sks: their libpq
 // addresses (--safekeepers) and gRPC addresses (--safekeepers-grpc), in the
-// same order. StartPageserver adds the second itself for safekeepers
-// started by this harness; this says it explicitly.
+// same order: a pageserver so started watches them and reports to them over
+// gRPC, as a configured one does.
 func SafekeeperArgs(sks []*Safekeeper) []string {
 	return []string{"--safekeepers", strings.Join(PGAddrs(sks), ","), "--safekeepers-grpc", strings.Join(GRPCAddrs(sks), ",")}
-}
-
-// withSafekeepersGRPC adds --safekeepers-grpc to pageserver arguments that
-// give --safekeepers but not it, when every safekeeper listed is one this
-// harness started: the pageserver then watches them and reports to them
-// over gRPC, as a configured one does.
-func withSafekeepersGRPC(args []string) []string {
-	var pg string
-	for i, a := range args {
-		if a == "--safekeepers-grpc" || strings.HasPrefix(a, "--safekeepers-grpc=") {
-			return args
-		}
-		if a == "--safekeepers" && i+1 < len(args) {
-			pg = args[i+1]
-		} else if v, ok := strings.CutPrefix(a, "--safekeepers="); ok {
-			pg = v
-		}
-	}
-	if pg == "" {
-		return args
-	}
-	var grpcAddrs []string
-	skMu.Lock()
-	defer skMu.Unlock()
-	for _, a := range strings.Split(pg, ",") {
-		g, ok := skGRPC[strings.TrimSpace(a)]
-		if !ok {
-			return args
-		}
-		grpcAddrs = append(grpcAddrs, g)
-	}
-	return append(args, "--safekeepers-grpc", strings.Join(grpcAddrs, ","))
 }
 
 // WaitFlushed waits (60 s at most) until every safekeeper reports flush_lsn ≥ l.

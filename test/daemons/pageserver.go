@@ -51,7 +51,7 @@ func NewPageserver(t testing.TB, args ...string) *Pageserver {
 	base := pgharness.TempDir(t)
 	p := &Pageserver{Dir: filepath.Join(base, "pageserver"), HTTPAddr: FreePort(t), GRPCAddr: FreePort(t), PGAddr: FreePort(t)}
 	args = append([]string{"--id", "1", "--datadir", p.Dir,
-		"--listen-http", p.HTTPAddr, "--listen-grpc", p.GRPCAddr, "--listen-pg", p.PGAddr}, withSafekeepersGRPC(args)...)
+		"--listen-http", p.HTTPAddr, "--listen-grpc", p.GRPCAddr, "--listen-pg", p.PGAddr}, args...)
 	u := pgharness.ServerUser(t)
 	bin, lib := Binary(t, "pageserver"), RedoLibrary(t)
 	if u.Switch {

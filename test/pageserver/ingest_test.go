@@ -65,8 +65,8 @@ func (c *cluster) startWalproposer(t *testing.T, start lsn.LSN) {
 func (c *cluster) startPageserver(t *testing.T, extra ...string) *daemons.Pageserver {
 	// Small layers and frequent compaction: restarts and reads cross many
 	// layer files.
-	return daemons.StartPageserver(t, append([]string{"--safekeepers", c.addrs(), "--no-sync",
-		"--checkpoint-distance", "1048576", "--compaction-period", "1s"}, extra...)...)
+	args := append(daemons.SafekeeperArgs(c.sks), "--no-sync", "--checkpoint-distance", "1048576", "--compaction-period", "1s")
+	return daemons.StartPageserver(t, append(args, extra...)...)
 }
 
 // startFromInitdb imports the primary's data directory (created NoStart:
