@@ -29,7 +29,7 @@ func (s *Service) Basebackup(req *pb.BasebackupRequest, stream grpc.ServerStream
 	if err != nil {
 		return err
 	}
-	at, prev, err := t.ReadLSN(ctx, lsn.LSN(req.Lsn), s.WaitLSNTimeout)
+	at, prev, err := s.Pages.ReadLSN(ctx, t, lsn.LSN(req.Lsn))
 	if err != nil {
 		return s.fail(ctx, "Basebackup", err)
 	}
@@ -141,7 +141,7 @@ func (s *Service) relAt(ctx context.Context, method, tenantID, timelineID string
 	if err != nil {
 		return nil, key.Rel{}, 0, err
 	}
-	at, _, err := t.ReadLSN(ctx, lsn.LSN(l), s.WaitLSNTimeout)
+	at, _, err := s.Pages.ReadLSN(ctx, t, lsn.LSN(l))
 	if err != nil {
 		return nil, key.Rel{}, 0, s.fail(ctx, method, err)
 	}

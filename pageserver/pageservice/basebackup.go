@@ -42,17 +42,8 @@ func (s *Service) basebackup(ctx context.Context, sess *pq.Session, args string)
 			return pq.Errorf(pq.CodeSyntaxError, "LSN %q: %v", f[2], err)
 		}
 	}
-	// A backup ahead of ingest (a new compute right after
-	// sync-safekeepers) is the wait operators most need to see.
-	waited := func() {}
-	if last, _ := t.LastRecordLSN(); at > last {
-		waited = s.metrics().waitStartedAt()
-	}
-	// The same checks as every other read (GC cutoff, the timeline's
-	// start, waiting for ingest); prevRecord is unknown below the last
-	// record (see basebackup.Options).
-	at, prevRecord, err := t.ReadLSN(ctx, at, s.WaitLSNTimeout)
-	waited()
+	// prevRecord is unknown below the last record (see basebackup.Options).
+	at, prevRecord, err := s.ReadLSN(ctx, t, at)
 	if err != nil {
 		return pq.Errorf(pq.CodeInternalError, "%v", err)
 	}

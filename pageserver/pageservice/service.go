@@ -231,6 +231,19 @@ func (s *Service) effectiveLSN(ctx context.Context, t *tenant.Timeline, h Header
 	return min(last, h.RequestLSN), nil
 }
 
+// ReadLSN checks a read at l as every read is checked (GC cutoff, the
+// timeline's start) and waits for ingest to reach l, for at most
+// WaitLSNTimeout, observing the wait in the wait_lsn metrics when there is
+// one (a backup ahead of ingest, a new compute right after
+// sync-safekeepers, is the wait operators most need to see). It returns
+// what tenant.Timeline.ReadLSN does. The gRPC API reads through it too.
+func (s *Service) ReadLSN(ctx context.Context, t *tenant.Timeline, l lsn.LSN) (at, prevRecord lsn.LSN, err error) {
+	if last, _ := t.LastRecordLSN(); l > last {
+		defer s.metrics().waitStartedAt()()
+	}
+	return t.ReadLSN(ctx, l, s.WaitLSNTimeout)
+}
+
 // waitLSN waits for ingest to reach l, for at most WaitLSNTimeout, and
 // observes the wait.
 func (s *Service) waitLSN(ctx context.Context, t *tenant.Timeline, l lsn.LSN) error {

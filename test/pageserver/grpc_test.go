@@ -195,6 +195,7 @@ func TestGRPCManagementAPI(t *testing.T) {
 	if sz, err := relSize(root, missing, 0); err != nil || sz.Exists || sz.Blocks != 0 {
 		t.Errorf("GetRelSize of a missing relation = %v, %v", sz, err)
 	}
+	waits0 := daemons.Metric(ps.HTTPAddr, "pageserver_wait_lsn_seconds_count")
 	for _, tc := range []struct {
 		what string
 		rel  *pb.RelTag
@@ -216,6 +217,11 @@ func TestGRPCManagementAPI(t *testing.T) {
 			_, err = relSize(root, tc.rel, tc.at)
 			wantCode(t, "GetRelSize of "+tc.what, err, tc.code)
 		}
+	}
+	// The two reads ahead of ingest waited, and the wait_lsn metrics saw it
+	// as they see pagestream's.
+	if waits := daemons.Metric(ps.HTTPAddr, "pageserver_wait_lsn_seconds_count") - waits0; waits != 2 {
+		t.Errorf("%v waits for ingest observed, want 2 (GetPage and GetRelSize ahead of ingest)", waits)
 	}
 	_, err = page(id.TenantTimeline{Tenant: tenant, Timeline: id.Generate()}, pgClass, 0, 0)
 	wantCode(t, "GetPage of an unknown timeline", err, codes.NotFound)
