@@ -1,20 +1,17 @@
 package layer
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"syscall"
-	"unsafe"
+
+	"strata.dev/libs/directio"
 )
 
 // directFile writes a new layer file from start to end around the page
-// cache (O_DIRECT), in aligned chunks. On these VMs a buffered write costs
-// the kernel a newly allocated cache page per 4 KiB, which the host takes
-// back once it is cold: writing layer files was half of the pageserver's CPU
-// during ingest. Reads, which go through the cache (and the block cache
-// above it), see the data: a direct write invalidates cached pages it
-// covers.
+// cache, in aligned chunks (package directio says why: writing layer files
+// through the cache was half of the pageserver's CPU during ingest). Reads,
+// which go through the cache (and the block cache above it), see the data:
+// a direct write invalidates cached pages it covers.
 //
 // The unaligned end of the file and patches of bytes already written (the
 // header, at offset 0) go through a second, ordinary descriptor. Sync ends
@@ -27,30 +24,21 @@ type directFile struct {
 	synced         bool
 }
 
-const (
-	directChunk = 1 << 20
-	directAlign = 4096
-)
+const directChunk = 1 << 20
 
-// createDirect creates path for writing with O_DIRECT, or returns ok false
-// if the file system refuses it (tmpfs, for one).
-func createDirect(path string) (f *directFile, ok bool, err error) {
-	d, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_DIRECT, 0o644)
-	if errors.Is(err, syscall.EINVAL) {
-		return nil, false, nil
-	}
+// newDirectFile writes the new, empty file cached through a second
+// descriptor made direct, or returns nil if the file system refuses that.
+func newDirectFile(cached *os.File) (*directFile, error) {
+	d, err := os.OpenFile(cached.Name(), os.O_WRONLY, 0)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	c, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
+	direct, err := directio.Enable(d)
+	if err != nil || !direct {
 		d.Close()
-		os.Remove(path)
-		return nil, false, err
+		return nil, err
 	}
-	raw := make([]byte, directChunk+directAlign)
-	skip := (directAlign - int(uintptr(unsafe.Pointer(&raw[0]))%directAlign)) % directAlign
-	return &directFile{direct: d, cached: c, buf: raw[skip : skip+directChunk : skip+directChunk]}, true, nil
+	return &directFile{direct: d, cached: cached, buf: directio.Buffer(directChunk)}, nil
 }
 
 func (f *directFile) Write(p []byte) (int, error) {
@@ -75,7 +63,7 @@ func (f *directFile) Write(p []byte) (int, error) {
 // Flush does nothing: the writer's buffer is f's (see writer.out).
 func (f *directFile) Flush() error { return nil }
 
-// writeOut writes buf[:n], a multiple of directAlign, at off.
+// writeOut writes buf[:n], a multiple of directio.Align, at off.
 func (f *directFile) writeOut(n int) error {
 	for done := 0; done < n; {
 		k, err := f.direct.WriteAt(f.buf[done:n], f.off+int64(done))
@@ -115,7 +103,7 @@ func (f *directFile) WriteAt(p []byte, off int64) (int, error) {
 func (f *directFile) Sync() error {
 	if !f.synced {
 		f.synced = true
-		if err := f.writeOut(f.n &^ (directAlign - 1)); err != nil {
+		if err := f.writeOut(f.n &^ (directio.Align - 1)); err != nil {
 			return err
 		}
 		if f.n > 0 {

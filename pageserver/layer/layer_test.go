@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"strata.dev/libs/directio"
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/key"
@@ -451,12 +452,13 @@ func readEverything(b []byte, path string) (string, error) {
 // header patched in memory or on disk.
 func TestDirectFile(t *testing.T) {
 	dir := t.TempDir()
-	for _, size := range []int{0, 100, directAlign, directChunk - headerSize, directChunk, 3*directChunk + 777} {
+	for _, size := range []int{0, 100, directio.Align, directChunk - headerSize, directChunk, 3*directChunk + 777} {
 		path := filepath.Join(dir, fmt.Sprintf("f%d", size))
-		f, ok, err := createDirect(path)
+		created, err := CreateFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
+		f, ok := created.(*directFile)
 		if !ok {
 			t.Skip("the file system refuses O_DIRECT")
 		}

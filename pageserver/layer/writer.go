@@ -43,14 +43,19 @@ type WriterOptions struct {
 // file system allows it (direct.go), else an ordinary one. It is the
 // default of WriterOptions.CreateFile.
 func CreateFile(path string) (File, error) {
-	f, ok, err := createDirect(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	if ok {
+	df, err := newDirectFile(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if df == nil {
 		return f, nil
 	}
-	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	return df, nil
 }
 
 type writer struct {

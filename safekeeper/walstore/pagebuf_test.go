@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"unsafe"
 
+	"strata.dev/libs/directio"
 	"strata.dev/libs/lsn"
 )
 
@@ -55,19 +55,19 @@ func TestDirectWrites(t *testing.T) {
 	}
 }
 
-// takesDirectIO says whether files in dir can be opened with O_DIRECT.
+// takesDirectIO says whether files in dir can be made direct.
 func takesDirectIO(t *testing.T, dir string) bool {
-	path := filepath.Join(dir, "probe")
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
+	f, err := os.CreateTemp(dir, "probe")
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.Remove(path)
-	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_DIRECT, 0)
+	defer os.Remove(f.Name())
+	defer f.Close()
+	direct, err := directio.Enable(f)
 	if err != nil {
-		return false
+		t.Fatal(err)
 	}
-	f.Close()
-	return true
+	return direct
 }
 
 func hasDirectFlag(t *testing.T, f *os.File) bool {
@@ -102,8 +102,8 @@ func fcntlFlags(f *os.File) (int, error) {
 // even where the buffer held other bytes before.
 func TestPageBuffer(t *testing.T) {
 	b := newPageBuffer()
-	if uintptr(len(b.mem)) != writeBufferSize || uintptr(unsafe.Pointer(&b.mem[0]))%directAlign != 0 {
-		t.Fatalf("buffer of %d bytes at an address %% %d = %d", len(b.mem), directAlign, uintptr(unsafe.Pointer(&b.mem[0]))%directAlign)
+	if uintptr(len(b.mem)) != writeBufferSize || uintptr(unsafe.Pointer(&b.mem[0]))%directio.Align != 0 {
+		t.Fatalf("buffer of %d bytes at an address %% %d = %d", len(b.mem), directio.Align, uintptr(unsafe.Pointer(&b.mem[0]))%directio.Align)
 	}
 	b.loaded, b.base = true, segLSN(1)
 	b.append(bytes.Repeat([]byte{1}, cachePage+10))

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 
+	"strata.dev/libs/directio"
 	"strata.dev/libs/durable"
 )
 
@@ -176,7 +177,7 @@ func createSegmentFile(dir, path string, size uint64, sync bool, method Prealloc
 			return fmt.Errorf("extend %s: %w", tmpName, err)
 		}
 	default:
-		if err := zeroFill(f, tmp, size); err != nil {
+		if err := zeroFill(f, size); err != nil {
 			return fmt.Errorf("zero-fill %s: %w", tmpName, err)
 		}
 	}
@@ -200,32 +201,26 @@ func createSegmentFile(dir, path string, size uint64, sync bool, method Prealloc
 	return nil
 }
 
-// zeroFill writes size zero bytes into the new file at path, through
-// O_DIRECT where the file system allows it: the zeros then cost no page
-// cache copy and evict nothing useful. f is used where O_DIRECT is refused
-// (tmpfs, for one).
-func zeroFill(f *os.File, path string, size uint64) error {
-	d, err := os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT, 0)
+// zeroFill writes size zero bytes into the new file f, around the page
+// cache where the file system allows it: the zeros then cost no page cache
+// copy and evict nothing useful.
+func zeroFill(f *os.File, size uint64) error {
+	direct, err := directio.Enable(f)
 	if err != nil {
+		return err
+	}
+	if !direct {
 		return zeroRange(f, 0, size)
 	}
-	defer d.Close()
 	const chunk = 1 << 20
-	buf := alignedBuffer(chunk)
+	buf := directio.Buffer(chunk)
 	for off := uint64(0); off < size; off += chunk {
-		n := min(chunk, size-off)
-		if _, err := d.WriteAt(buf[:n], int64(off)); err != nil {
-			if errors.Is(err, syscall.EINVAL) && off == 0 {
-				return zeroRange(f, 0, size)
-			}
+		if _, err := f.WriteAt(buf[:min(chunk, size-off)], int64(off)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
-
-// directAlign is the alignment O_DIRECT needs for buffers, offsets and sizes.
-const directAlign = 4096
 
 // removeTempFiles deletes leftovers of interrupted segment creation.
 func removeTempFiles(dir string) error {

@@ -6,8 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"syscall"
 
+	"strata.dev/libs/directio"
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
 )
@@ -147,13 +147,14 @@ func (r *Reader) open(seg uint64) error {
 	if err != nil {
 		return err
 	}
-	r.file, r.seg, r.direct = f, seg, false
-	if d, err := os.OpenFile(f.Name(), os.O_RDONLY|syscall.O_DIRECT, 0); err == nil {
+	direct, err := directio.Enable(f)
+	if err != nil {
 		f.Close()
-		r.file, r.direct = d, true
-		if r.blk == nil {
-			r.blk = alignedBuffer(readBlockSize)
-		}
+		return fmt.Errorf("open WAL segment: %w", err)
+	}
+	r.file, r.seg, r.direct = f, seg, direct
+	if direct && r.blk == nil {
+		r.blk = directio.Buffer(readBlockSize)
 	}
 	return nil
 }
@@ -165,27 +166,8 @@ func (r *Reader) readBlock(segEnd, want lsn.LSN) error {
 	start := r.pos - r.pos%cachePage
 	valid := min(max(want, r.end), segEnd, start+readBlockSize)
 	n := (int(valid-start) + cachePage - 1) &^ (cachePage - 1)
-	got, err := r.file.ReadAt(r.blk[:n], int64(start.SegmentOffset(r.segSize)))
-	if got == n {
-		err = nil
-	}
-	if err != nil {
-		if errors.Is(err, syscall.EINVAL) && got == 0 {
-			// O_DIRECT taken at open but not for reads: read through the cache.
-			f, oerr := os.Open(r.file.Name())
-			if oerr != nil {
-				return fmt.Errorf("reopen WAL segment without O_DIRECT: %w", oerr)
-			}
-			r.file.Close()
-			r.file, r.direct = f, false
-			got, err = r.file.ReadAt(r.blk[:n], int64(start.SegmentOffset(r.segSize)))
-			if got == n {
-				err = nil
-			}
-		}
-		if err != nil {
-			return r.readError(err)
-		}
+	if got, err := r.file.ReadAt(r.blk[:n], int64(start.SegmentOffset(r.segSize))); got != n {
+		return r.readError(err)
 	}
 	r.blkStart, r.blkEnd = start, valid
 	return nil

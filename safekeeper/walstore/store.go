@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"strata.dev/libs/directio"
 	"strata.dev/libs/durable"
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
@@ -39,7 +40,7 @@ const writeBufferSize = 1 << 20
 
 // cachePage is the unit of writes to a segment (pagebuf.go): the page size
 // of the kernel's page cache and a multiple of any disk's logical block.
-const cachePage = directAlign
+const cachePage = directio.Align
 
 // ErrTruncationPending is returned by Write after a restart until the elected
 // proposer's truncation has run (SK §4.4.2).
@@ -87,7 +88,7 @@ type Store struct {
 	file    *os.File // the .partial segment being written, or nil
 	fileSeg uint64
 	// buffered says the file is not open with O_DIRECT: the file system
-	// refused it.
+	// refused it (tests set it to cover that case).
 	buffered bool
 	pb       pageBuffer // WAL on its way to file
 	// dirtyEnd bounds the possibly non-zero bytes of the open segment. After a
@@ -286,18 +287,13 @@ func (s *Store) openForWrite(seg uint64) error {
 	}
 	if !s.buffered {
 		// The store's own descriptor writes around the page cache
-		// (pagebuf.go); tmpfs, for one, refuses that.
-		d, err := os.OpenFile(f.Name(), os.O_RDWR|syscall.O_DIRECT, 0)
-		switch {
-		case err == nil:
-			f.Close()
-			f = d
-		case errors.Is(err, syscall.EINVAL):
-			s.buffered = true
-		default:
+		// (pagebuf.go) where the file system allows it.
+		direct, err := directio.Enable(f)
+		if err != nil {
 			f.Close()
 			return fmt.Errorf("open WAL segment: %w", err)
 		}
+		s.buffered = !direct
 	}
 	s.file, s.fileSeg = f, seg
 	s.pre.request()
@@ -335,20 +331,7 @@ func (s *Store) writeOut() error {
 		return fmt.Errorf("internal error: %d bytes of WAL at %v buffered with no open segment", s.pb.unwritten(), s.pb.startLSN())
 	}
 	off := int64(s.pb.base.SegmentOffset(s.opts.SegSize))
-	err := s.opts.RawIO.WriteAt(s.file, s.pb.pages(), off)
-	if errors.Is(err, syscall.EINVAL) && !s.buffered {
-		// O_DIRECT accepted at open but not for this write (a device
-		// block larger than cachePage): write through the cache instead.
-		s.buffered = true
-		f, oerr := os.OpenFile(s.file.Name(), os.O_RDWR, 0)
-		if oerr != nil {
-			return fmt.Errorf("reopen WAL segment without O_DIRECT: %w", oerr)
-		}
-		s.file.Close()
-		s.file = f
-		err = s.opts.RawIO.WriteAt(s.file, s.pb.pages(), off)
-	}
-	if err != nil {
+	if err := s.opts.RawIO.WriteAt(s.file, s.pb.pages(), off); err != nil {
 		return fmt.Errorf("write WAL at %v to %s: %w", s.pb.startLSN(), filepath.Base(s.file.Name()), err)
 	}
 	s.pb.wrote()
