@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -139,7 +138,7 @@ func newIngestEnv(b *testing.B) *ingestEnv {
 	// The standby is stopped while WAL is generated: the primary keeps it.
 	e.primary = pgharness.New(b, append(benchConf(), pgharness.NoStart(), pgharness.WithConf("wal_keep_size", "64GB"))...)
 	e.sk = daemons.StartSafekeeper(b, 1)
-	e.ps = daemons.StartPageserver(b, append(daemons.SafekeeperArgs([]*daemons.Safekeeper{e.sk}), strings.Fields(os.Getenv("STRATA_BENCH_PS_ARGS"))...)...)
+	e.ps = daemons.StartPageserver(b, append(daemons.SafekeeperArgs([]*daemons.Safekeeper{e.sk}), extraPageserverArgs()...)...)
 	// The timeline starts as initdb left the data directory.
 	startFromInitdb(b, e.primary, e.sk, e.ps, e.ttid)
 	e.standby = pgharness.NewStandby(b, e.primary, append(benchConf(),

@@ -40,7 +40,7 @@ func newReadEnv(b *testing.B, scale int) *readEnv {
 	// One delta layer over a key range is enough for compaction to write
 	// an image layer: after checkpoint the timeline is fully imaged.
 	args := append(daemons.SafekeeperArgs([]*daemons.Safekeeper{e.sk}), "--image-creation-threshold", "1")
-	e.ps = daemons.StartPageserver(b, append(args, strings.Fields(os.Getenv("STRATA_BENCH_PS_ARGS"))...)...)
+	e.ps = daemons.StartPageserver(b, append(args, extraPageserverArgs()...)...)
 	startFromInitdb(b, e.primary, e.sk, e.ps, e.ttid, e.small)
 	e.primary.RunPgbench(b, "-i", "-s", strconv.Itoa(scale), "-q")
 	e.primary.Exec(b, "VACUUM ANALYZE")
@@ -147,3 +147,7 @@ func best(rs []result) result {
 	}
 	return r
 }
+
+// extraPageserverArgs are the flags $STRATA_BENCH_PS_ARGS adds to the
+// benchmarks' pageservers, for experiments.
+func extraPageserverArgs() []string { return strings.Fields(os.Getenv("STRATA_BENCH_PS_ARGS")) }

@@ -48,8 +48,10 @@ func FreePort() (int, error) {
 
 // belowEphemeral is the range of ports FreePort picks from: above the
 // well-known and registered ports most services use, below the ephemeral
-// range (empty if that cannot be read).
-func belowEphemeral() (lo, hi int) {
+// range (empty if that cannot be read). The kernel's range is read once.
+var belowEphemeral = sync.OnceValues(readBelowEphemeral)
+
+func readBelowEphemeral() (lo, hi int) {
 	const floor = 15000
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
