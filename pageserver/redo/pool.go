@@ -71,10 +71,11 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 	if err != nil {
 		return nil, err
 	}
+	into := pageBuffer(r.Into)
 	page := pl.base
 	for _, s := range pl.steps {
 		if s.postgres {
-			page, err = p.apply(ctx, pl.key, page, s.records, pageBuffer(r.Into))
+			page, err = p.apply(ctx, pl.key, page, s.records, into)
 		} else {
 			page, err = neonredo.ApplyAll(pl.key, page, s.records)
 		}
@@ -88,7 +89,7 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 	}
 	// A step applied in Go made its own copy: the page goes where the
 	// caller asked, as the other steps' do.
-	if into := pageBuffer(r.Into); into != nil && len(page) == pgpage.BlockSize && &page[0] != &into[0] {
+	if into != nil && len(page) == pgpage.BlockSize && &page[0] != &into[0] {
 		copy(into, page)
 		page = into
 	}
