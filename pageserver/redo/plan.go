@@ -8,8 +8,8 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
 	"strata.dev/libs/walrecord"
+	"strata.dev/pageserver/heapredo"
 	"strata.dev/pageserver/key"
-	"strata.dev/pageserver/neonredo"
 	"strata.dev/pageserver/pgpage"
 	"strata.dev/pageserver/value"
 )
@@ -38,23 +38,35 @@ type blockTag struct {
 
 // plan is a reconstruction ready to run: a base page (nil if the first
 // record initialises it) and runs of records, each applied in Go (Neon
-// records, PS §3) or by a redo process, alternately.
+// records, PS §3, or the heap records heapredo knows) or by a redo
+// process.
 type plan struct {
 	key   key.Key
-	base  []byte // read only: may be the stored image (Go steps copy it)
+	block walrecord.BlockRef // the target, as records name it
+	base  []byte             // read only: may be the stored image (Go steps copy it)
 	steps []step
 }
 
+// stepKind says who applies a run of records.
+type stepKind uint8
+
+const (
+	stepNeon     stepKind = iota // neonredo: the pageserver's own records
+	stepHeap                     // heapredo: PostgreSQL heap records applied in Go
+	stepPostgres                 // a WAL-redo process
+)
+
 type step struct {
-	postgres bool
-	records  []value.Versioned
+	kind    stepKind
+	records []value.Versioned
 }
 
 // makePlan checks r and splits it into steps. It applies in Go what needs
 // no PostgreSQL: the last record that carries a full-page image of the
 // target (to be applied) resets the page, so it and everything older is
-// replaced by that image.
-func makePlan(r value.Reconstruction) (plan, error) {
+// replaced by that image. With goHeap, heap records heapredo supports are
+// Go steps too.
+func makePlan(r value.Reconstruction, goHeap bool) (plan, error) {
 	p := plan{key: r.Key}
 	if !r.HasImage && len(r.Records) == 0 {
 		return p, invalidf(r.Key, r.LSN, "no image and no records")
@@ -74,10 +86,12 @@ func makePlan(r value.Reconstruction) (plan, error) {
 	// tags[ends[i-1]:ends[i]].
 	var tags []blockTag
 	var ends []int
+	var kinds []stepKind // of each record kept, newest first
 	var dec walrecord.Record
 	for i := len(recs) - 1; i >= 0; i-- {
 		rec := &recs[i]
 		if rec.Record.Kind != value.Postgres {
+			kinds = append(kinds, stepNeon)
 			continue
 		}
 		if !r.Key.IsRelBlock() {
@@ -99,13 +113,19 @@ func makePlan(r value.Reconstruction) (plan, error) {
 			base, recs = page, recs[i+1:]
 			break
 		}
+		if goHeap && heapredo.Supported(&dec, blk) {
+			kinds = append(kinds, stepHeap)
+		} else {
+			kinds = append(kinds, stepPostgres)
+		}
 		heap := dec.Header.RmID == walrecord.RmHeap || dec.Header.RmID == walrecord.RmHeap2
 		for _, b := range dec.Blocks {
 			tags = append(tags, blockTag{rel: b.Rel, fork: b.Fork, blk: b.Blkno, heap: heap})
 		}
 		ends = append(ends, len(tags))
 	}
-	p.base = base
+	p.base, p.block = base, tag
+	slices.Reverse(kinds)
 
 	if base == nil && len(recs) > 0 && !recs[0].Record.WillInit {
 		return p, invalidf(r.Key, recs[0].LSN, "no base image, and the first record does not initialise the page")
@@ -120,11 +140,11 @@ func makePlan(r value.Reconstruction) (plan, error) {
 	var seen []blockTag // distinct blocks of the current step
 	pg := 0             // Postgres records seen, oldest first
 	for start := 0; start < len(recs); {
-		postgres := !neonredo.Applicable(recs[start].Record)
+		kind := kinds[start]
 		end, budget := start, 0
 		seen = seen[:0]
-		for end < len(recs) && !neonredo.Applicable(recs[end].Record) == postgres {
-			if postgres {
+		for end < len(recs) && kinds[end] == kind {
+			if kind == stepPostgres {
 				n := len(seen)
 				for _, b := range blocksOf(pg) {
 					if !slices.Contains(seen, b) {
@@ -136,11 +156,13 @@ func makePlan(r value.Reconstruction) (plan, error) {
 					seen = seen[:n] // the record starts the next step
 					break
 				}
+			}
+			if kind != stepNeon {
 				pg++
 			}
 			end++
 		}
-		p.steps = append(p.steps, step{postgres: postgres, records: recs[start:end]})
+		p.steps = append(p.steps, step{kind: kind, records: recs[start:end]})
 		start = end
 	}
 	return p, nil
@@ -157,14 +179,22 @@ func checkRecord(dec *walrecord.Record, rec *value.Versioned, target walrecord.B
 	if err := walrecord.DecodeInto(dec, raw, rec.LSN, rec.LSN); err != nil {
 		return nil, err
 	}
-	for i := range dec.Blocks {
-		b := &dec.Blocks[i]
-		if b.Rel == target.Rel && b.Fork == target.Fork && b.Blkno == target.Blkno {
-			return b, nil
-		}
+	if b := targetBlock(dec, target); b != nil {
+		return b, nil
 	}
 	return nil, fmt.Errorf("the record does not reference block %d of %d/%d/%d fork %d",
 		target.Blkno, target.Rel.Spc, target.Rel.DB, target.Rel.Rel, target.Fork)
+}
+
+// targetBlock is dec's reference to target's block, or nil.
+func targetBlock(dec *walrecord.Record, target walrecord.BlockRef) *walrecord.BlockRef {
+	for i := range dec.Blocks {
+		b := &dec.Blocks[i]
+		if b.Rel == target.Rel && b.Fork == target.Fork && b.Blkno == target.Blkno {
+			return b
+		}
+	}
+	return nil
 }
 
 func boolInt(b bool) int {

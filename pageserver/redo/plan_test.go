@@ -92,7 +92,7 @@ func TestPlanRuns(t *testing.T) {
 		record(100, blockRef{k: target}), record(200, blockRef{k: target}, blockRef{k: other}),
 		neonRecord(300), record(400, blockRef{k: target}),
 	}}
-	p, err := makePlan(r)
+	p, err := makePlan(r, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestPlanRuns(t *testing.T) {
 	var shape []int
 	for _, s := range p.steps {
 		n := len(s.records)
-		if !s.postgres {
+		if s.kind != stepPostgres {
 			n = -n
 		}
 		shape = append(shape, n)
@@ -120,20 +120,20 @@ func TestPlanStartsFromTheLastFullPageImage(t *testing.T) {
 		record(300, blockRef{k: target}, blockRef{k: other, image: page(4)}), // another block's image
 		neonRecord(400),
 	}}
-	p, err := makePlan(r)
+	p, err := makePlan(r, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.base == nil || p.base[100] != 3 || binary.LittleEndian.Uint32(p.base[4:]) != 200 || binary.LittleEndian.Uint32(p.base[0:]) != 0 {
 		t.Fatalf("base is not the image of the record at 200 with pd_lsn 0/C8: % x", p.base[:8])
 	}
-	if p.records() != 2 || !p.steps[0].postgres || p.steps[0].records[0].LSN != 300 {
+	if p.records() != 2 || p.steps[0].kind != stepPostgres || p.steps[0].records[0].LSN != 300 {
 		t.Errorf("plan applies %d records from %v, want the two after the image", p.records(), p.steps)
 	}
 
 	// An image as the last change: nothing left for a process.
 	r.Records = r.Records[:2]
-	if p, err = makePlan(r); err != nil || len(p.steps) != 0 || p.base[100] != 3 {
+	if p, err = makePlan(r, false); err != nil || len(p.steps) != 0 || p.base[100] != 3 {
 		t.Errorf("image as last change: %d steps, %v", len(p.steps), err)
 	}
 }
@@ -144,7 +144,7 @@ func TestPlanSplitsLongRuns(t *testing.T) {
 	for i := 2; i <= 300; i++ {
 		r.Records = append(r.Records, record(lsn.LSN(i), blockRef{k: target}))
 	}
-	if p, err := makePlan(r); err != nil || p.records() != 300 || len(p.steps) != 1 {
+	if p, err := makePlan(r, false); err != nil || p.records() != 300 || len(p.steps) != 1 {
 		t.Fatalf("300 records on one block: %d steps (%v), want 1", len(p.steps), err)
 	}
 
@@ -154,7 +154,7 @@ func TestPlanSplitsLongRuns(t *testing.T) {
 	for i := 2; i <= 300; i++ {
 		r.Records = append(r.Records, record(lsn.LSN(i), blockRef{k: target}, blockRef{k: key.RelBlock(target.Rel(), uint32(1000+i))}))
 	}
-	p, err := makePlan(r)
+	p, err := makePlan(r, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestPlanSplitsLongRuns(t *testing.T) {
 		t.Fatalf("%d records in %d steps, want 300 in 3 (budget %d)", p.records(), len(p.steps), maxBufferUnits)
 	}
 	for _, s := range p.steps {
-		if !s.postgres || len(s.records)*3 > maxBufferUnits {
+		if s.kind != stepPostgres || len(s.records)*3 > maxBufferUnits {
 			t.Errorf("step of %d records over the budget", len(s.records))
 		}
 	}
@@ -184,7 +184,7 @@ func TestPlanRefusesBadRequests(t *testing.T) {
 		{"corrupt", value.Reconstruction{Key: target, HasImage: true, Image: page(1), Records: []value.Versioned{corrupt}}, "CRC"},
 		{"slru", value.Reconstruction{Key: slru, HasImage: true, Image: page(1), Records: []value.Versioned{record(100, blockRef{k: target})}}, "not a relation block"},
 	} {
-		_, err := makePlan(c.r)
+		_, err := makePlan(c.r, false)
 		if !errors.Is(err, ErrInvalidRequest) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want ErrInvalidRequest with %q", c.name, err, c.want)
 		}
@@ -209,7 +209,7 @@ func FuzzMakePlan(f *testing.F) {
 			if hasImage {
 				r.Image = page(1)
 			}
-			p, err := makePlan(r)
+			p, err := makePlan(r, false)
 			if err == nil && p.base == nil && p.records() > 0 && !p.steps[0].records[0].Record.WillInit {
 				t.Fatal("a plan with no base whose first record does not initialise the page")
 			}

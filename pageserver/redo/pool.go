@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"strata.dev/libs/walrecord"
+	"strata.dev/pageserver/heapredo"
 	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/neonredo"
 	"strata.dev/pageserver/pgpage"
@@ -67,16 +69,21 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 	if r.ImageOnly() {
 		return r.Image, nil
 	}
-	pl, err := makePlan(r)
+	pl, err := makePlan(r, !p.opts.NoGoHeapRedo)
 	if err != nil {
 		return nil, err
 	}
 	into := pageBuffer(r.Into)
 	page := pl.base
+	var dec walrecord.Record
 	for _, s := range pl.steps {
-		if s.postgres {
+		switch s.kind {
+		case stepPostgres:
 			page, err = p.apply(ctx, pl.key, page, s.records, into)
-		} else {
+		case stepHeap:
+			page, err = applyHeap(&dec, pl.block, page, s.records, into)
+			p.metrics.heapNative.Add(float64(len(s.records)))
+		default:
 			page, err = neonredo.ApplyAll(pl.key, page, s.records)
 		}
 		if err != nil {
@@ -84,7 +91,7 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 		}
 		p.metrics.replayed.Add(float64(len(s.records)))
 	}
-	if !slices.ContainsFunc(pl.steps, func(s step) bool { return s.postgres }) {
+	if !slices.ContainsFunc(pl.steps, func(s step) bool { return s.kind == stepPostgres }) {
 		p.metrics.native.Inc()
 	}
 	// A step applied in Go made its own copy: the page goes where the
@@ -92,6 +99,36 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 	if into != nil && len(page) == pgpage.BlockSize && &page[0] != &into[0] {
 		copy(into, page)
 		page = into
+	}
+	return page, nil
+}
+
+// applyHeap applies heap records in Go (heapredo) to a copy of base made
+// in into (or a new page if into is nil); base is nil when the first
+// record initialises the page.
+func applyHeap(dec *walrecord.Record, target walrecord.BlockRef, base []byte, records []value.Versioned, into []byte) ([]byte, error) {
+	page := into
+	if page == nil {
+		page = make([]byte, pgpage.BlockSize)
+	}
+	if base != nil {
+		if len(base) != pgpage.BlockSize {
+			return nil, fmt.Errorf("%w: a base page of %d bytes", ErrInvalidRequest, len(base))
+		}
+		copy(page, base)
+	}
+	for i := range records {
+		rec := &records[i]
+		if err := walrecord.DecodeInto(dec, rec.Record.Raw, rec.LSN, rec.LSN); err != nil {
+			return nil, fmt.Errorf("%w: record at %s: %w", ErrInvalidRequest, rec.LSN, err)
+		}
+		blk := targetBlock(dec, target)
+		if blk == nil {
+			return nil, fmt.Errorf("%w: record at %s does not reference the page", ErrInvalidRequest, rec.LSN)
+		}
+		if err := heapredo.Apply(page, dec, blk); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		}
 	}
 	return page, nil
 }

@@ -238,6 +238,8 @@ func testKilledProcesses(t *testing.T, reqs []request) {
 func testBadRequests(t *testing.T, reqs []request) {
 	ctx := context.Background()
 	opts := daemons.RedoOptions(t, 1)
+	// Every record goes to the process, so that a bad one reaches it.
+	opts.NoGoHeapRedo = true
 	pool := daemons.NewRedoPool(t, opts)
 	good := reqs[0]
 	served := func(what string) {
@@ -301,6 +303,13 @@ func testBadRequests(t *testing.T, reqs []request) {
 	served("a garbage heap insert")
 	if after := redoPIDs(t, opts.Dir); len(after) != 1 || slices.Contains(before, after[0]) {
 		t.Errorf("redo processes %v before, %v after: want the failed one replaced", before, after)
+	}
+
+	// Where heap inserts are applied in Go, the same record is refused
+	// with PostgreSQL's reason, and no process is involved.
+	goPool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 1))
+	if _, err := goPool.Reconstruct(ctx, r); !errors.Is(err, redo.ErrInvalidRequest) || !strings.Contains(err.Error(), "invalid max offset number") {
+		t.Errorf("garbage heap insert applied in Go: %v, want ErrInvalidRequest with PostgreSQL's reason", err)
 	}
 }
 
