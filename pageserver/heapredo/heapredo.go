@@ -1,10 +1,13 @@
 // Package heapredo applies the simplest heap WAL records to a page in Go,
 // byte for byte as PostgreSQL 15's heap redo (heapam.c) does in a WAL-redo
 // process: XLOG_HEAP_INSERT and XLOG_HEAP2_MULTI_INSERT (with or without
-// XLOG_HEAP_INIT_PAGE), and XLOG_HEAP2_VISIBLE on the heap page. These are
-// most of the records of a bulk load (COPY writes one MULTI_INSERT+INIT per
-// page, VACUUM one VISIBLE), and each one applied here is a round trip to a
-// redo process saved (DESIGN.md decision 5: "applies FPIs and the simple
+// XLOG_HEAP_INIT_PAGE), XLOG_HEAP_UPDATE and HOT_UPDATE, DELETE, LOCK,
+// CONFIRM, XLOG_HEAP2_LOCK_UPDATED, and XLOG_HEAP2_VISIBLE on the heap
+// page. These are most of the records of a bulk load (COPY writes one
+// MULTI_INSERT+INIT per page, VACUUM one VISIBLE) and of OLTP (updates,
+// inserts, row locks), and each one applied here is a round trip to a
+// redo process saved; pruning and vacuuming (PageRepairFragmentation) and
+// the rare rest still go to PostgreSQL (DESIGN.md decision 5: "applies FPIs and the simple
 // records natively in Go").
 //
 // Only the target page is rebuilt: the FSM and visibility-map updates heap
@@ -40,19 +43,38 @@ func Supported(rec *walrecord.Record, blk *walrecord.BlockRef) bool {
 	if blk.HasImage || blk.Fork != forkMain {
 		return false
 	}
-	info := rec.RmInfo()
+	op := rec.RmInfo() & pgrecords.XLOG_HEAP_OPMASK
 	switch rec.Header.RmID {
 	case walrecord.RmHeap:
-		return info&pgrecords.XLOG_HEAP_OPMASK == pgrecords.XLOG_HEAP_INSERT && blk.ID == 0
+		switch op {
+		case pgrecords.XLOG_HEAP_INSERT, pgrecords.XLOG_HEAP_DELETE, pgrecords.XLOG_HEAP_LOCK, pgrecords.XLOG_HEAP_CONFIRM:
+			return blk.ID == 0
+		case pgrecords.XLOG_HEAP_UPDATE, pgrecords.XLOG_HEAP_HOT_UPDATE:
+			return blk.ID == 0 || blk.ID == 1 // the new version's page, the old one's
+		}
 	case walrecord.RmHeap2:
-		switch info & pgrecords.XLOG_HEAP_OPMASK {
-		case pgrecords.XLOG_HEAP2_MULTI_INSERT:
+		switch op {
+		case pgrecords.XLOG_HEAP2_MULTI_INSERT, pgrecords.XLOG_HEAP2_LOCK_UPDATED:
 			return blk.ID == 0
 		case pgrecords.XLOG_HEAP2_VISIBLE:
-			return blk.ID == 1
+			return blk.ID == 1 // block 0 is the visibility-map page
 		}
 	}
 	return false
+}
+
+// initialises reports whether rec initialises blk's page from scratch
+// (XLOG_HEAP_INIT_PAGE: the insert's page, or the new version's page of an
+// update across pages).
+func initialises(rec *walrecord.Record, blk *walrecord.BlockRef) bool {
+	if rec.RmInfo()&pgrecords.XLOG_HEAP_INIT_PAGE == 0 || blk.ID != 0 {
+		return false
+	}
+	switch rec.RmInfo() & pgrecords.XLOG_HEAP_OPMASK {
+	case pgrecords.XLOG_HEAP_UPDATE, pgrecords.XLOG_HEAP_HOT_UPDATE:
+		return rec.Header.RmID == walrecord.RmHeap && rec.Block(1) != nil
+	}
+	return true
 }
 
 // Apply applies rec to page, the BlockSize-byte page of block reference
@@ -67,19 +89,34 @@ func Apply(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 		return invalid(rec, "record type %s/%#x for block id %d is not applied in Go",
 			walrecord.RmgrName(rec.Header.RmID), rec.RmInfo(), blk.ID)
 	}
-	info := rec.RmInfo()
-	init := info&pgrecords.XLOG_HEAP_INIT_PAGE != 0
+	init := initialises(rec, blk)
 	if !init && pgpage.LSN(page) >= rec.EndLSN {
 		return nil // BLK_DONE
 	}
 	var err error
-	switch {
-	case rec.Header.RmID == walrecord.RmHeap:
-		err = insert(page, rec, blk, init)
-	case info&pgrecords.XLOG_HEAP_OPMASK == pgrecords.XLOG_HEAP2_MULTI_INSERT:
-		err = multiInsert(page, rec, blk, init)
-	default:
-		err = visible(page)
+	op := rec.RmInfo() & pgrecords.XLOG_HEAP_OPMASK
+	if rec.Header.RmID == walrecord.RmHeap {
+		switch op {
+		case pgrecords.XLOG_HEAP_INSERT:
+			err = insert(page, rec, blk, init)
+		case pgrecords.XLOG_HEAP_DELETE:
+			err = deleteTuple(page, rec, blk)
+		case pgrecords.XLOG_HEAP_LOCK:
+			err = lock(page, rec, blk, false)
+		case pgrecords.XLOG_HEAP_CONFIRM:
+			err = confirm(page, rec, blk)
+		default:
+			err = update(page, rec, blk, init)
+		}
+	} else {
+		switch op {
+		case pgrecords.XLOG_HEAP2_MULTI_INSERT:
+			err = multiInsert(page, rec, blk, init)
+		case pgrecords.XLOG_HEAP2_LOCK_UPDATED:
+			err = lock(page, rec, blk, true)
+		default:
+			err = visible(page)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %s/%#x at %s: %w", ErrInvalid, walrecord.RmgrName(rec.Header.RmID), rec.RmInfo(), rec.EndLSN, err)

@@ -172,16 +172,16 @@ func TestErrors(t *testing.T) {
 	if err := Apply(make([]byte, pgpage.BlockSize), rec, blk); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "length mismatch") {
 		t.Errorf("trailing block data: %v", err)
 	}
-	// Unsupported: a full-page image, another fork, a DELETE.
+	// Unsupported: a full-page image, another fork, an INPLACE.
 	for _, b := range []walrecord.BlockRef{{HasImage: true}, {Fork: 2}} {
 		rec, blk := heapRecord(walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, 500, []byte{1, 0, 0}, b)
 		if Supported(rec, blk) {
 			t.Errorf("%+v is supported", b)
 		}
 	}
-	rec, blk = heapRecord(walrecord.RmHeap, pgrecords.XLOG_HEAP_DELETE, 500, nil, walrecord.BlockRef{})
+	rec, blk = heapRecord(walrecord.RmHeap, pgrecords.XLOG_HEAP_INPLACE, 500, []byte{1, 0}, walrecord.BlockRef{})
 	if err := Apply(fresh(), rec, blk); !errors.Is(err, ErrInvalid) || Supported(rec, blk) {
-		t.Errorf("DELETE: %v", err)
+		t.Errorf("INPLACE: %v", err)
 	}
 }
 
@@ -191,6 +191,10 @@ func FuzzApply(f *testing.F) {
 	f.Add(uint8(walrecord.RmHeap2), uint8(0xd0), []byte{0, 0, 2, 0}, multiInsertData([]byte("\x00a"), []byte("\x00bc")), false)
 	f.Add(uint8(walrecord.RmHeap2), uint8(0x50), []byte{0, 0, 1, 0, 3, 0}, multiInsertData([]byte("x")), true)
 	f.Add(uint8(walrecord.RmHeap2), uint8(0x40), []byte{0, 0, 0, 0, 1}, []byte(nil), true)
+	// UPDATE within the page, prefix 2 and suffix 1 from the old tuple.
+	f.Add(uint8(walrecord.RmHeap), uint8(0x40), []byte{9, 0, 0, 0, 1, 0, 0, 0x60, 0, 0, 0, 0, 2, 0}, append([]byte{2, 0, 1, 0, 3, 0, 0, 0, 24}, "\x00z"...), true)
+	f.Add(uint8(walrecord.RmHeap), uint8(0x10), []byte{9, 0, 0, 0, 1, 0, 0x10, 0}, []byte(nil), true)
+	f.Add(uint8(walrecord.RmHeap), uint8(0x60), []byte{9, 0, 0, 0, 1, 0, 0x02, 0}, []byte(nil), true)
 	f.Fuzz(func(t *testing.T, rm, info uint8, main, data []byte, used bool) {
 		page := make([]byte, pgpage.BlockSize)
 		pageInit(page)
