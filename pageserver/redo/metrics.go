@@ -11,7 +11,7 @@ type metrics struct {
 	spawns       prometheus.Counter
 	failures     prometheus.Counter
 	native       prometheus.Counter
-	heapNative   prometheus.Counter
+	goApplied   prometheus.Counter
 	replayed     prometheus.Counter
 	processes    func() float64
 }
@@ -50,8 +50,8 @@ func newMetrics() *metrics {
 			Name: "pageserver_wal_redo_native_total",
 			Help: "Pages rebuilt entirely in Go (images and pageserver records), with no redo process.",
 		}),
-		heapNative: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pageserver_wal_redo_go_heap_records_total",
+		goApplied: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pageserver_wal_redo_go_records_total",
 			Help: "PostgreSQL heap records (inserts, multi-inserts, all-visible) applied in Go instead of a redo process.",
 		}),
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{
@@ -69,7 +69,7 @@ func (m *metrics) observe(records, bytes int) {
 // Collectors returns the pool's metrics for registration.
 func (p *Pool) Collectors() []prometheus.Collector {
 	m := p.metrics
-	return []prometheus.Collector{m.seconds, m.records, m.bytes, m.spawnSeconds, m.spawns, m.failures, m.native, m.heapNative, m.replayed,
+	return []prometheus.Collector{m.seconds, m.records, m.bytes, m.spawnSeconds, m.spawns, m.failures, m.native, m.goApplied, m.replayed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pageserver_wal_redo_processes",
 			Help: "WAL redo processes running.",

@@ -8,7 +8,7 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/wal"
 	"strata.dev/libs/walrecord"
-	"strata.dev/pageserver/heapredo"
+	"strata.dev/pageserver/goredo"
 	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/pgpage"
 	"strata.dev/pageserver/value"
@@ -38,7 +38,7 @@ type blockTag struct {
 
 // plan is a reconstruction ready to run: a base page (nil if the first
 // record initialises it) and runs of records, each applied in Go (Neon
-// records, PS §3, or the heap records heapredo knows) or by a redo
+// records, PS §3, or the heap records goredo knows) or by a redo
 // process.
 type plan struct {
 	key   key.Key
@@ -52,7 +52,7 @@ type stepKind uint8
 
 const (
 	stepNeon     stepKind = iota // neonredo: the pageserver's own records
-	stepHeap                     // heapredo: PostgreSQL heap records applied in Go
+	stepGo                     // goredo: PostgreSQL heap records applied in Go
 	stepPostgres                 // a WAL-redo process
 )
 
@@ -64,9 +64,9 @@ type step struct {
 // makePlan checks r and splits it into steps. It applies in Go what needs
 // no PostgreSQL: the last record that carries a full-page image of the
 // target (to be applied) resets the page, so it and everything older is
-// replaced by that image. With goHeap, heap records heapredo supports are
+// replaced by that image. With inGo, heap records goredo supports are
 // Go steps too.
-func makePlan(r value.Reconstruction, goHeap bool) (plan, error) {
+func makePlan(r value.Reconstruction, inGo bool) (plan, error) {
 	p := plan{key: r.Key}
 	if !r.HasImage && len(r.Records) == 0 {
 		return p, invalidf(r.Key, r.LSN, "no image and no records")
@@ -113,8 +113,8 @@ func makePlan(r value.Reconstruction, goHeap bool) (plan, error) {
 			base, recs = page, recs[i+1:]
 			break
 		}
-		if goHeap && heapredo.Supported(&dec, blk) {
-			kinds = append(kinds, stepHeap)
+		if inGo && goredo.Supported(&dec, blk) {
+			kinds = append(kinds, stepGo)
 		} else {
 			kinds = append(kinds, stepPostgres)
 		}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"strata.dev/libs/walrecord"
-	"strata.dev/pageserver/heapredo"
+	"strata.dev/pageserver/goredo"
 	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/neonredo"
 	"strata.dev/pageserver/pgpage"
@@ -69,7 +69,7 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 	if r.ImageOnly() {
 		return r.Image, nil
 	}
-	pl, err := makePlan(r, !p.opts.NoGoHeapRedo)
+	pl, err := makePlan(r, !p.opts.NoGoRedo)
 	if err != nil {
 		return nil, err
 	}
@@ -80,9 +80,9 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 		switch s.kind {
 		case stepPostgres:
 			page, err = p.apply(ctx, pl.key, page, s.records, into)
-		case stepHeap:
-			page, err = applyHeap(&dec, pl.block, page, s.records, into)
-			p.metrics.heapNative.Add(float64(len(s.records)))
+		case stepGo:
+			page, err = applyGo(&dec, pl.block, page, s.records, into)
+			p.metrics.goApplied.Add(float64(len(s.records)))
 		default:
 			page, err = neonredo.ApplyAll(pl.key, page, s.records)
 		}
@@ -103,10 +103,10 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 	return page, nil
 }
 
-// applyHeap applies heap records in Go (heapredo) to a copy of base made
+// applyGo applies heap records in Go (goredo) to a copy of base made
 // in into (or a new page if into is nil); base is nil when the first
 // record initialises the page.
-func applyHeap(dec *walrecord.Record, target walrecord.BlockRef, base []byte, records []value.Versioned, into []byte) ([]byte, error) {
+func applyGo(dec *walrecord.Record, target walrecord.BlockRef, base []byte, records []value.Versioned, into []byte) ([]byte, error) {
 	page := into
 	if page == nil {
 		page = make([]byte, pgpage.BlockSize)
@@ -126,7 +126,7 @@ func applyHeap(dec *walrecord.Record, target walrecord.BlockRef, base []byte, re
 		if blk == nil {
 			return nil, fmt.Errorf("%w: record at %s does not reference the page", ErrInvalidRequest, rec.LSN)
 		}
-		if err := heapredo.Apply(page, dec, blk); err != nil {
+		if err := goredo.Apply(page, dec, blk); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 		}
 	}

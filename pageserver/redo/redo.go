@@ -68,9 +68,9 @@ type Options struct {
 	// User is who redo processes run as; required when the pageserver runs
 	// as root (PostgreSQL refuses root). Nil: the pageserver's own user.
 	User *syscall.Credential
-	// NoGoHeapRedo sends every PostgreSQL record to a redo process, even
-	// the heap records heapredo applies in Go (tests compare the two).
-	NoGoHeapRedo bool
+	// NoGoRedo sends every PostgreSQL record to a redo process, even
+	// the heap records goredo applies in Go (tests compare the two).
+	NoGoRedo bool
 	// Log receives process starts, stops and what they print on stderr.
 	Log zerolog.Logger
 }

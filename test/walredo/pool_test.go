@@ -239,7 +239,7 @@ func testBadRequests(t *testing.T, reqs []request) {
 	ctx := context.Background()
 	opts := daemons.RedoOptions(t, 1)
 	// Every record goes to the process, so that a bad one reaches it.
-	opts.NoGoHeapRedo = true
+	opts.NoGoRedo = true
 	pool := daemons.NewRedoPool(t, opts)
 	good := reqs[0]
 	served := func(what string) {

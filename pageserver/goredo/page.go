@@ -1,4 +1,4 @@
-package heapredo
+package goredo
 
 // The parts of bufpage.c and htup_details.h heap redo needs, on a page in
 // the server's (little-endian) byte order.
@@ -76,54 +76,70 @@ func checkPointers(page []byte) error {
 	return nil
 }
 
+// placeItem is PageAddItemExtended(page, item, size, offnum, flags) up to
+// the copy: it checks the page and the offset, makes room for a line
+// pointer at offnum (moving the ones from offnum on up, unless overwrite),
+// sets it and the page's bounds, and returns the size bytes the caller
+// copies the item into. offnum must be given (not InvalidOffsetNumber).
+func placeItem(page []byte, offnum uint16, size int, overwrite, isHeap bool) ([]byte, error) {
+	if err := checkPointers(page); err != nil {
+		return nil, err
+	}
+	if offnum == 0 {
+		return nil, fmt.Errorf("invalid offset number 0")
+	}
+	limit := maxOffset(page) + 1
+	shuffle := false
+	if int(offnum) < limit {
+		if overwrite {
+			if id := itemID(page, int(offnum)); id>>15&3 != 0 || id>>17 != 0 {
+				return nil, fmt.Errorf("will not overwrite used line pointer %d", offnum)
+			}
+		} else {
+			shuffle = true
+		}
+	}
+	if int(offnum) > limit {
+		return nil, fmt.Errorf("offset %d is beyond the first unused line pointer %d", offnum, limit)
+	}
+	if isHeap && offnum > maxHeapTuplesPerPage {
+		return nil, fmt.Errorf("offset %d is beyond MaxHeapTuplesPerPage", offnum)
+	}
+	lower := int(le.Uint16(page[pdLower:]))
+	if int(offnum) == limit || shuffle {
+		lower += itemIDSize
+	}
+	upper := int(le.Uint16(page[pdUpper:])) - maxAlign(size)
+	if lower > upper {
+		return nil, fmt.Errorf("failed to add item: %d bytes at %d do not fit (lower %d, upper %d)", size, offnum, lower, upper+maxAlign(size))
+	}
+	at := pageHeaderSize + (int(offnum)-1)*itemIDSize
+	if shuffle {
+		copy(page[at+itemIDSize:], page[at:pageHeaderSize+(limit-1)*itemIDSize])
+	}
+	le.PutUint32(page[at:], uint32(upper)|lpNormal<<15|uint32(size)<<17)
+	le.PutUint16(page[pdLower:], uint16(lower))
+	le.PutUint16(page[pdUpper:], uint16(upper))
+	return page[upper : upper+size], nil
+}
+
 // addTuple builds the heap tuple the insert redo routines make (the
 // header from the record, xmin = xid, cmin = FirstCommandId, t_ctid =
 // (blkno, offnum), then body: null bitmap, padding and data) and puts it
 // at offnum with PageAddItem(page, tuple, len, offnum, overwrite = true,
 // is_heap = true).
 func addTuple(page []byte, xid, blkno uint32, offnum uint16, h tupleHeader, body []byte) error {
-	if err := checkPointers(page); err != nil {
+	t, err := placeItem(page, offnum, tupleHeaderSize+len(body), true, true)
+	if err != nil {
 		return err
 	}
-	size := tupleHeaderSize + len(body)
-	limit := maxOffset(page) + 1
-	if offnum == 0 {
-		return fmt.Errorf("invalid offset number 0")
-	}
-	if int(offnum) < limit {
-		if id := itemID(page, int(offnum)); id>>15&3 != 0 || id>>17 != 0 {
-			return fmt.Errorf("will not overwrite used line pointer %d", offnum)
-		}
-	}
-	if int(offnum) > limit {
-		return fmt.Errorf("offset %d is beyond the first unused line pointer %d", offnum, limit)
-	}
-	if offnum > maxHeapTuplesPerPage {
-		return fmt.Errorf("offset %d is beyond MaxHeapTuplesPerPage", offnum)
-	}
-	lower := int(le.Uint16(page[pdLower:]))
-	if int(offnum) == limit {
-		lower += itemIDSize
-	}
-	upper := int(le.Uint16(page[pdUpper:])) - maxAlign(size)
-	if lower > upper {
-		return fmt.Errorf("failed to add tuple: %d bytes at %d do not fit (lower %d, upper %d)", size, offnum, lower, upper+maxAlign(size))
-	}
-	le.PutUint32(page[pageHeaderSize+(int(offnum)-1)*itemIDSize:], uint32(upper)|lpNormal<<15|uint32(size)<<17)
-
-	t := page[upper : upper+size]
 	clear(t[:tupleHeaderSize])
 	le.PutUint32(t[tXmin:], xid)
 	le.PutUint32(t[tCid:], 0) // FirstCommandId
-	le.PutUint16(t[tCtid:], uint16(blkno>>16))
-	le.PutUint16(t[tCtid+2:], uint16(blkno))
-	le.PutUint16(t[tCtid+4:], offnum)
+	setCtid(t, blkno, offnum)
 	le.PutUint16(t[tInfomask2:], h.infomask2)
 	le.PutUint16(t[tInfomask:], h.infomask&^heapComboCID)
 	t[tHoff] = h.hoff
 	copy(t[tupleHeaderSize:], body)
-
-	le.PutUint16(page[pdLower:], uint16(lower))
-	le.PutUint16(page[pdUpper:], uint16(upper))
 	return nil
 }

@@ -1,4 +1,4 @@
-package heapredo
+package goredo
 
 // Redo of the records that change an existing tuple's header (DELETE,
 // LOCK, LOCK_UPDATED, CONFIRM) and of UPDATE and HOT_UPDATE, which also

@@ -1,7 +1,7 @@
-package heapredo
+package goredo
 
 // Byte-for-byte agreement with PostgreSQL's own redo is tested against
-// real redo processes on real WAL in test/walredo (TestGoHeapRedo); these
+// real redo processes on real WAL in test/walredo (TestGoRedo); these
 // tests pin the page layout and the errors.
 
 import (

@@ -9,7 +9,7 @@ import (
 
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/walrecord"
-	"strata.dev/pageserver/heapredo"
+	"strata.dev/pageserver/goredo"
 	"strata.dev/pageserver/ingest"
 	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/redo"
@@ -20,7 +20,7 @@ import (
 	"strata.dev/test/walcheck"
 )
 
-// goHeapWorkload writes every shape of the heap records heapredo applies:
+// goRedoWorkload writes every shape of the heap records goredo applies:
 // COPY FREEZE (pgbench -i: MULTI_INSERT+INIT with all-frozen pages),
 // COPY into a table that has rows (MULTI_INSERT with offsets, on a page
 // that is partly full), single inserts with nulls and TOASTed values,
@@ -29,7 +29,7 @@ import (
 // locks, deletes, VACUUM (VISIBLE), and then pgbench's HOT updates with
 // prefixes and suffixes taken from the old version, mixed with the pruning
 // only redo processes apply.
-var goHeapWorkload = []string{
+var goRedoWorkload = []string{
 	`CREATE TABLE g (id int, note text, n numeric, flag bool)`,
 	`INSERT INTO g SELECT i, CASE WHEN i % 3 = 0 THEN NULL ELSE repeat('x', i % 50) END, i * 1.5, i % 2 = 0 FROM generate_series(1, 3000) i`,
 	`COPY g (id, note) FROM PROGRAM 'seq 1 5000 | sed "s/$/\tc/"'`,
@@ -51,16 +51,16 @@ var goHeapWorkload = []string{
 	`VACUUM c`,
 }
 
-// TestGoHeapRedo: every heap page rebuilt with the heap records heapredo
+// TestGoRedo: every heap and index page rebuilt with the records goredo
 // supports applied in Go is byte for byte the page a redo process makes
 // of the same records, at a mid-workload LSN and at the end.
-func TestGoHeapRedo(t *testing.T) {
+func TestGoRedo(t *testing.T) {
 	ctx := context.Background()
 	c := pgharness.New(t, pagecheck.ImportOptions()...)
 	store, start := pagecheck.ImportInitdb(t, ctx, c)
 	c.Start(t)
 	c.RunPgbench(t, "-i", "-s", "1", "-q")
-	for _, q := range goHeapWorkload {
+	for _, q := range goRedoWorkload {
 		c.Exec(t, q)
 	}
 	mid := c.InsertWALLSN(t)
@@ -76,7 +76,7 @@ func TestGoHeapRedo(t *testing.T) {
 
 	withGo := daemons.NewRedoPool(t, daemons.RedoOptions(t, 1))
 	opts := daemons.RedoOptions(t, 1)
-	opts.NoGoHeapRedo = true
+	opts.NoGoRedo = true
 	processOnly := daemons.NewRedoPool(t, opts)
 
 	began := time.Now()
@@ -85,7 +85,7 @@ func TestGoHeapRedo(t *testing.T) {
 	var dec walrecord.Record
 	for _, k := range store.Keys() {
 		if !k.IsRelBlock() || k.Rel().Fork != key.ForkMain {
-			continue
+			continue // goredo does main forks only: heap and index pages
 		}
 		for _, at := range []lsn.LSN{mid, last} {
 			r, err := store.Get(ctx, k, at)
@@ -122,7 +122,7 @@ func TestGoHeapRedo(t *testing.T) {
 		t.Fatalf("only %d pages had heap records applied in Go; the workload should give thousands", pages)
 	}
 	for _, s := range []string{"Heap/0x0", "Heap/0x80", "Heap/0x10", "Heap/0x20", "Heap/0xa0", "Heap/0x40", "Heap/0x50", "Heap/0x60",
-		"Heap2/0x50", "Heap2/0xd0", "Heap2/0x40"} {
+		"Heap2/0x50", "Heap2/0xd0", "Heap2/0x40", "Btree/0x0"} {
 		if shapes[s] == 0 {
 			t.Errorf("no %s record applied in Go: the workload no longer writes that shape", s)
 		}
@@ -130,7 +130,7 @@ func TestGoHeapRedo(t *testing.T) {
 }
 
 // supportedRecords counts r's records (after its last full-page image of
-// the page, as the redo plan does) that heapredo applies, and adds them to
+// the page, as the redo plan does) that goredo applies, and adds them to
 // shapes by resource manager and info ("Heap2/0xd0": MULTI_INSERT+INIT).
 func supportedRecords(t *testing.T, dec *walrecord.Record, r value.Reconstruction, shapes map[string]int) int {
 	t.Helper()
@@ -150,7 +150,7 @@ func supportedRecords(t *testing.T, dec *walrecord.Record, r value.Reconstructio
 			}
 			if b.HasImage && b.Image.Apply() {
 				n = 0
-			} else if heapredo.Supported(dec, b) {
+			} else if goredo.Supported(dec, b) {
 				n++
 				shapes[fmt.Sprintf("%s/%#x", walrecord.RmgrName(dec.Header.RmID), dec.RmInfo())]++
 			}

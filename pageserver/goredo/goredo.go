@@ -1,0 +1,139 @@
+// Package goredo applies the simplest and commonest PostgreSQL WAL records
+// to a page in Go, byte for byte as PostgreSQL 15's redo routines do in a
+// WAL-redo process:
+//
+//   - heap (heapam.c): XLOG_HEAP_INSERT and XLOG_HEAP2_MULTI_INSERT (with
+//     or without XLOG_HEAP_INIT_PAGE), XLOG_HEAP_UPDATE and HOT_UPDATE,
+//     DELETE, LOCK, CONFIRM, XLOG_HEAP2_LOCK_UPDATED, and
+//     XLOG_HEAP2_VISIBLE on the heap page;
+//   - btree (nbtxlog.c): XLOG_BTREE_INSERT_LEAF, a tuple added to a leaf.
+//
+// These are most of the records of a bulk load (COPY writes one
+// MULTI_INSERT+INIT per page, VACUUM one VISIBLE) and of OLTP (updates,
+// inserts, row locks, index inserts), and each one applied here is a
+// round trip to a redo process saved. Pruning and vacuuming
+// (PageRepairFragmentation), page splits and the rare rest still go to
+// PostgreSQL (DESIGN.md decision 5: "applies FPIs and the simple records
+// natively in Go").
+//
+// Only the target page is rebuilt: the FSM and visibility-map updates heap
+// redo also makes are other keys, which ingest stores separately (PS §2.6).
+// Behaviour follows what a redo process does, which runs without data
+// checksums or wal_log_hints: XLOG_HEAP2_VISIBLE leaves the heap page's LSN
+// alone, as XLogHintBitIsNeeded() is false there.
+//
+// Every inconsistency PostgreSQL would PANIC on (a line pointer beyond the
+// end, a tuple that does not fit, bad page pointers, a truncated record)
+// is an error wrapping ErrInvalid, never a panic.
+package goredo
+
+import (
+	"errors"
+	"fmt"
+
+	"strata.dev/libs/walrecord"
+	"strata.dev/pageserver/ingest/pgrecords"
+	"strata.dev/pageserver/pgpage"
+)
+
+// ErrInvalid is wrapped by every error: the record cannot apply to the
+// page.
+var ErrInvalid = errors.New("invalid WAL redo request")
+
+// Supported reports whether Apply handles rec for its block reference
+// blk. Records that carry a full-page image of blk to apply are not: the
+// caller restores the image instead.
+func Supported(rec *walrecord.Record, blk *walrecord.BlockRef) bool {
+	if blk.HasImage || blk.Fork != forkMain {
+		return false
+	}
+	op := rec.RmInfo() & pgrecords.XLOG_HEAP_OPMASK
+	switch rec.Header.RmID {
+	case walrecord.RmHeap:
+		switch op {
+		case pgrecords.XLOG_HEAP_INSERT, pgrecords.XLOG_HEAP_DELETE, pgrecords.XLOG_HEAP_LOCK, pgrecords.XLOG_HEAP_CONFIRM:
+			return blk.ID == 0
+		case pgrecords.XLOG_HEAP_UPDATE, pgrecords.XLOG_HEAP_HOT_UPDATE:
+			return blk.ID == 0 || blk.ID == 1 // the new version's page, the old one's
+		}
+	case walrecord.RmHeap2:
+		switch op {
+		case pgrecords.XLOG_HEAP2_MULTI_INSERT, pgrecords.XLOG_HEAP2_LOCK_UPDATED:
+			return blk.ID == 0
+		case pgrecords.XLOG_HEAP2_VISIBLE:
+			return blk.ID == 1 // block 0 is the visibility-map page
+		}
+	case walrecord.RmBtree:
+		return rec.RmInfo() == xlogBtreeInsertLeaf && blk.ID == 0
+	}
+	return false
+}
+
+// initialises reports whether rec initialises blk's page from scratch
+// (XLOG_HEAP_INIT_PAGE: the insert's page, or the new version's page of an
+// update across pages).
+func initialises(rec *walrecord.Record, blk *walrecord.BlockRef) bool {
+	heap := rec.Header.RmID == walrecord.RmHeap || rec.Header.RmID == walrecord.RmHeap2
+	if !heap || rec.RmInfo()&pgrecords.XLOG_HEAP_INIT_PAGE == 0 || blk.ID != 0 {
+		return false
+	}
+	switch rec.RmInfo() & pgrecords.XLOG_HEAP_OPMASK {
+	case pgrecords.XLOG_HEAP_UPDATE, pgrecords.XLOG_HEAP_HOT_UPDATE:
+		return rec.Header.RmID == walrecord.RmHeap && rec.Block(1) != nil
+	}
+	return true
+}
+
+// Apply applies rec to page, the BlockSize-byte page of block reference
+// blk, in place. For a record that initialises the page, page's old
+// contents do not matter. As XLogReadBufferForRedo does, a record the page
+// already has (page LSN at or above the record's end) changes nothing.
+func Apply(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
+	if len(page) != pgpage.BlockSize {
+		return invalid(rec, "page of %d bytes", len(page))
+	}
+	if !Supported(rec, blk) {
+		return invalid(rec, "record type %s/%#x for block id %d is not applied in Go",
+			walrecord.RmgrName(rec.Header.RmID), rec.RmInfo(), blk.ID)
+	}
+	init := initialises(rec, blk)
+	if !init && pgpage.LSN(page) >= rec.EndLSN {
+		return nil // BLK_DONE
+	}
+	var err error
+	op := rec.RmInfo() & pgrecords.XLOG_HEAP_OPMASK
+	switch rec.Header.RmID {
+	case walrecord.RmBtree:
+		err = btreeInsertLeaf(page, rec, blk)
+	case walrecord.RmHeap:
+		switch op {
+		case pgrecords.XLOG_HEAP_INSERT:
+			err = insert(page, rec, blk, init)
+		case pgrecords.XLOG_HEAP_DELETE:
+			err = deleteTuple(page, rec, blk)
+		case pgrecords.XLOG_HEAP_LOCK:
+			err = lock(page, rec, blk, false)
+		case pgrecords.XLOG_HEAP_CONFIRM:
+			err = confirm(page, rec, blk)
+		default:
+			err = update(page, rec, blk, init)
+		}
+	default:
+		switch op {
+		case pgrecords.XLOG_HEAP2_MULTI_INSERT:
+			err = multiInsert(page, rec, blk, init)
+		case pgrecords.XLOG_HEAP2_LOCK_UPDATED:
+			err = lock(page, rec, blk, true)
+		default:
+			err = visible(page)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s/%#x at %s: %w", ErrInvalid, walrecord.RmgrName(rec.Header.RmID), rec.RmInfo(), rec.EndLSN, err)
+	}
+	return nil
+}
+
+func invalid(rec *walrecord.Record, format string, args ...any) error {
+	return fmt.Errorf("%w: %s/%#x at %s: %s", ErrInvalid, walrecord.RmgrName(rec.Header.RmID), rec.RmInfo(), rec.EndLSN, fmt.Sprintf(format, args...))
+}

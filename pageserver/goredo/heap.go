@@ -1,0 +1,126 @@
+package goredo
+
+// Redo of the heap records that add tuples (INSERT, MULTI_INSERT) and of
+// VISIBLE's change to the heap page.
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"strata.dev/libs/lsn"
+	"strata.dev/libs/walrecord"
+	"strata.dev/pageserver/pgpage"
+)
+
+const (
+	forkMain = 0
+
+	// Insert flags (heapam_xlog.h).
+	insertAllVisibleCleared = 1 << 0
+	insertAllFrozenSet      = 1 << 5
+
+	sizeOfHeapInsert       = 3 // offnum u16, flags u8
+	sizeOfHeapHeader       = 5 // xl_heap_header: t_infomask2, t_infomask u16, t_hoff u8
+	sizeOfHeapMultiInsert  = 4 // flags u8, pad, ntuples u16, then offsets[]
+	sizeOfMultiInsertTuple = 7 // datalen, t_infomask2, t_infomask u16, t_hoff u8
+)
+
+// insert is heap_xlog_insert's change to the heap page.
+func insert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bool) error {
+	md := rec.MainData
+	if len(md) < sizeOfHeapInsert {
+		return fmt.Errorf("main data of %d bytes, want %d", len(md), sizeOfHeapInsert)
+	}
+	offnum := binary.LittleEndian.Uint16(md[0:])
+	flags := md[2]
+	if init {
+		pageInit(page)
+	}
+	data := blk.Data
+	if len(data) <= sizeOfHeapHeader {
+		return fmt.Errorf("block data of %d bytes, want more than the %d-byte tuple header", len(data), sizeOfHeapHeader)
+	}
+	if max := maxOffset(page); int(offnum) > max+1 {
+		return fmt.Errorf("invalid max offset number: inserting at %d on a page with %d line pointers", offnum, max)
+	}
+	hdr := tupleHeader{
+		infomask2: binary.LittleEndian.Uint16(data[0:]),
+		infomask:  binary.LittleEndian.Uint16(data[2:]),
+		hoff:      data[4],
+	}
+	if err := addTuple(page, rec.Header.XID, blk.Blkno, offnum, hdr, data[sizeOfHeapHeader:]); err != nil {
+		return err
+	}
+	finishInsert(page, rec.EndLSN, flags)
+	return nil
+}
+
+// multiInsert is heap_xlog_multi_insert's change to the heap page.
+func multiInsert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bool) error {
+	md := rec.MainData
+	if len(md) < sizeOfHeapMultiInsert {
+		return fmt.Errorf("main data of %d bytes, want at least %d", len(md), sizeOfHeapMultiInsert)
+	}
+	flags := md[0]
+	ntuples := int(binary.LittleEndian.Uint16(md[2:]))
+	offsets := md[sizeOfHeapMultiInsert:]
+	if !init && len(offsets) < 2*ntuples {
+		return fmt.Errorf("main data has %d bytes of offsets for %d tuples", len(offsets), ntuples)
+	}
+	if init {
+		pageInit(page)
+	}
+	data := blk.Data
+	pos := 0
+	for i := range ntuples {
+		offnum := uint16(1 + i)
+		if !init {
+			offnum = binary.LittleEndian.Uint16(offsets[2*i:])
+		}
+		if max := maxOffset(page); int(offnum) > max+1 {
+			return fmt.Errorf("invalid max offset number: tuple %d at %d on a page with %d line pointers", i, offnum, max)
+		}
+		pos += pos & 1 // SHORTALIGN: the block data starts MAXALIGNed
+		if pos+sizeOfMultiInsertTuple > len(data) {
+			return fmt.Errorf("tuple %d of %d: header at %d beyond the %d bytes of block data", i, ntuples, pos, len(data))
+		}
+		t := data[pos:]
+		n := int(binary.LittleEndian.Uint16(t[0:]))
+		hdr := tupleHeader{
+			infomask2: binary.LittleEndian.Uint16(t[2:]),
+			infomask:  binary.LittleEndian.Uint16(t[4:]),
+			hoff:      t[6],
+		}
+		pos += sizeOfMultiInsertTuple
+		if pos+n > len(data) {
+			return fmt.Errorf("tuple %d of %d: %d bytes at %d beyond the %d bytes of block data", i, ntuples, n, pos, len(data))
+		}
+		if err := addTuple(page, rec.Header.XID, blk.Blkno, offnum, hdr, data[pos:pos+n]); err != nil {
+			return err
+		}
+		pos += n
+	}
+	if pos != len(data) {
+		return fmt.Errorf("total tuple length mismatch: %d of %d bytes of block data used", pos, len(data))
+	}
+	finishInsert(page, rec.EndLSN, flags)
+	return nil
+}
+
+// finishInsert is what both insert redo routines do once the tuples are in.
+func finishInsert(page []byte, end lsn.LSN, flags uint8) {
+	pgpage.SetLSN(page, end)
+	if flags&insertAllVisibleCleared != 0 {
+		setFlags(page, flags16(page)&^pdAllVisible)
+	}
+	if flags&insertAllFrozenSet != 0 {
+		setFlags(page, flags16(page)|pdAllVisible)
+	}
+}
+
+// visible is heap_xlog_visible's change to the heap page: PD_ALL_VISIBLE,
+// and no new LSN (see the package comment).
+func visible(page []byte) error {
+	setFlags(page, flags16(page)|pdAllVisible)
+	return nil
+}
