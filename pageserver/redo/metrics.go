@@ -11,7 +11,7 @@ type metrics struct {
 	spawns       prometheus.Counter
 	failures     prometheus.Counter
 	native       prometheus.Counter
-	goApplied   prometheus.Counter
+	goApplied    prometheus.Counter
 	replayed     prometheus.Counter
 	processes    func() float64
 }

@@ -52,7 +52,7 @@ type stepKind uint8
 
 const (
 	stepNeon     stepKind = iota // neonredo: the pageserver's own records
-	stepGo                     // goredo: PostgreSQL heap records applied in Go
+	stepGo                       // goredo: PostgreSQL heap records applied in Go
 	stepPostgres                 // a WAL-redo process
 )
 
