@@ -4,16 +4,16 @@
 //
 //   - heap (heapam.c): XLOG_HEAP_INSERT and XLOG_HEAP2_MULTI_INSERT (with
 //     or without XLOG_HEAP_INIT_PAGE), XLOG_HEAP_UPDATE and HOT_UPDATE,
-//     DELETE, LOCK, CONFIRM, XLOG_HEAP2_LOCK_UPDATED, and
-//     XLOG_HEAP2_VISIBLE on the heap page;
+//     DELETE, LOCK, CONFIRM, XLOG_HEAP2_LOCK_UPDATED, XLOG_HEAP2_PRUNE and
+//     VACUUM (PageRepairFragmentation), and XLOG_HEAP2_VISIBLE on the heap
+//     page;
 //   - btree (nbtxlog.c): XLOG_BTREE_INSERT_LEAF, a tuple added to a leaf.
 //
 // These are most of the records of a bulk load (COPY writes one
 // MULTI_INSERT+INIT per page, VACUUM one VISIBLE) and of OLTP (updates,
 // inserts, row locks, index inserts), and each one applied here is a
-// round trip to a redo process saved. Pruning and vacuuming
-// (PageRepairFragmentation), page splits and the rare rest still go to
-// PostgreSQL (DESIGN.md decision 5: "applies FPIs and the simple records
+// round trip to a redo process saved. Freezing, in-place updates, index
+// page splits and deletions and the rest still go to PostgreSQL (DESIGN.md decision 5: "applies FPIs and the simple records
 // natively in Go").
 //
 // Only the target page is rebuilt: the FSM and visibility-map updates heap
@@ -58,7 +58,7 @@ func Supported(rec *walrecord.Record, blk *walrecord.BlockRef) bool {
 		}
 	case walrecord.RmHeap2:
 		switch op {
-		case pgrecords.XLOG_HEAP2_MULTI_INSERT, pgrecords.XLOG_HEAP2_LOCK_UPDATED:
+		case pgrecords.XLOG_HEAP2_MULTI_INSERT, pgrecords.XLOG_HEAP2_LOCK_UPDATED, pgrecords.XLOG_HEAP2_PRUNE, pgrecords.XLOG_HEAP2_VACUUM:
 			return blk.ID == 0
 		case pgrecords.XLOG_HEAP2_VISIBLE:
 			return blk.ID == 1 // block 0 is the visibility-map page
@@ -124,6 +124,10 @@ func Apply(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 			err = multiInsert(page, rec, blk, init)
 		case pgrecords.XLOG_HEAP2_LOCK_UPDATED:
 			err = lock(page, rec, blk, true)
+		case pgrecords.XLOG_HEAP2_PRUNE:
+			err = prune(page, rec, blk)
+		case pgrecords.XLOG_HEAP2_VACUUM:
+			err = vacuum(page, rec, blk)
 		default:
 			err = visible(page)
 		}

@@ -195,6 +195,10 @@ func FuzzApply(f *testing.F) {
 	f.Add(uint8(walrecord.RmHeap), uint8(0x40), []byte{9, 0, 0, 0, 1, 0, 0, 0x60, 0, 0, 0, 0, 2, 0}, append([]byte{2, 0, 1, 0, 3, 0, 0, 0, 24}, "\x00z"...), true)
 	f.Add(uint8(walrecord.RmHeap), uint8(0x10), []byte{9, 0, 0, 0, 1, 0, 0x10, 0}, []byte(nil), true)
 	f.Add(uint8(walrecord.RmHeap), uint8(0x60), []byte{9, 0, 0, 0, 1, 0, 0x02, 0}, []byte(nil), true)
+	f.Add(uint8(walrecord.RmHeap2), uint8(0x10), []byte{9, 0, 0, 0, 1, 0, 0, 0}, []byte{1, 0, 2, 0}, true)
+	f.Add(uint8(walrecord.RmHeap2), uint8(0x10), []byte{9, 0, 0, 0, 0, 0, 1, 0}, []byte{1, 0, 2, 0}, true)
+	f.Add(uint8(walrecord.RmHeap2), uint8(0x20), []byte{1, 0}, []byte{2, 0}, true)
+	f.Add(uint8(walrecord.RmBtree), uint8(0), []byte{1, 0}, []byte("0123456789abcdef"), true)
 	f.Fuzz(func(t *testing.T, rm, info uint8, main, data []byte, used bool) {
 		page := make([]byte, pgpage.BlockSize)
 		pageInit(page)

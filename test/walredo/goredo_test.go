@@ -122,7 +122,7 @@ func TestGoRedo(t *testing.T) {
 		t.Fatalf("only %d pages had heap records applied in Go; the workload should give thousands", pages)
 	}
 	for _, s := range []string{"Heap/0x0", "Heap/0x80", "Heap/0x10", "Heap/0x20", "Heap/0xa0", "Heap/0x40", "Heap/0x50", "Heap/0x60",
-		"Heap2/0x50", "Heap2/0xd0", "Heap2/0x40", "Btree/0x0"} {
+		"Heap2/0x10", "Heap2/0x20", "Heap2/0x50", "Heap2/0xd0", "Heap2/0x40", "Btree/0x0"} {
 		if shapes[s] == 0 {
 			t.Errorf("no %s record applied in Go: the workload no longer writes that shape", s)
 		}
