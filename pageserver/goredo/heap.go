@@ -48,7 +48,7 @@ func insert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 		infomask:  binary.LittleEndian.Uint16(data[2:]),
 		hoff:      data[4],
 	}
-	if err := addTuple(page, rec.Header.XID, blk.Blkno, offnum, hdr, data[sizeOfHeapHeader:]); err != nil {
+	if _, err := addTuple(page, rec.Header.XID, blk.Blkno, offnum, hdr, data[sizeOfHeapHeader:]); err != nil {
 		return err
 	}
 	finishInsert(page, rec.EndLSN, flags)
@@ -95,7 +95,7 @@ func multiInsert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, in
 		if pos+n > len(data) {
 			return fmt.Errorf("tuple %d of %d: %d bytes at %d beyond the %d bytes of block data", i, ntuples, n, pos, len(data))
 		}
-		if err := addTuple(page, rec.Header.XID, blk.Blkno, offnum, hdr, data[pos:pos+n]); err != nil {
+		if _, err := addTuple(page, rec.Header.XID, blk.Blkno, offnum, hdr, data[pos:pos+n]); err != nil {
 			return err
 		}
 		pos += n

@@ -281,30 +281,24 @@ func update(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 	if (prefix > 0 || suffix > 0) && old == nil {
 		return fmt.Errorf("prefix or suffix from an old tuple on another page")
 	}
-	body := data
+	// The body: the record's bitmap and padding, the old version's
+	// prefix, the record's data, the old version's suffix.
+	var bitmap, prefixBytes, suffixBytes []byte
 	if prefix > 0 || suffix > 0 {
 		oldData := old[min(int(old[tHoff]), len(old)):]
 		if prefix > len(oldData) || suffix > len(old) {
 			return fmt.Errorf("prefix %d and suffix %d bytes of an old tuple of %d", prefix, suffix, len(old))
 		}
-		bitmap := int(hdr.hoff) - tupleHeaderSize
-		if prefix > 0 && (bitmap < 0 || bitmap > len(data)) {
+		prefixBytes, suffixBytes = oldData[:prefix], old[len(old)-suffix:]
+	}
+	if prefix > 0 {
+		n := int(hdr.hoff) - tupleHeaderSize
+		if n < 0 || n > len(data) {
 			return fmt.Errorf("t_hoff %d with %d bytes of tuple data", hdr.hoff, len(data))
 		}
-		body = make([]byte, 0, len(data)+prefix+suffix)
-		if prefix > 0 {
-			body = append(body, data[:bitmap]...)
-			body = append(body, oldData[:prefix]...)
-			body = append(body, data[bitmap:]...)
-		} else {
-			body = append(body, data...)
-		}
-		body = append(body, old[len(old)-suffix:]...)
+		bitmap, data = data[:n], data[n:]
 	}
-	if err := addTuple(page, rec.Header.XID, newBlock.Blkno, newOff, hdr, body); err != nil {
-		return err
-	}
-	t, err := tupleAt(page, newOff)
+	t, err := addTuple(page, rec.Header.XID, newBlock.Blkno, newOff, hdr, bitmap, prefixBytes, data, suffixBytes)
 	if err != nil {
 		return err
 	}

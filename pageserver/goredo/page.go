@@ -123,15 +123,19 @@ func placeItem(page []byte, offnum uint16, size int, overwrite, isHeap bool) ([]
 	return page[upper : upper+size], nil
 }
 
-// addTuple builds the heap tuple the insert redo routines make (the
-// header from the record, xmin = xid, cmin = FirstCommandId, t_ctid =
-// (blkno, offnum), then body: null bitmap, padding and data) and puts it
-// at offnum with PageAddItem(page, tuple, len, offnum, overwrite = true,
-// is_heap = true).
-func addTuple(page []byte, xid, blkno uint32, offnum uint16, h tupleHeader, body []byte) error {
-	t, err := placeItem(page, offnum, tupleHeaderSize+len(body), true, true)
+// addTuple builds the heap tuple the insert and update redo routines
+// make (the header from the record, xmin = xid, cmin = FirstCommandId,
+// t_ctid = (blkno, offnum), then the body: null bitmap, padding and data,
+// given in parts) and puts it at offnum with PageAddItem(page, tuple, len,
+// offnum, overwrite = true, is_heap = true). It returns the tuple.
+func addTuple(page []byte, xid, blkno uint32, offnum uint16, h tupleHeader, body ...[]byte) ([]byte, error) {
+	size := tupleHeaderSize
+	for _, b := range body {
+		size += len(b)
+	}
+	t, err := placeItem(page, offnum, size, true, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	clear(t[:tupleHeaderSize])
 	le.PutUint32(t[tXmin:], xid)
@@ -140,6 +144,9 @@ func addTuple(page []byte, xid, blkno uint32, offnum uint16, h tupleHeader, body
 	le.PutUint16(t[tInfomask2:], h.infomask2)
 	le.PutUint16(t[tInfomask:], h.infomask&^heapComboCID)
 	t[tHoff] = h.hoff
-	copy(t[tupleHeaderSize:], body)
-	return nil
+	at := tupleHeaderSize
+	for _, b := range body {
+		at += copy(t[at:], b)
+	}
+	return t, nil
 }

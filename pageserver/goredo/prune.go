@@ -22,21 +22,19 @@ const (
 	sizeOfHeapVacuum = 2 // nunused u16
 )
 
-// lineOffsets reads n offset numbers from b, each naming a line pointer of
-// page.
-func lineOffsets(page []byte, b []byte, n int, what string) ([]uint16, error) {
+// checkOffsets checks that b holds n offset numbers, each naming a line
+// pointer of page.
+func checkOffsets(page []byte, b []byte, n int, what string) error {
 	if len(b) < 2*n {
-		return nil, fmt.Errorf("%d bytes for %d %s offsets", len(b), n, what)
+		return fmt.Errorf("%d bytes for %d %s offsets", len(b), n, what)
 	}
-	offs := make([]uint16, n)
 	max := maxOffset(page)
-	for i := range offs {
-		offs[i] = le.Uint16(b[2*i:])
-		if offs[i] == 0 || int(offs[i]) > max {
-			return nil, fmt.Errorf("%s offset %d on a page with %d line pointers", what, offs[i], max)
+	for i := range n {
+		if off := le.Uint16(b[2*i:]); off == 0 || int(off) > max {
+			return fmt.Errorf("%s offset %d on a page with %d line pointers", what, off, max)
 		}
 	}
-	return offs, nil
+	return nil
 }
 
 func setItemID(page []byte, off uint16, lpOff, flags, n uint32) {
@@ -55,28 +53,24 @@ func prune(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 	if len(data)%2 != 0 || len(data) < 2*(2*nredirected+ndead) {
 		return fmt.Errorf("block data of %d bytes for %d redirects and %d dead line pointers", len(data), nredirected, ndead)
 	}
-	redirected, err := lineOffsets(page, data, 2*nredirected, "redirect")
-	if err != nil {
+	redirected, dead, unused := data[:4*nredirected], data[4*nredirected:4*nredirected+2*ndead], data[4*nredirected+2*ndead:]
+	if err := checkOffsets(page, redirected, 2*nredirected, "redirect"); err != nil {
 		return err
 	}
-	data = data[4*nredirected:]
-	dead, err := lineOffsets(page, data, ndead, "dead")
-	if err != nil {
+	if err := checkOffsets(page, dead, ndead, "dead"); err != nil {
 		return err
 	}
-	data = data[2*ndead:]
-	unused, err := lineOffsets(page, data, len(data)/2, "unused")
-	if err != nil {
+	if err := checkOffsets(page, unused, len(unused)/2, "unused"); err != nil {
 		return err
 	}
-	for i := 0; i < len(redirected); i += 2 {
-		setItemID(page, redirected[i], uint32(redirected[i+1]), lpRedirect, 0)
+	for i := 0; i < len(redirected); i += 4 {
+		setItemID(page, le.Uint16(redirected[i:]), uint32(le.Uint16(redirected[i+2:])), lpRedirect, 0)
 	}
-	for _, off := range dead {
-		setItemID(page, off, 0, lpDead, 0)
+	for i := 0; i < len(dead); i += 2 {
+		setItemID(page, le.Uint16(dead[i:]), 0, lpDead, 0)
 	}
-	for _, off := range unused {
-		setItemID(page, off, 0, lpUnused, 0)
+	for i := 0; i < len(unused); i += 2 {
+		setItemID(page, le.Uint16(unused[i:]), 0, lpUnused, 0)
 	}
 	if err := repairFragmentation(page); err != nil {
 		return err
@@ -91,12 +85,12 @@ func vacuum(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 	if len(md) < sizeOfHeapVacuum {
 		return fmt.Errorf("main data of %d bytes, want %d", len(md), sizeOfHeapVacuum)
 	}
-	unused, err := lineOffsets(page, blk.Data, int(le.Uint16(md)), "unused")
-	if err != nil {
+	n := int(le.Uint16(md))
+	if err := checkOffsets(page, blk.Data, n, "unused"); err != nil {
 		return err
 	}
-	for _, off := range unused {
-		setItemID(page, off, 0, lpUnused, 0)
+	for i := range n {
+		setItemID(page, le.Uint16(blk.Data[2*i:]), 0, lpUnused, 0)
 	}
 	truncateLinePointers(page)
 	setPageLSN(page, rec)
@@ -116,9 +110,11 @@ func repairFragmentation(page []byte) error {
 		return fmt.Errorf("corrupted page pointers: lower = %d, upper = %d, special = %d", lower, upper, special)
 	}
 	type item struct{ off, at, alen int } // line pointer, tuple offset, MAXALIGNed length
-	var items []item
+	var itemsBuf [maxHeapTuplesPerPage]item
+	items := itemsBuf[:0]
 	nline := maxOffset(page)
 	nunused, total, finalUsed := 0, 0, 0
+	presorted, last := true, special
 	for i := 1; i <= nline; i++ {
 		id := itemID(page, i)
 		if id>>15&3 == lpUnused {
@@ -134,6 +130,14 @@ func repairFragmentation(page []byte) error {
 			if at+maxAlign(n) > pgpage.BlockSize {
 				return fmt.Errorf("corrupted line pointer: %d bytes at %d", n, at)
 			}
+			if len(items) == maxHeapTuplesPerPage {
+				return fmt.Errorf("more than %d tuples on a heap page", maxHeapTuplesPerPage)
+			}
+			if at < last {
+				last = at
+			} else {
+				presorted = false
+			}
 			items = append(items, item{off: i, at: at, alen: maxAlign(n)})
 			total += maxAlign(n)
 		}
@@ -145,12 +149,19 @@ func repairFragmentation(page []byte) error {
 		if total > special-lower {
 			return fmt.Errorf("corrupted item lengths: total %d, available space %d", total, special-lower)
 		}
-		var orig [pgpage.BlockSize]byte
-		copy(orig[upper:], page[upper:])
+		// Presorted (tuples in descending address order, the usual case),
+		// every tuple moves up or stays, and in place is safe; otherwise
+		// they are copied from a snapshot, as compactify_tuples does.
+		src := page
+		if !presorted {
+			var orig [pgpage.BlockSize]byte
+			copy(orig[upper:], page[upper:])
+			src = orig[:]
+		}
 		up := special
 		for _, it := range items {
 			up -= it.alen
-			copy(page[up:up+it.alen], orig[it.at:it.at+it.alen])
+			copy(page[up:up+it.alen], src[it.at:it.at+it.alen])
 			id := itemID(page, it.off)
 			le.PutUint32(page[pageHeaderSize+(it.off-1)*itemIDSize:], id&^0x7fff|uint32(up))
 		}

@@ -84,9 +84,9 @@ func makePlan(r value.Reconstruction, inGo bool) (plan, error) {
 	}
 	// The blocks of each Postgres record, newest first: record i's are
 	// tags[ends[i-1]:ends[i]].
-	var tags []blockTag
-	var ends []int
-	var kinds []stepKind // of each record kept, newest first
+	tags := make([]blockTag, 0, 2*len(recs))
+	ends := make([]int, 0, len(recs))
+	kinds := make([]stepKind, 0, len(recs)) // of each record kept, newest first
 	var dec walrecord.Record
 	for i := len(recs) - 1; i >= 0; i-- {
 		rec := &recs[i]

@@ -37,10 +37,10 @@ import (
 // processes, $STRATA_BENCH_SECONDS (default 2) per cell, measured in four
 // slices in the order 1, 2, 2, 1 processes so that a change in what else
 // runs on the machine hits both pools alike ("others" is the share of the
-// machine's CPU other processes used meanwhile). No record of a shape
-// carries a full-page image of its page, so every request goes to a
-// process (the pool would apply such an image in Go, and the benchmark
-// fails if it rebuilds any page without a process); every answer must
+// machine's CPU other processes used meanwhile). These pools run with
+// NoGoRedo and no record of a shape carries a full-page image of its page,
+// so every request goes to a process (the benchmark fails if it rebuilds
+// any page without one); every answer must
 // equal the first. µs/req is the inverse of the throughput, latency what
 // one caller waits (callers / throughput), cpu the CPU time per request of
 // this process (the pool's Go side, runtime and GC included) and of the
@@ -51,7 +51,9 @@ import (
 // shutdown checkpoint), pgbench -c 2 -t 30000 tpcb-like, an immediate stop.
 // Every page of pgbench_accounts is rebuilt at the end of that WAL once and
 // compared with the page PostgreSQL recovered, then again and again for
-// $STRATA_BENCH_SECONDS by 2 processes and 4 callers. The baseline, in the
+// $STRATA_BENCH_SECONDS by 2 processes and 4 callers: all records by the
+// processes, then as the pageserver does it, what goredo applies in Go
+// and only the rest by a process. The baseline, in the
 // same run, is PostgreSQL's own crash recovery of the same WAL (the killed
 // data directory restarted, 5 times from a copy), timed by what it logs
 // ("redo done at ... elapsed"). The ratio compares records per second, but
@@ -68,16 +70,24 @@ func BenchmarkWALRedo(b *testing.B) {
 	shapes := redoShapes(b, ctx)
 	rel := pgbenchAccounts(b, ctx)
 
+	// The shapes measure the redo processes, as bench_walredo does: these
+	// pools send every PostgreSQL record to one, even those goredo applies.
 	pools := map[int]*redo.Pool{}
 	for _, procs := range []int{1, 2} {
-		pools[procs] = daemons.NewRedoPool(b, daemons.RedoOptions(b, procs))
+		opts := daemons.RedoOptions(b, procs)
+		opts.NoGoRedo = true
+		pools[procs] = daemons.NewRedoPool(b, opts)
 		warmUp(b, ctx, pools[procs], procs)
 	}
 	callerCounts := []int{1, 2, 8, 32}
 	cells := measureShapes(b, ctx, pools, shapes, callerCounts, cellTime)
 	rr := rebuildRelation(b, ctx, pools[2], rel, 4, cellTime)
+	// And as the pageserver rebuilds pages: goredo first.
+	goPool := daemons.NewRedoPool(b, daemons.RedoOptions(b, 2))
+	warmUp(b, ctx, goPool, 2)
+	rrGo := rebuildRelation(b, ctx, goPool, rel, 4, cellTime)
 
-	lines := append(shapeLines(b, shapes, cells, callerCounts, cellTime), relationLines(b, rel, rr)...)
+	lines := append(shapeLines(b, shapes, cells, callerCounts, cellTime), relationLines(b, rel, rr, rrGo)...)
 	for _, l := range lines {
 		b.Log(l)
 		fmt.Println(l)
@@ -155,13 +165,16 @@ func shapeLines(b *testing.B, shapes []*redoShape, cells map[cellKey]redoCell, c
 	return lines
 }
 
-func relationLines(b *testing.B, rel *accountsWAL, rr relationRun) []string {
+func relationLines(b *testing.B, rel *accountsWAL, rr, rrGo relationRun) []string {
 	pgRate := float64(rel.pgRecords) / rel.pg.elapsed.Seconds()
 	ourRate := float64(rr.records) / rr.elapsed.Seconds()
+	goRate := float64(rrGo.records) / rrGo.elapsed.Seconds()
 	b.ReportMetric(float64(rr.pages)/rr.elapsed.Seconds(), "accounts-pages/s")
 	b.ReportMetric(ourRate, "accounts-records/s")
+	b.ReportMetric(goRate, "goredo-accounts-records/s")
 	b.ReportMetric(pgRate, "recovery-records/s")
 	b.ReportMetric(ourRate/pgRate, "records-ratio")
+	b.ReportMetric(goRate/pgRate, "goredo-records-ratio")
 	return []string{
 		fmt.Sprintf("walredo pgbench WAL: %s (%d records, %d MiB, %s..%s)", rel.workload, len(rel.walStarts), (rel.walEnd-rel.walStart)>>20, rel.walStart, rel.walEnd),
 		fmt.Sprintf("walredo %-44s %9.0f records/s  ratio %.2fx  (%d rounds of %d records, redo %v, cpu user %.2fs sys %.2fs in all)",
@@ -170,6 +183,10 @@ func relationLines(b *testing.B, rel *accountsWAL, rr relationRun) []string {
 			"strata pool rebuilds pgbench_accounts (2p 4c)", ourRate, ourRate/pgRate, float64(rr.pages)/rr.elapsed.Seconds(),
 			len(rel.recs), rel.records, rel.toPostgres, rel.imageOnly, rr.passes, rr.elapsed.Seconds(), rr.tripsPerPage,
 			rr.goCPU.Seconds()*1e6/float64(rr.pages), rr.pgCPU.Seconds()*1e6/float64(rr.pages), 100*rr.othersShare()),
+		fmt.Sprintf("walredo %-44s %9.0f records/s  ratio %.2fx  (%.0f pages/s; %d passes in %.2fs, %.2f trips/page; cpu µs/page %.1f go + %.1f pg; others %.0f%%)",
+			"same, goredo first (as the pageserver does)", goRate, goRate/pgRate, float64(rrGo.pages)/rrGo.elapsed.Seconds(),
+			rrGo.passes, rrGo.elapsed.Seconds(), rrGo.tripsPerPage,
+			rrGo.goCPU.Seconds()*1e6/float64(rrGo.pages), rrGo.pgCPU.Seconds()*1e6/float64(rrGo.pages), 100*rrGo.othersShare()),
 		"(records/s: ours counts every record of every page's reconstruction, PostgreSQL every record it replayed, of every relation; above 1.0x is better for Strata)",
 	}
 }
