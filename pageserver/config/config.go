@@ -60,6 +60,10 @@ type Config struct {
 	// WalRedoDir is the redo processes' scratch directory; empty:
 	// <datadir>/walredo.
 	WalRedoDir string `toml:"walredo_dir"`
+	// WalRedoInGo applies the common heap and btree records in Go
+	// (pageserver/goredo, tested byte-exact against the redo processes);
+	// false sends every PostgreSQL record to a redo process.
+	WalRedoInGo bool `toml:"walredo_in_go"`
 	// WalRedoUser runs redo processes when the pageserver runs as root
 	// (PostgreSQL refuses root); empty: the pageserver's own user.
 	WalRedoUser string `toml:"walredo_user"`
@@ -92,6 +96,7 @@ func Defaults() Config {
 		InitdbSuperuser:        "postgres",
 		WalRedoTimeout:         Duration{Duration: 60 * time.Second},
 		WalRedoIdleTimeout:     Duration{Duration: 5 * time.Minute},
+		WalRedoInGo:            true,
 		LogFormat:              "plain",
 		LogLevel:               "info",
 	}
@@ -172,6 +177,7 @@ func Parse(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.InitdbSuperuser, "initdb-superuser", c.InitdbSuperuser, "superuser of clusters bootstrapped with initdb")
 	fs.IntVar(&c.WalRedoProcesses, "walredo-processes", c.WalRedoProcesses, "WAL-redo processes (postgres --single) in the pool; 0 = one per CPU")
 	fs.DurationVar(&c.WalRedoTimeout.Duration, "walredo-timeout", c.WalRedoTimeout.Duration, "longest one WAL-redo request may take before its process is killed and the request retried")
+	fs.BoolVar(&c.WalRedoInGo, "walredo-in-go", c.WalRedoInGo, "apply the common heap and btree WAL records in Go; false = every record through a redo process")
 	fs.DurationVar(&c.WalRedoIdleTimeout.Duration, "walredo-idle-timeout", c.WalRedoIdleTimeout.Duration, "stop WAL-redo processes idle this long; 0 = never")
 	fs.StringVar(&c.WalRedoLibrary, "walredo-library", c.WalRedoLibrary, "the WAL-redo extension walredo.so; empty = the one next to this binary (make build puts it there)")
 	fs.StringVar(&c.WalRedoDir, "walredo-dir", c.WalRedoDir, "scratch directory of the WAL-redo processes (a template cluster and one copy per process); empty = DATADIR/walredo")

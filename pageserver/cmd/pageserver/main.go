@@ -206,6 +206,7 @@ func newRedoPool(cfg config.Config, log zerolog.Logger) (*redo.Pool, error) {
 		Processes:   cfg.WalRedoProcesses,
 		Timeout:     cfg.WalRedoTimeout.Duration,
 		IdleTimeout: cfg.WalRedoIdleTimeout.Duration,
+		NoGoRedo:    !cfg.WalRedoInGo,
 		Log:         log.With().Str("component", "walredo").Logger(),
 	}
 	if opts.IdleTimeout == 0 {
