@@ -51,7 +51,7 @@ func testRedoPool(t *testing.T, f fixture) {
 // Into buffer back for good: the answer that comes later is dropped, not
 // written there, while callers that wait get theirs in their buffers.
 func testCanceledInto(t *testing.T, reqs []request) {
-	pool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 1))
+	pool := daemons.NewRedoPool(t, processOptions(t, 1))
 	type gaveUp struct {
 		buf, at []byte // the buffer, and what it held when the call returned
 	}
@@ -101,7 +101,7 @@ func testCanceledInto(t *testing.T, reqs []request) {
 func processRequests(t *testing.T, f fixture) []request {
 	t.Helper()
 	ctx := context.Background()
-	pool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 1))
+	pool := daemons.NewRedoPool(t, processOptions(t, 1))
 	at, _ := f.store.LastRecordLSN()
 	var reqs []request
 	for _, rel := range slices.SortedFunc(maps.Keys(f.rels), func(a, b key.Rel) int { return strings.Compare(a.String(), b.String()) }) {
@@ -158,7 +158,7 @@ func callInto(ctx context.Context, pool *redo.Pool, req request, into []byte) er
 // process), and nothing is left behind.
 func testKilledProcesses(t *testing.T, reqs []request) {
 	ctx := context.Background()
-	opts := daemons.RedoOptions(t, 1)
+	opts := processOptions(t, 1)
 	pool, err := redo.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -237,9 +237,7 @@ func testKilledProcesses(t *testing.T, reqs []request) {
 // process fail, each time followed by a good request.
 func testBadRequests(t *testing.T, reqs []request) {
 	ctx := context.Background()
-	opts := daemons.RedoOptions(t, 1)
-	// Every record goes to the process, so that a bad one reaches it.
-	opts.NoGoRedo = true
+	opts := processOptions(t, 1)
 	pool := daemons.NewRedoPool(t, opts)
 	good := reqs[0]
 	served := func(what string) {
@@ -307,7 +305,7 @@ func testBadRequests(t *testing.T, reqs []request) {
 
 	// Where heap inserts are applied in Go, the same record is refused
 	// with PostgreSQL's reason, and no process is involved.
-	goPool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 1))
+	goPool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 1)) // goredo on, the default
 	if _, err := goPool.Reconstruct(ctx, r); !errors.Is(err, redo.ErrInvalidRequest) || !strings.Contains(err.Error(), "invalid max offset number") {
 		t.Errorf("garbage heap insert applied in Go: %v, want ErrInvalidRequest with PostgreSQL's reason", err)
 	}
@@ -318,7 +316,7 @@ func testBadRequests(t *testing.T, reqs []request) {
 // every new process stopped too, the caller gets a timeout error.
 func testHungProcess(t *testing.T, reqs []request) {
 	ctx := context.Background()
-	opts := daemons.RedoOptions(t, 1)
+	opts := processOptions(t, 1)
 	opts.Timeout = time.Second
 	pool := daemons.NewRedoPool(t, opts)
 	if err := pool.Ping(ctx); err != nil {
@@ -364,7 +362,7 @@ func testHungProcess(t *testing.T, reqs []request) {
 // processes: every answer correct, nobody stuck.
 func testConcurrentCallers(t *testing.T, reqs []request) {
 	ctx := context.Background()
-	pool := daemons.NewRedoPool(t, daemons.RedoOptions(t, 2))
+	pool := daemons.NewRedoPool(t, processOptions(t, 2))
 	deadline := time.Now().Add(10 * time.Second)
 	var calls atomic.Int64
 	var wg sync.WaitGroup
@@ -398,7 +396,7 @@ func testConcurrentCallers(t *testing.T, reqs []request) {
 // copies removed, and that the next request starts a new one.
 func testIdleStop(t *testing.T, reqs []request) {
 	ctx := context.Background()
-	opts := daemons.RedoOptions(t, 2)
+	opts := processOptions(t, 2)
 	opts.IdleTimeout = 300 * time.Millisecond
 	pool := daemons.NewRedoPool(t, opts)
 	if err := call(ctx, pool, reqs[0]); err != nil {
@@ -420,6 +418,15 @@ func testIdleStop(t *testing.T, reqs []request) {
 	if err := call(ctx, pool, reqs[1]); err != nil {
 		t.Errorf("after the idle stop: %v", err)
 	}
+}
+
+// processOptions are pool options for the tests of the processes: every
+// PostgreSQL record goes to one (NoGoRedo), even those goredo would apply.
+func processOptions(t *testing.T, processes int) redo.Options {
+	t.Helper()
+	opts := daemons.RedoOptions(t, processes)
+	opts.NoGoRedo = true
+	return opts
 }
 
 // withRecords copies r with its own records and record bytes.
