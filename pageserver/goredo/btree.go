@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"strata.dev/libs/walrecord"
+	"strata.dev/pageserver/pgpage"
 )
 
 const (
@@ -16,9 +17,9 @@ const (
 )
 
 func btreeInsertLeaf(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
-	md := rec.MainData
-	if len(md) < sizeOfBtreeInsert {
-		return fmt.Errorf("main data of %d bytes, want %d", len(md), sizeOfBtreeInsert)
+	md, err := mainData(rec, sizeOfBtreeInsert)
+	if err != nil {
+		return err
 	}
 	if len(blk.Data) == 0 {
 		return fmt.Errorf("no index tuple in the block data")
@@ -28,6 +29,6 @@ func btreeInsertLeaf(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef
 		return fmt.Errorf("failed to add new item: %w", err)
 	}
 	copy(item, blk.Data)
-	setPageLSN(page, rec)
+	pgpage.SetLSN(page, rec.EndLSN)
 	return nil
 }

@@ -138,6 +138,14 @@ func Apply(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 	return nil
 }
 
+// mainData is rec's main data, at least size bytes of it.
+func mainData(rec *walrecord.Record, size int) ([]byte, error) {
+	if len(rec.MainData) < size {
+		return nil, fmt.Errorf("main data of %d bytes, want at least %d", len(rec.MainData), size)
+	}
+	return rec.MainData, nil
+}
+
 func invalid(rec *walrecord.Record, format string, args ...any) error {
 	return fmt.Errorf("%w: %s/%#x at %s: %s", ErrInvalid, walrecord.RmgrName(rec.Header.RmID), rec.RmInfo(), rec.EndLSN, fmt.Sprintf(format, args...))
 }

@@ -27,9 +27,9 @@ const (
 
 // insert is heap_xlog_insert's change to the heap page.
 func insert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bool) error {
-	md := rec.MainData
-	if len(md) < sizeOfHeapInsert {
-		return fmt.Errorf("main data of %d bytes, want %d", len(md), sizeOfHeapInsert)
+	md, err := mainData(rec, sizeOfHeapInsert)
+	if err != nil {
+		return err
 	}
 	offnum := binary.LittleEndian.Uint16(md[0:])
 	flags := md[2]
@@ -57,9 +57,9 @@ func insert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 
 // multiInsert is heap_xlog_multi_insert's change to the heap page.
 func multiInsert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bool) error {
-	md := rec.MainData
-	if len(md) < sizeOfHeapMultiInsert {
-		return fmt.Errorf("main data of %d bytes, want at least %d", len(md), sizeOfHeapMultiInsert)
+	md, err := mainData(rec, sizeOfHeapMultiInsert)
+	if err != nil {
+		return err
 	}
 	flags := md[0]
 	ntuples := int(binary.LittleEndian.Uint16(md[2:]))

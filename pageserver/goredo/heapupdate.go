@@ -11,6 +11,7 @@ import (
 
 	"strata.dev/libs/walrecord"
 	"strata.dev/pageserver/ingest/pgrecords"
+	"strata.dev/pageserver/pgpage"
 )
 
 // t_infomask and t_infomask2 bits (access/htup_details.h).
@@ -137,9 +138,9 @@ func lockedOnly(m uint16) bool {
 
 // deleteTuple is heap_xlog_delete's change to the page.
 func deleteTuple(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
-	md := rec.MainData
-	if len(md) < sizeOfHeapDelete {
-		return fmt.Errorf("main data of %d bytes, want %d", len(md), sizeOfHeapDelete)
+	md, err := mainData(rec, sizeOfHeapDelete)
+	if err != nil {
+		return err
 	}
 	xmax, off, infobits, flags := le.Uint32(md[0:]), le.Uint16(md[4:]), md[6], md[7]
 	t, err := tupleAt(page, off)
@@ -164,15 +165,15 @@ func deleteTuple(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) er
 	} else {
 		setCtid(t, blk.Blkno, off)
 	}
-	setPageLSN(page, rec)
+	pgpage.SetLSN(page, rec.EndLSN)
 	return nil
 }
 
 // lock is heap_xlog_lock's (updated: heap_xlog_lock_updated's) change.
 func lock(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, updated bool) error {
-	md := rec.MainData
-	if len(md) < sizeOfHeapLock {
-		return fmt.Errorf("main data of %d bytes, want %d", len(md), sizeOfHeapLock)
+	md, err := mainData(rec, sizeOfHeapLock)
+	if err != nil {
+		return err
 	}
 	xmax, off, infobits := le.Uint32(md[0:]), le.Uint16(md[4:]), md[6]
 	t, err := tupleAt(page, off)
@@ -189,16 +190,16 @@ func lock(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, updated b
 		}
 		setXmaxCmax(t, xmax)
 	}
-	setPageLSN(page, rec)
+	pgpage.SetLSN(page, rec.EndLSN)
 	return nil
 }
 
 // confirm is heap_xlog_confirm's change: a speculative insertion made
 // real.
 func confirm(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
-	md := rec.MainData
-	if len(md) < sizeOfHeapConfirm {
-		return fmt.Errorf("main data of %d bytes, want %d", len(md), sizeOfHeapConfirm)
+	md, err := mainData(rec, sizeOfHeapConfirm)
+	if err != nil {
+		return err
 	}
 	off := le.Uint16(md[0:])
 	t, err := tupleAt(page, off)
@@ -206,7 +207,7 @@ func confirm(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error 
 		return err
 	}
 	setCtid(t, blk.Blkno, off)
-	setPageLSN(page, rec)
+	pgpage.SetLSN(page, rec.EndLSN)
 	return nil
 }
 
@@ -216,9 +217,9 @@ func confirm(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error 
 func update(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bool) error {
 	// init: the new version goes to a page this record initialises, which
 	// is blk (see initialises).
-	md := rec.MainData
-	if len(md) < sizeOfHeapUpdate {
-		return fmt.Errorf("main data of %d bytes, want %d", len(md), sizeOfHeapUpdate)
+	md, err := mainData(rec, sizeOfHeapUpdate)
+	if err != nil {
+		return err
 	}
 	oldXmax, oldOff, oldInfobits, flags := le.Uint32(md[0:]), le.Uint16(md[4:]), md[6], md[7]
 	newXmax, newOff := le.Uint32(md[8:]), le.Uint16(md[12:])
@@ -248,7 +249,7 @@ func update(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 		if flags&updateOldAllVisibleCleared != 0 {
 			setFlags(page, flags16(page)&^pdAllVisible)
 		}
-		setPageLSN(page, rec)
+		pgpage.SetLSN(page, rec.EndLSN)
 	}
 	if !newSide {
 		return nil
@@ -306,11 +307,6 @@ func update(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 	if flags&updateNewAllVisibleCleared != 0 {
 		setFlags(page, flags16(page)&^pdAllVisible)
 	}
-	setPageLSN(page, rec)
+	pgpage.SetLSN(page, rec.EndLSN)
 	return nil
-}
-
-func setPageLSN(page []byte, rec *walrecord.Record) {
-	le.PutUint32(page[0:], uint32(rec.EndLSN>>32))
-	le.PutUint32(page[4:], uint32(rec.EndLSN))
 }

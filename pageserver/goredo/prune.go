@@ -44,9 +44,9 @@ func setItemID(page []byte, off uint16, lpOff, flags, n uint32) {
 // prune is heap_xlog_prune's change: redirects, dead and unused line
 // pointers, then the page compacted.
 func prune(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
-	md := rec.MainData
-	if len(md) < sizeOfHeapPrune {
-		return fmt.Errorf("main data of %d bytes, want %d", len(md), sizeOfHeapPrune)
+	md, err := mainData(rec, sizeOfHeapPrune)
+	if err != nil {
+		return err
 	}
 	nredirected, ndead := int(le.Uint16(md[4:])), int(le.Uint16(md[6:]))
 	data := blk.Data
@@ -75,15 +75,15 @@ func prune(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 	if err := repairFragmentation(page); err != nil {
 		return err
 	}
-	setPageLSN(page, rec)
+	pgpage.SetLSN(page, rec.EndLSN)
 	return nil
 }
 
 // vacuum is heap_xlog_vacuum's change.
 func vacuum(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
-	md := rec.MainData
-	if len(md) < sizeOfHeapVacuum {
-		return fmt.Errorf("main data of %d bytes, want %d", len(md), sizeOfHeapVacuum)
+	md, err := mainData(rec, sizeOfHeapVacuum)
+	if err != nil {
+		return err
 	}
 	n := int(le.Uint16(md))
 	if err := checkOffsets(page, blk.Data, n, "unused"); err != nil {
@@ -93,7 +93,7 @@ func vacuum(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 		setItemID(page, le.Uint16(blk.Data[2*i:]), 0, lpUnused, 0)
 	}
 	truncateLinePointers(page)
-	setPageLSN(page, rec)
+	pgpage.SetLSN(page, rec.EndLSN)
 	return nil
 }
 
