@@ -9,6 +9,7 @@ import (
 
 	"strata.dev/libs/lsn"
 	"strata.dev/libs/walrecord"
+	"strata.dev/pageserver/ingest/pgrecords"
 	"strata.dev/pageserver/pgpage"
 )
 
@@ -16,8 +17,7 @@ const (
 	forkMain = 0
 
 	// Insert flags (heapam_xlog.h).
-	insertAllVisibleCleared = 1 << 0
-	insertAllFrozenSet      = 1 << 5
+	insertAllFrozenSet = 1 << 5
 
 	sizeOfHeapInsert       = 3 // offnum u16, flags u8
 	sizeOfHeapHeader       = 5 // xl_heap_header: t_infomask2, t_infomask u16, t_hoff u8
@@ -110,7 +110,7 @@ func multiInsert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, in
 // finishInsert is what both insert redo routines do once the tuples are in.
 func finishInsert(page []byte, end lsn.LSN, flags uint8) {
 	pgpage.SetLSN(page, end)
-	if flags&insertAllVisibleCleared != 0 {
+	if flags&pgrecords.XLH_INSERT_ALL_VISIBLE_CLEARED != 0 {
 		setFlags(page, flags16(page)&^pdAllVisible)
 	}
 	if flags&insertAllFrozenSet != 0 {

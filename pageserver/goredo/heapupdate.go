@@ -40,14 +40,11 @@ const (
 	xlhlXmaxKeyshrLock = 0x08
 	xlhlKeysUpdated    = 0x10
 
-	deleteAllVisibleCleared = 1 << 0
-	deleteIsSuper           = 1 << 3
-	deleteIsPartitionMove   = 1 << 5
+	deleteIsSuper         = 1 << 3
+	deleteIsPartitionMove = 1 << 5
 
-	updateOldAllVisibleCleared = 1 << 0
-	updateNewAllVisibleCleared = 1 << 1
-	updatePrefixFromOld        = 1 << 5
-	updateSuffixFromOld        = 1 << 6
+	updatePrefixFromOld = 1 << 5
+	updateSuffixFromOld = 1 << 6
 
 	sizeOfHeapDelete  = 8  // xmax u32, offnum u16, infobits u8, flags u8
 	sizeOfHeapLock    = 8  // the same fields (LOCK and LOCK_UPDATED)
@@ -157,7 +154,7 @@ func deleteTuple(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) er
 	le.PutUint32(t[tCid:], 0)
 	setInfomask(t, infomask(t)&^heapComboCID)
 	setPrunable(page, rec.Header.XID)
-	if flags&deleteAllVisibleCleared != 0 {
+	if flags&pgrecords.XLH_DELETE_ALL_VISIBLE_CLEARED != 0 {
 		setFlags(page, flags16(page)&^pdAllVisible)
 	}
 	if flags&deleteIsPartitionMove != 0 {
@@ -246,7 +243,7 @@ func update(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 		setXmaxCmax(old, oldXmax)
 		setCtid(old, newBlock.Blkno, newOff)
 		setPrunable(page, rec.Header.XID)
-		if flags&updateOldAllVisibleCleared != 0 {
+		if flags&pgrecords.XLH_UPDATE_OLD_ALL_VISIBLE_CLEARED != 0 {
 			setFlags(page, flags16(page)&^pdAllVisible)
 		}
 		pgpage.SetLSN(page, rec.EndLSN)
@@ -304,7 +301,7 @@ func update(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 		return err
 	}
 	le.PutUint32(t[tXmax:], newXmax)
-	if flags&updateNewAllVisibleCleared != 0 {
+	if flags&pgrecords.XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED != 0 {
 		setFlags(page, flags16(page)&^pdAllVisible)
 	}
 	pgpage.SetLSN(page, rec.EndLSN)
