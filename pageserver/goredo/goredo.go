@@ -6,7 +6,7 @@
 //     or without XLOG_HEAP_INIT_PAGE), XLOG_HEAP_UPDATE and HOT_UPDATE,
 //     DELETE, LOCK, CONFIRM, XLOG_HEAP2_LOCK_UPDATED, XLOG_HEAP2_PRUNE and
 //     VACUUM (PageRepairFragmentation), and XLOG_HEAP2_VISIBLE on the heap
-//     page;
+//     page and on the visibility-map page (visibilitymap_set);
 //   - btree (nbtxlog.c): XLOG_BTREE_INSERT_LEAF, a tuple added to a leaf.
 //
 // These are most of the records of a bulk load (COPY writes one
@@ -44,7 +44,14 @@ var ErrInvalid = errors.New("invalid WAL redo request")
 // blk. Records that carry a full-page image of blk to apply are not: the
 // caller restores the image instead.
 func Supported(rec *walrecord.Record, blk *walrecord.BlockRef) bool {
-	if blk.HasImage || blk.Fork != forkMain {
+	if blk.HasImage {
+		return false
+	}
+	if blk.Fork == forkVM {
+		// The visibility-map page of XLOG_HEAP2_VISIBLE: bits set.
+		return rec.Header.RmID == walrecord.RmHeap2 && rec.RmInfo()&pgrecords.XLOG_HEAP_OPMASK == pgrecords.XLOG_HEAP2_VISIBLE && blk.ID == 0
+	}
+	if blk.Fork != forkMain {
 		return false
 	}
 	op := rec.RmInfo() & pgrecords.XLOG_HEAP_OPMASK
@@ -61,7 +68,7 @@ func Supported(rec *walrecord.Record, blk *walrecord.BlockRef) bool {
 		case pgrecords.XLOG_HEAP2_MULTI_INSERT, pgrecords.XLOG_HEAP2_LOCK_UPDATED, pgrecords.XLOG_HEAP2_PRUNE, pgrecords.XLOG_HEAP2_VACUUM:
 			return blk.ID == 0
 		case pgrecords.XLOG_HEAP2_VISIBLE:
-			return blk.ID == 1 // block 0 is the visibility-map page
+			return blk.ID == 1 // block 0 is the visibility-map page, above
 		}
 	case walrecord.RmBtree:
 		return rec.RmInfo() == xlogBtreeInsertLeaf && blk.ID == 0
@@ -129,7 +136,11 @@ func Apply(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 		case pgrecords.XLOG_HEAP2_VACUUM:
 			err = vacuum(page, rec, blk)
 		default:
-			err = visible(page)
+			if blk.Fork == forkVM {
+				err = visibleVM(page, rec, blk)
+			} else {
+				err = visible(page)
+			}
 		}
 	}
 	if err != nil {

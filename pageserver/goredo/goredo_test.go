@@ -199,6 +199,7 @@ func FuzzApply(f *testing.F) {
 	f.Add(uint8(walrecord.RmHeap2), uint8(0x10), []byte{9, 0, 0, 0, 0, 0, 1, 0}, []byte{1, 0, 2, 0}, true)
 	f.Add(uint8(walrecord.RmHeap2), uint8(0x20), []byte{1, 0}, []byte{2, 0}, true)
 	f.Add(uint8(walrecord.RmBtree), uint8(0), []byte{1, 0}, []byte("0123456789abcdef"), true)
+	f.Add(uint8(walrecord.RmHeap2), uint8(0x40), []byte{9, 0, 0, 0, 3}, []byte(nil), false) // fuzzed below as a VM page too
 	f.Fuzz(func(t *testing.T, rm, info uint8, main, data []byte, used bool) {
 		page := make([]byte, pgpage.BlockSize)
 		pageInit(page)
@@ -214,6 +215,12 @@ func FuzzApply(f *testing.F) {
 		}
 		rec, blk := heapRecord(rm, info, 1000, main, walrecord.BlockRef{ID: id, HasData: data != nil, Data: data})
 		if err := Apply(page, rec, blk); err != nil && !errors.Is(err, ErrInvalid) {
+			t.Fatalf("error not wrapping ErrInvalid: %v", err)
+		}
+		// The same record as if to a visibility-map page, the heap block
+		// as its second reference.
+		rec.Blocks = []walrecord.BlockRef{{ID: 0, Fork: forkVM, Blkno: uint32(len(data) % 3)}, {ID: 1, Blkno: uint32(len(main)) * 20000}}
+		if err := Apply(make([]byte, pgpage.BlockSize), rec, &rec.Blocks[0]); err != nil && !errors.Is(err, ErrInvalid) {
 			t.Fatalf("error not wrapping ErrInvalid: %v", err)
 		}
 	})

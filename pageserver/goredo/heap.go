@@ -15,6 +15,7 @@ import (
 
 const (
 	forkMain = 0
+	forkVM   = 2
 
 	// Insert flags (heapam_xlog.h).
 	insertAllFrozenSet = 1 << 5
@@ -122,5 +123,44 @@ func finishInsert(page []byte, end lsn.LSN, flags uint8) {
 // and no new LSN (see the package comment).
 func visible(page []byte) error {
 	setFlags(page, flags16(page)|pdAllVisible)
+	return nil
+}
+
+// Visibility-map geometry (access/visibilitymap.c): 2 bits per heap block
+// after the page header.
+const (
+	vmBitsPerHeapBlock  = 2
+	vmHeapBlocksPerByte = 8 / vmBitsPerHeapBlock
+	vmHeapBlocksPerPage = (pgpage.BlockSize - pageHeaderSize) * vmHeapBlocksPerByte
+	vmValidBits         = 0x03
+	sizeOfHeapVisible   = 5 // cutoff_xid u32, flags u8
+)
+
+// visibleVM is heap_xlog_visible's change to the visibility-map page:
+// visibilitymap_set of the heap block's bits (block 1 of the record) on a
+// page that redo initialises if it is new, with the record's LSN when a
+// bit changed.
+func visibleVM(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
+	md, err := mainData(rec, sizeOfHeapVisible)
+	if err != nil {
+		return err
+	}
+	heap := rec.Block(1)
+	if heap == nil {
+		return fmt.Errorf("no heap block reference")
+	}
+	if heap.Blkno/vmHeapBlocksPerPage != blk.Blkno {
+		return fmt.Errorf("heap block %d is not mapped by visibility-map page %d", heap.Blkno, blk.Blkno)
+	}
+	if pgpage.IsNew(page) {
+		pageInit(page)
+	}
+	flags := md[4]
+	i := pageHeaderSize + int(heap.Blkno%vmHeapBlocksPerPage)/vmHeapBlocksPerByte
+	shift := (heap.Blkno % vmHeapBlocksPerByte) * vmBitsPerHeapBlock
+	if flags != page[i]>>shift&vmValidBits {
+		page[i] |= flags << shift
+		pgpage.SetLSN(page, rec.EndLSN)
+	}
 	return nil
 }

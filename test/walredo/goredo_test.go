@@ -80,12 +80,12 @@ func TestGoRedo(t *testing.T) {
 	processOnly := daemons.NewRedoPool(t, opts)
 
 	began := time.Now()
-	pages, goRecords := 0, 0
+	pages, goRecords, vmPages := 0, 0, 0
 	shapes := map[string]int{}
 	var dec walrecord.Record
 	for _, k := range store.Keys() {
-		if !k.IsRelBlock() || k.Rel().Fork != key.ForkMain {
-			continue // goredo does main forks only: heap and index pages
+		if !k.IsRelBlock() || (k.Rel().Fork != key.ForkMain && k.Rel().Fork != key.ForkVM) {
+			continue // goredo does heap, index and visibility-map pages
 		}
 		for _, at := range []lsn.LSN{mid, last} {
 			r, err := store.Get(ctx, k, at)
@@ -115,9 +115,15 @@ func TestGoRedo(t *testing.T) {
 			}
 			pages++
 			goRecords += n
+			if k.Rel().Fork == key.ForkVM {
+				vmPages++
+			}
 		}
 	}
-	t.Logf("%d pages equal, %d records applied in Go (%v), in %v", pages, goRecords, shapes, time.Since(began).Round(time.Millisecond))
+	t.Logf("%d pages equal (%d of them visibility-map pages), %d records applied in Go (%v), in %v", pages, vmPages, goRecords, shapes, time.Since(began).Round(time.Millisecond))
+	if vmPages == 0 {
+		t.Error("no visibility-map page had records applied in Go")
+	}
 	if pages < 1000 {
 		t.Fatalf("only %d pages had heap records applied in Go; the workload should give thousands", pages)
 	}
