@@ -46,28 +46,6 @@ func Enable(f *os.File) (bool, error) {
 	return false, &os.PathError{Op: "fcntl O_DIRECT", Path: f.Name(), Err: errno}
 }
 
-// Disable clears O_DIRECT on f's descriptor again.
-func Disable(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var errno syscall.Errno
-	if err := rc.Control(func(fd uintptr) {
-		flags, _, e := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
-		if e == 0 {
-			_, _, e = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_SETFL, flags&^syscall.O_DIRECT)
-		}
-		errno = e
-	}); err != nil {
-		return err
-	}
-	if errno != 0 {
-		return &os.PathError{Op: "fcntl clear O_DIRECT", Path: f.Name(), Err: errno}
-	}
-	return nil
-}
-
 // Buffer returns n zero bytes at an address that is a multiple of Align.
 func Buffer(n int) []byte {
 	raw := make([]byte, n+Align)

@@ -1,7 +1,6 @@
 package directio
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -53,35 +52,5 @@ func TestEnable(t *testing.T) {
 		if r[Align+i] != w[i] || r[i] != 0 {
 			t.Fatalf("read back differs at %d", i)
 		}
-	}
-}
-
-func TestCopy(t *testing.T) {
-	dir := t.TempDir()
-	buf := Buffer(4 * Align)
-	for _, n := range []int{0, 1, Align - 1, Align, Align + 1, 4 * Align, 4*Align + 7, 11*Align + 3} {
-		want := make([]byte, n)
-		for i := range want {
-			want[i] = byte(i*7 + n)
-		}
-		path := filepath.Join(dir, "f")
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		written, err := Copy(f, bytes.NewReader(want), buf)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil || written != int64(n) {
-			t.Fatalf("%d bytes: wrote %d, %v", n, written, err)
-		}
-		got, err := os.ReadFile(path)
-		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("%d bytes: read back %d bytes (%v), not what was written", n, len(got), err)
-		}
-	}
-	if _, err := Copy(nil, bytes.NewReader(nil), make([]byte, 100)); err == nil {
-		t.Error("a buffer that is not a multiple of Align was accepted")
 	}
 }

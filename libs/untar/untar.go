@@ -11,8 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-
-	"strata.dev/libs/directio"
 )
 
 // Stats counts what Extract wrote.
@@ -32,9 +30,8 @@ var ErrUnsafeName = errors.New("tar entry outside the data directory")
 // basebackup has nothing else); names must stay inside dir, which is
 // enforced twice: by checking the name, and by writing through an os.Root.
 // Directories get their mode after their content is written, so a
-// read-only directory in the tar does not stop the extraction. Files of a
-// block or more bypass the page cache (see writeFile). With sync, every
-// file and directory is fsynced before Extract returns.
+// read-only directory in the tar does not stop the extraction. With sync,
+// every file and directory is fsynced before Extract returns.
 func Extract(ctx context.Context, r io.Reader, dir string, sync bool) (Stats, error) {
 	var st Stats
 	root, err := os.OpenRoot(dir)
@@ -48,7 +45,6 @@ func Extract(ctx context.Context, r io.Reader, dir string, sync bool) (Stats, er
 		mode fs.FileMode
 	}
 	var dirs []dirMode
-	var buf []byte // for directio.Copy, made for the first file that uses it
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -80,10 +76,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, sync bool) (Stats, er
 			if name == "." {
 				return st, fmt.Errorf("tar entry %q: a file named like the directory itself", h.Name)
 			}
-			if buf == nil && h.Size >= directio.Align {
-				buf = directio.Buffer(copyBuffer)
-			}
-			n, err := writeFile(root, name, tr, h.Size, mode, sync, buf)
+			n, err := writeFile(root, name, tr, mode, sync)
 			st.Bytes += n
 			if err != nil {
 				return st, fmt.Errorf("extract %s: %w", h.Name, err)
@@ -122,15 +115,9 @@ func localName(name string) (string, error) {
 	return clean, nil
 }
 
-// copyBuffer is the size of the aligned buffer files are written through.
-const copyBuffer = 1 << 20
-
-// writeFile writes one file of size bytes (creating missing parents 0700)
-// and returns how many bytes it wrote. A file of a block or more is
-// written around the page cache (directio.Copy): PostgreSQL reads few of
-// a new data directory's pages at startup, and on these VMs every page
-// cache page written costs far more than the disk write.
-func writeFile(root *os.Root, name string, r io.Reader, size int64, mode fs.FileMode, sync bool, buf []byte) (int64, error) {
+// writeFile writes one file (creating missing parents 0700) and returns
+// how many bytes it wrote.
+func writeFile(root *os.Root, name string, r io.Reader, mode fs.FileMode, sync bool) (int64, error) {
 	if parent := filepath.Dir(name); parent != "." {
 		if err := root.MkdirAll(parent, 0o700); err != nil {
 			return 0, err
@@ -140,12 +127,7 @@ func writeFile(root *os.Root, name string, r io.Reader, size int64, mode fs.File
 	if err != nil {
 		return 0, err
 	}
-	var n int64
-	if size >= directio.Align {
-		n, err = directio.Copy(f, r, buf)
-	} else {
-		n, err = io.Copy(f, r)
-	}
+	n, err := io.Copy(f, r)
 	if err == nil {
 		err = f.Chmod(mode) // exactly the tar's bits, whatever the umask
 	}
