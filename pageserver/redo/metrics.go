@@ -52,7 +52,7 @@ func newMetrics() *metrics {
 		}),
 		goApplied: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pageserver_wal_redo_go_records_total",
-			Help: "PostgreSQL heap records (inserts, multi-inserts, all-visible) applied in Go instead of a redo process.",
+			Help: "PostgreSQL records (the common heap and btree ones) applied in Go instead of by a redo process.",
 		}),
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pageserver_replayed_wal_records_total",

@@ -38,7 +38,7 @@ type blockTag struct {
 
 // plan is a reconstruction ready to run: a base page (nil if the first
 // record initialises it) and runs of records, each applied in Go (Neon
-// records, PS §3, or the heap records goredo knows) or by a redo
+// records, PS §3, or the PostgreSQL records goredo knows) or by a redo
 // process.
 type plan struct {
 	key   key.Key
@@ -52,7 +52,7 @@ type stepKind uint8
 
 const (
 	stepNeon     stepKind = iota // neonredo: the pageserver's own records
-	stepGo                       // goredo: PostgreSQL heap records applied in Go
+	stepGo                       // goredo: PostgreSQL records applied in Go
 	stepPostgres                 // a WAL-redo process
 )
 
@@ -64,7 +64,7 @@ type step struct {
 // makePlan checks r and splits it into steps. It applies in Go what needs
 // no PostgreSQL: the last record that carries a full-page image of the
 // target (to be applied) resets the page, so it and everything older is
-// replaced by that image. With inGo, heap records goredo supports are
+// replaced by that image. With inGo, the records goredo supports are
 // Go steps too.
 func makePlan(r value.Reconstruction, inGo bool) (plan, error) {
 	p := plan{key: r.Key}

@@ -103,7 +103,7 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 	return page, nil
 }
 
-// applyGo applies heap records in Go (goredo) to a copy of base made
+// applyGo applies PostgreSQL records in Go (goredo) to a copy of base made
 // in into (or a new page if into is nil); base is nil when the first
 // record initialises the page.
 func applyGo(dec *walrecord.Record, target walrecord.BlockRef, base []byte, records []value.Versioned, into []byte) ([]byte, error) {

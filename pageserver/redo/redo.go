@@ -69,7 +69,8 @@ type Options struct {
 	// as root (PostgreSQL refuses root). Nil: the pageserver's own user.
 	User *syscall.Credential
 	// NoGoRedo sends every PostgreSQL record to a redo process, even
-	// the heap records goredo applies in Go (tests compare the two).
+	// the heap and btree records goredo applies in Go (tests compare the
+	// two; the pageserver's --walredo-in-go=false sets it).
 	NoGoRedo bool
 	// Log receives process starts, stops and what they print on stderr.
 	Log zerolog.Logger
