@@ -187,20 +187,21 @@ func TestErrors(t *testing.T) {
 
 // FuzzApply: no input panics, and every failure wraps ErrInvalid.
 func FuzzApply(f *testing.F) {
-	f.Add(uint8(walrecord.RmHeap), uint8(0), []byte{1, 0, 0}, append([]byte{1, 0, 0, 0, 24}, "\x00row"...), false)
-	f.Add(uint8(walrecord.RmHeap2), uint8(0xd0), []byte{0, 0, 2, 0}, multiInsertData([]byte("\x00a"), []byte("\x00bc")), false)
-	f.Add(uint8(walrecord.RmHeap2), uint8(0x50), []byte{0, 0, 1, 0, 3, 0}, multiInsertData([]byte("x")), true)
-	f.Add(uint8(walrecord.RmHeap2), uint8(0x40), []byte{0, 0, 0, 0, 1}, []byte(nil), true)
+	f.Add(uint8(walrecord.RmHeap), uint8(0), []byte{1, 0, 0}, append([]byte{1, 0, 0, 0, 24}, "\x00row"...), false, uint16(0), uint16(0), uint16(0))
+	f.Add(uint8(walrecord.RmHeap2), uint8(0xd0), []byte{0, 0, 2, 0}, multiInsertData([]byte("\x00a"), []byte("\x00bc")), false, uint16(0), uint16(0), uint16(0))
+	f.Add(uint8(walrecord.RmHeap2), uint8(0x50), []byte{0, 0, 1, 0, 3, 0}, multiInsertData([]byte("x")), true, uint16(0), uint16(0), uint16(0))
+	f.Add(uint8(walrecord.RmHeap2), uint8(0x40), []byte{0, 0, 0, 0, 1}, []byte(nil), true, uint16(0), uint16(0), uint16(0))
 	// UPDATE within the page, prefix 2 and suffix 1 from the old tuple.
-	f.Add(uint8(walrecord.RmHeap), uint8(0x40), []byte{9, 0, 0, 0, 1, 0, 0, 0x60, 0, 0, 0, 0, 2, 0}, append([]byte{2, 0, 1, 0, 3, 0, 0, 0, 24}, "\x00z"...), true)
-	f.Add(uint8(walrecord.RmHeap), uint8(0x10), []byte{9, 0, 0, 0, 1, 0, 0x10, 0}, []byte(nil), true)
-	f.Add(uint8(walrecord.RmHeap), uint8(0x60), []byte{9, 0, 0, 0, 1, 0, 0x02, 0}, []byte(nil), true)
-	f.Add(uint8(walrecord.RmHeap2), uint8(0x10), []byte{9, 0, 0, 0, 1, 0, 0, 0}, []byte{1, 0, 2, 0}, true)
-	f.Add(uint8(walrecord.RmHeap2), uint8(0x10), []byte{9, 0, 0, 0, 0, 0, 1, 0}, []byte{1, 0, 2, 0}, true)
-	f.Add(uint8(walrecord.RmHeap2), uint8(0x20), []byte{1, 0}, []byte{2, 0}, true)
-	f.Add(uint8(walrecord.RmBtree), uint8(0), []byte{1, 0}, []byte("0123456789abcdef"), true)
-	f.Add(uint8(walrecord.RmHeap2), uint8(0x40), []byte{9, 0, 0, 0, 3}, []byte(nil), false) // fuzzed below as a VM page too
-	f.Fuzz(func(t *testing.T, rm, info uint8, main, data []byte, used bool) {
+	f.Add(uint8(walrecord.RmHeap), uint8(0x40), []byte{9, 0, 0, 0, 1, 0, 0, 0x60, 0, 0, 0, 0, 2, 0}, append([]byte{2, 0, 1, 0, 3, 0, 0, 0, 24}, "\x00z"...), true, uint16(0), uint16(0), uint16(0))
+	f.Add(uint8(walrecord.RmHeap), uint8(0x10), []byte{9, 0, 0, 0, 1, 0, 0x10, 0}, []byte(nil), true, uint16(0), uint16(0), uint16(0))
+	f.Add(uint8(walrecord.RmHeap), uint8(0x60), []byte{9, 0, 0, 0, 1, 0, 0x02, 0}, []byte(nil), true, uint16(0), uint16(0), uint16(0))
+	f.Add(uint8(walrecord.RmHeap2), uint8(0x10), []byte{9, 0, 0, 0, 1, 0, 0, 0}, []byte{1, 0, 2, 0}, true, uint16(0), uint16(0), uint16(0))
+	f.Add(uint8(walrecord.RmHeap2), uint8(0x10), []byte{9, 0, 0, 0, 0, 0, 1, 0}, []byte{1, 0, 2, 0}, true, uint16(0), uint16(0), uint16(0))
+	f.Add(uint8(walrecord.RmHeap2), uint8(0x20), []byte{1, 0}, []byte{2, 0}, true, uint16(0), uint16(0), uint16(0))
+	f.Add(uint8(walrecord.RmBtree), uint8(0), []byte{1, 0}, []byte("0123456789abcdef"), true, uint16(0), uint16(0), uint16(0))
+	f.Add(uint8(walrecord.RmHeap2), uint8(0x40), []byte{9, 0, 0, 0, 3}, []byte(nil), false, uint16(0), uint16(0), uint16(0)) // fuzzed below as a VM page too
+	f.Add(uint8(walrecord.RmHeap2), uint8(0x20), []byte{1, 0}, []byte{0xb8, 0x0b}, true, uint16(0xFFFF), uint16(0), uint16(0x2000))
+	f.Fuzz(func(t *testing.T, rm, info uint8, main, data []byte, used bool, lower, upper, special uint16) {
 		page := make([]byte, pgpage.BlockSize)
 		pageInit(page)
 		if used {
@@ -208,6 +209,12 @@ func FuzzApply(f *testing.F) {
 			le.PutUint16(page[pdLower:], pageHeaderSize+8)
 			le.PutUint16(page[pdUpper:], 8000)
 			le.PutUint32(page[pageHeaderSize:], 8000|lpNormal<<15|100<<17)
+		}
+		// A page whose header says anything at all (corrupt).
+		if lower != 0 || upper != 0 || special != 0 {
+			le.PutUint16(page[pdLower:], lower)
+			le.PutUint16(page[pdUpper:], upper)
+			le.PutUint16(page[pdSpecial:], special)
 		}
 		id := uint8(0)
 		if info&0x70 == pgrecords.XLOG_HEAP2_VISIBLE {

@@ -52,9 +52,14 @@ var le = binary.LittleEndian
 func flags16(page []byte) uint16     { return le.Uint16(page[pdFlags:]) }
 func setFlags(page []byte, f uint16) { le.PutUint16(page[pdFlags:], f) }
 func maxAlign(n int) int             { return (n + 7) &^ 7 }
+
+// maxOffset is PageGetMaxOffsetNumber, but never beyond the line pointers
+// that fit in the page: a corrupt pd_lower must not make a read leave it.
 func maxOffset(page []byte) int {
-	return max(0, int(le.Uint16(page[pdLower:]))-pageHeaderSize) / itemIDSize
+	lower := min(int(le.Uint16(page[pdLower:])), len(page))
+	return max(0, lower-pageHeaderSize) / itemIDSize
 }
+
 func itemID(page []byte, off int) uint32 { return le.Uint32(page[pageHeaderSize+(off-1)*itemIDSize:]) }
 
 // pageInit is PageInit(page, BLCKSZ, 0).
