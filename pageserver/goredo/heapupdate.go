@@ -6,7 +6,6 @@ package goredo
 // old one.
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"strata.dev/libs/walrecord"
@@ -52,8 +51,8 @@ const (
 	sizeOfHeapUpdate  = 14 // old_xmax u32, old_offnum u16, old_infobits u8, flags u8, new_xmax u32, new_offnum u16
 )
 
-// tupleAt returns the tuple of the normal line pointer off (elog(PANIC,
-// "invalid lp") otherwise) and its length.
+// tupleAt returns the tuple of the normal line pointer off, as a slice of
+// the page (PostgreSQL says elog(PANIC, "invalid lp") for any other).
 func tupleAt(page []byte, off uint16) ([]byte, error) {
 	if off == 0 || int(off) > maxOffset(page) {
 		return nil, fmt.Errorf("invalid lp: offset %d on a page with %d line pointers", off, maxOffset(page))
@@ -263,13 +262,13 @@ func update(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 		if len(data) < 2 {
 			return fmt.Errorf("block data of %d bytes has no prefix length", len(data))
 		}
-		prefix, data = int(binary.LittleEndian.Uint16(data)), data[2:]
+		prefix, data = int(le.Uint16(data)), data[2:]
 	}
 	if flags&updateSuffixFromOld != 0 {
 		if len(data) < 2 {
 			return fmt.Errorf("block data of %d bytes has no suffix length", len(data))
 		}
-		suffix, data = int(binary.LittleEndian.Uint16(data)), data[2:]
+		suffix, data = int(le.Uint16(data)), data[2:]
 	}
 	if len(data) < sizeOfHeapHeader {
 		return fmt.Errorf("block data of %d bytes has no tuple header", len(data))
