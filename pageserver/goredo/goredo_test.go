@@ -127,6 +127,56 @@ func TestInsertAndVisible(t *testing.T) {
 	}
 }
 
+func TestHotUpdateWithPrefixAndSuffix(t *testing.T) {
+	page := make([]byte, pgpage.BlockSize)
+	pageInit(page)
+	// The old version: no null bitmap (t_hoff 24: one byte of padding),
+	// data "AAAAmiddleZZZ".
+	old := []byte("\x00AAAAmiddleZZZ")
+	ins, iblk := heapRecord(walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, 100, []byte{1, 0, 0},
+		walrecord.BlockRef{Blkno: 9, HasData: true, Data: append([]byte{2, 0, 0, 0, 24}, old...)})
+	if err := Apply(page, ins, iblk); err != nil {
+		t.Fatal(err)
+	}
+	// HOT update within the page: prefix 4 ("AAAA") and suffix 3 ("ZZZ")
+	// from the old version; the record carries the padding byte (t_hoff -
+	// 23 bytes) and the new middle.
+	main := []byte{
+		0x55, 0, 0, 0, // old_xmax
+		1, 0, // old_offnum
+		0, // old_infobits_set
+		updatePrefixFromOld | updateSuffixFromOld, // flags
+		0, 0, 0, 0, // new_xmax
+		2, 0, // new_offnum
+	}
+	data := []byte{4, 0, 3, 0, 2, 0, 0, 0, 24, 0}
+	data = append(data, "NEW"...)
+	upd, ublk := heapRecord(walrecord.RmHeap, pgrecords.XLOG_HEAP_HOT_UPDATE, 200, main, walrecord.BlockRef{Blkno: 9, HasData: true, Data: data})
+	if err := Apply(page, upd, ublk); err != nil {
+		t.Fatal(err)
+	}
+	oldT, err := tupleAt(page, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if le.Uint32(oldT[tXmax:]) != 0x55 || infomask2(oldT)&heapHotUpdated == 0 || le.Uint16(oldT[tCtid+4:]) != 2 {
+		t.Errorf("old version: xmax %#x, infomask2 %#x, ctid offset %d", le.Uint32(oldT[tXmax:]), infomask2(oldT), le.Uint16(oldT[tCtid+4:]))
+	}
+	if got := le.Uint32(page[pdPruneXID:]); got != testXID {
+		t.Errorf("pd_prune_xid %d, want the updating transaction %d", got, testXID)
+	}
+	newT, err := tupleAt(page, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(newT[tupleHeaderSize:]), "\x00AAAANEWZZZ"; got != want {
+		t.Errorf("new version body %q, want %q", got, want)
+	}
+	if pgpage.LSN(page) != 200 {
+		t.Errorf("page LSN %s", pgpage.LSN(page))
+	}
+}
+
 func TestErrors(t *testing.T) {
 	data := append([]byte{1, 0, 0, 0, 24}, []byte("\x00row")...)
 	fresh := func() []byte {
