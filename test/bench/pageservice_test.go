@@ -36,8 +36,9 @@ import (
 // the faster counts. Scale $STRATA_BENCH_SCALE, default 50 as in the spec.
 // Also a basebackup of a small (initdb-only) timeline, end to end from
 // connecting (S6 goal: ≤ 50 ms), and a whole compute start from storage
-// for it (goal ≤ 1 s). With $STRATA_BENCH_PROFILE set, a 3 s CPU profile
-// of the pageserver during the far-back runs is saved there.
+// for it (goal ≤ 1 s). With $STRATA_BENCH_PROFILE set, CPU profiles of
+// the pageserver during the runs with nothing imaged (2 s) and far back
+// (3 s) are saved there.
 func BenchmarkBasebackup(b *testing.B) {
 	scale := int(envSize("STRATA_BENCH_SCALE", 50))
 	e := newReadEnv(b, scale)
@@ -51,7 +52,9 @@ func BenchmarkBasebackup(b *testing.B) {
 	}
 	vanilla := run(func() result { return pgBasebackup(b, e.primary) })
 	dl, il := e.layerCounts(b)
+	waitDeltas := profile(b, e.ps.HTTPAddr, "pageserver-basebackup-deltas", 2)
 	deltas := run(func() result { return pageserverBasebackup(b, e.ps, e.ttid, lsn.Invalid, nil) })
+	waitDeltas()
 	ckpt := e.checkpoint(b)
 	dl2, il2 := e.layerCounts(b)
 	images := run(func() result { return pageserverBasebackup(b, e.ps, e.ttid, lsn.Invalid, nil) })
