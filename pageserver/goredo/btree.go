@@ -16,7 +16,7 @@ const (
 	sizeOfBtreeInsert   = 2 // offnum u16
 )
 
-func btreeInsertLeaf(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
+func btreeInsertLeaf(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ bool) error {
 	md, err := mainData(rec, sizeOfBtreeInsert)
 	if err != nil {
 		return err

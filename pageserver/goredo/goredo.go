@@ -44,36 +44,59 @@ var ErrInvalid = errors.New("invalid WAL redo request")
 // blk. Records that carry a full-page image of blk to apply are not: the
 // caller restores the image instead.
 func Supported(rec *walrecord.Record, blk *walrecord.BlockRef) bool {
+	return routineFor(rec, blk) != nil
+}
+
+// routine is a redo routine's change to one page; init says the record
+// initialises it (see initialises).
+type routine func(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bool) error
+
+// routineFor is the routine that applies rec to blk's page, or nil if that
+// is not done in Go. It is the one place that says what goredo supports.
+func routineFor(rec *walrecord.Record, blk *walrecord.BlockRef) routine {
 	if blk.HasImage {
-		return false
-	}
-	if blk.Fork == forkVM {
-		// The visibility-map page of XLOG_HEAP2_VISIBLE: bits set.
-		return rec.Header.RmID == walrecord.RmHeap2 && rec.RmInfo()&pgrecords.XLOG_HEAP_OPMASK == pgrecords.XLOG_HEAP2_VISIBLE && blk.ID == 0
-	}
-	if blk.Fork != forkMain {
-		return false
+		return nil
 	}
 	op := rec.RmInfo() & pgrecords.XLOG_HEAP_OPMASK
-	switch rec.Header.RmID {
-	case walrecord.RmHeap:
-		switch op {
-		case pgrecords.XLOG_HEAP_INSERT, pgrecords.XLOG_HEAP_DELETE, pgrecords.XLOG_HEAP_LOCK, pgrecords.XLOG_HEAP_CONFIRM:
-			return blk.ID == 0
-		case pgrecords.XLOG_HEAP_UPDATE, pgrecords.XLOG_HEAP_HOT_UPDATE:
-			return blk.ID == 0 || blk.ID == 1 // the new version's page, the old one's
+	switch {
+	case blk.Fork == forkVM:
+		// Block 0 of XLOG_HEAP2_VISIBLE is the visibility-map page.
+		if rec.Header.RmID == walrecord.RmHeap2 && op == pgrecords.XLOG_HEAP2_VISIBLE && blk.ID == 0 {
+			return visibleVM
 		}
-	case walrecord.RmHeap2:
-		switch op {
-		case pgrecords.XLOG_HEAP2_MULTI_INSERT, pgrecords.XLOG_HEAP2_LOCK_UPDATED, pgrecords.XLOG_HEAP2_PRUNE, pgrecords.XLOG_HEAP2_VACUUM:
-			return blk.ID == 0
-		case pgrecords.XLOG_HEAP2_VISIBLE:
-			return blk.ID == 1 // block 0 is the visibility-map page, above
+	case blk.Fork != forkMain:
+	case rec.Header.RmID == walrecord.RmHeap:
+		switch {
+		case op == pgrecords.XLOG_HEAP_INSERT && blk.ID == 0:
+			return insert
+		case op == pgrecords.XLOG_HEAP_DELETE && blk.ID == 0:
+			return deleteTuple
+		case op == pgrecords.XLOG_HEAP_LOCK && blk.ID == 0:
+			return lockTuple
+		case op == pgrecords.XLOG_HEAP_CONFIRM && blk.ID == 0:
+			return confirm
+		case (op == pgrecords.XLOG_HEAP_UPDATE || op == pgrecords.XLOG_HEAP_HOT_UPDATE) && blk.ID <= 1:
+			return update // block 0: the new version's page, 1: the old one's
 		}
-	case walrecord.RmBtree:
-		return rec.RmInfo() == xlogBtreeInsertLeaf && blk.ID == 0
+	case rec.Header.RmID == walrecord.RmHeap2:
+		switch {
+		case op == pgrecords.XLOG_HEAP2_MULTI_INSERT && blk.ID == 0:
+			return multiInsert
+		case op == pgrecords.XLOG_HEAP2_LOCK_UPDATED && blk.ID == 0:
+			return lockUpdated
+		case op == pgrecords.XLOG_HEAP2_PRUNE && blk.ID == 0:
+			return prune
+		case op == pgrecords.XLOG_HEAP2_VACUUM && blk.ID == 0:
+			return vacuum
+		case op == pgrecords.XLOG_HEAP2_VISIBLE && blk.ID == 1:
+			return visible
+		}
+	case rec.Header.RmID == walrecord.RmBtree:
+		if rec.RmInfo() == xlogBtreeInsertLeaf && blk.ID == 0 {
+			return btreeInsertLeaf
+		}
 	}
-	return false
+	return nil
 }
 
 // initialises reports whether rec initialises blk's page from scratch
@@ -99,7 +122,8 @@ func Apply(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 	if len(page) != pgpage.BlockSize {
 		return invalid(rec, "page of %d bytes", len(page))
 	}
-	if !Supported(rec, blk) {
+	apply := routineFor(rec, blk)
+	if apply == nil {
 		return invalid(rec, "record type %s/%#x for block id %d is not applied in Go",
 			walrecord.RmgrName(rec.Header.RmID), rec.RmInfo(), blk.ID)
 	}
@@ -107,42 +131,7 @@ func Apply(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 	if !init && pgpage.LSN(page) >= rec.EndLSN {
 		return nil // BLK_DONE
 	}
-	var err error
-	op := rec.RmInfo() & pgrecords.XLOG_HEAP_OPMASK
-	switch rec.Header.RmID {
-	case walrecord.RmBtree:
-		err = btreeInsertLeaf(page, rec, blk)
-	case walrecord.RmHeap:
-		switch op {
-		case pgrecords.XLOG_HEAP_INSERT:
-			err = insert(page, rec, blk, init)
-		case pgrecords.XLOG_HEAP_DELETE:
-			err = deleteTuple(page, rec, blk)
-		case pgrecords.XLOG_HEAP_LOCK:
-			err = lock(page, rec, blk, false)
-		case pgrecords.XLOG_HEAP_CONFIRM:
-			err = confirm(page, rec, blk)
-		default:
-			err = update(page, rec, blk, init)
-		}
-	default:
-		switch op {
-		case pgrecords.XLOG_HEAP2_MULTI_INSERT:
-			err = multiInsert(page, rec, blk, init)
-		case pgrecords.XLOG_HEAP2_LOCK_UPDATED:
-			err = lock(page, rec, blk, true)
-		case pgrecords.XLOG_HEAP2_PRUNE:
-			err = prune(page, rec, blk)
-		case pgrecords.XLOG_HEAP2_VACUUM:
-			err = vacuum(page, rec, blk)
-		default:
-			if blk.Fork == forkVM {
-				err = visibleVM(page, rec, blk)
-			} else {
-				err = visible(page)
-			}
-		}
-	}
+	err := apply(page, rec, blk, init)
 	if err != nil {
 		return fmt.Errorf("%w: %s/%#x at %s: %w", ErrInvalid, walrecord.RmgrName(rec.Header.RmID), rec.RmInfo(), rec.EndLSN, err)
 	}

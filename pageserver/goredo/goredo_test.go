@@ -72,7 +72,7 @@ func TestMultiInsertInitLayout(t *testing.T) {
 	}
 	for i, body := range bodies {
 		id := itemID(page, i+1)
-		off, flags, n := int(id&0x7fff), id>>15&3, int(id>>17)
+		off, flags, n := id.off(), id.flags(), id.len()
 		if flags != lpNormal || n != 23+len(body) {
 			t.Fatalf("line pointer %d: flags %d len %d", i+1, flags, n)
 		}
@@ -204,7 +204,7 @@ func TestErrors(t *testing.T) {
 		{"used line pointer", func() []byte {
 			p := fresh()
 			le.PutUint16(p[pdLower:], pageHeaderSize+4)
-			le.PutUint32(p[pageHeaderSize:], 8000|lpNormal<<15|27<<17)
+			setItemID(p, 1, newLineItem(8000, lpNormal, 27))
 			return p
 		}, []byte{1, 0, 0}, data, "will not overwrite"},
 	}
@@ -258,7 +258,7 @@ func FuzzApply(f *testing.F) {
 			// Two line pointers, the second unused: room to reuse.
 			le.PutUint16(page[pdLower:], pageHeaderSize+8)
 			le.PutUint16(page[pdUpper:], 8000)
-			le.PutUint32(page[pageHeaderSize:], 8000|lpNormal<<15|100<<17)
+			setItemID(page, 1, newLineItem(8000, lpNormal, 100))
 		}
 		// A page whose header says anything at all (corrupt).
 		if lower != 0 || upper != 0 || special != 0 {

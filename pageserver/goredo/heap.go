@@ -121,7 +121,7 @@ func finishInsert(page []byte, end lsn.LSN, flags uint8) {
 
 // visible is heap_xlog_visible's change to the heap page: PD_ALL_VISIBLE,
 // and no new LSN (see the package comment).
-func visible(page []byte) error {
+func visible(page []byte, _ *walrecord.Record, _ *walrecord.BlockRef, _ bool) error {
 	setFlags(page, flags16(page)|pdAllVisible)
 	return nil
 }
@@ -140,7 +140,7 @@ const (
 // visibilitymap_set of the heap block's bits (block 1 of the record) on a
 // page that redo initialises if it is new, with the record's LSN when a
 // bit changed.
-func visibleVM(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
+func visibleVM(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ bool) error {
 	md, err := mainData(rec, sizeOfHeapVisible)
 	if err != nil {
 		return err

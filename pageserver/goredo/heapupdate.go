@@ -28,9 +28,8 @@ const (
 	heapKeysUpdated = 0x2000 // t_infomask2
 	heapHotUpdated  = 0x4000 // t_infomask2
 
-	tXmax        = 4
-	pdPruneXID   = 20
-	lpFlagsShift = 15
+	tXmax      = 4
+	pdPruneXID = 20
 
 	// xl_heap_*.infobits_set (heapam_xlog.h).
 	xlhlXmaxIsMulti    = 0x01
@@ -58,8 +57,8 @@ func tupleAt(page []byte, off uint16) ([]byte, error) {
 		return nil, fmt.Errorf("invalid lp: offset %d on a page with %d line pointers", off, maxOffset(page))
 	}
 	id := itemID(page, int(off))
-	start, n := int(id&0x7fff), int(id>>17)
-	if id>>lpFlagsShift&3 != lpNormal {
+	start, n := id.off(), id.len()
+	if id.flags() != lpNormal {
 		return nil, fmt.Errorf("invalid lp: line pointer %d is not normal", off)
 	}
 	if n < tupleHeaderSize || start+n > len(page) {
@@ -133,7 +132,7 @@ func lockedOnly(m uint16) bool {
 }
 
 // deleteTuple is heap_xlog_delete's change to the page.
-func deleteTuple(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
+func deleteTuple(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ bool) error {
 	md, err := mainData(rec, sizeOfHeapDelete)
 	if err != nil {
 		return err
@@ -165,7 +164,16 @@ func deleteTuple(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) er
 	return nil
 }
 
-// lock is heap_xlog_lock's (updated: heap_xlog_lock_updated's) change.
+// lockTuple is heap_xlog_lock's change, lockUpdated
+// heap_xlog_lock_updated's.
+func lockTuple(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ bool) error {
+	return lock(page, rec, blk, false)
+}
+
+func lockUpdated(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ bool) error {
+	return lock(page, rec, blk, true)
+}
+
 func lock(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, updated bool) error {
 	md, err := mainData(rec, sizeOfHeapLock)
 	if err != nil {
@@ -192,7 +200,7 @@ func lock(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, updated b
 
 // confirm is heap_xlog_confirm's change: a speculative insertion made
 // real.
-func confirm(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
+func confirm(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ bool) error {
 	md, err := mainData(rec, sizeOfHeapConfirm)
 	if err != nil {
 		return err

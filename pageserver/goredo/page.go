@@ -60,7 +60,29 @@ func maxOffset(page []byte) int {
 	return max(0, lower-pageHeaderSize) / itemIDSize
 }
 
-func itemID(page []byte, off int) uint32 { return le.Uint32(page[pageHeaderSize+(off-1)*itemIDSize:]) }
+// lineItem is an ItemIdData (storage/itemid.h): lp_off:15, lp_flags:2,
+// lp_len:15, in that bit order.
+type lineItem uint32
+
+func newLineItem(off int, flags uint32, n int) lineItem {
+	return lineItem(uint32(off) | flags<<15 | uint32(n)<<17)
+}
+
+func (l lineItem) off() int                 { return int(l & 0x7fff) }
+func (l lineItem) flags() uint32            { return uint32(l) >> 15 & 3 }
+func (l lineItem) len() int                 { return int(l >> 17) }
+func (l lineItem) used() bool               { return l.flags() != lpUnused } // ItemIdIsUsed
+func (l lineItem) storage() bool            { return l.len() != 0 }          // ItemIdHasStorage
+func (l lineItem) withOff(off int) lineItem { return l&^0x7fff | lineItem(off) }
+
+// itemID is line pointer off (1-based); setItemID sets it.
+func itemID(page []byte, off int) lineItem {
+	return lineItem(le.Uint32(page[pageHeaderSize+(off-1)*itemIDSize:]))
+}
+
+func setItemID(page []byte, off int, l lineItem) {
+	le.PutUint32(page[pageHeaderSize+(off-1)*itemIDSize:], uint32(l))
+}
 
 // pageInit is PageInit(page, BLCKSZ, 0).
 func pageInit(page []byte) {
@@ -71,14 +93,15 @@ func pageInit(page []byte) {
 	le.PutUint16(page[pdPageSizeVersion:], pgpage.BlockSize|pageLayoutVersion)
 }
 
-// checkPointers is the check PageAddItemExtended makes before using the
-// page header ("corrupted page pointers").
-func checkPointers(page []byte) error {
-	lower, upper, special := int(le.Uint16(page[pdLower:])), int(le.Uint16(page[pdUpper:])), int(le.Uint16(page[pdSpecial:]))
-	if lower < pageHeaderSize || lower > upper || upper > special || special > pgpage.BlockSize {
-		return fmt.Errorf("corrupted page pointers: lower = %d, upper = %d, special = %d", lower, upper, special)
+// pointers reads pd_lower, pd_upper and pd_special and makes the check
+// PageAddItemExtended makes before using them ("corrupted page pointers");
+// PageRepairFragmentation also wants pd_special MAXALIGNed (aligned).
+func pointers(page []byte, aligned bool) (lower, upper, special int, err error) {
+	lower, upper, special = int(le.Uint16(page[pdLower:])), int(le.Uint16(page[pdUpper:])), int(le.Uint16(page[pdSpecial:]))
+	if lower < pageHeaderSize || lower > upper || upper > special || special > pgpage.BlockSize || aligned && special != maxAlign(special) {
+		return 0, 0, 0, fmt.Errorf("corrupted page pointers: lower = %d, upper = %d, special = %d", lower, upper, special)
 	}
-	return nil
+	return lower, upper, special, nil
 }
 
 // placeItem is PageAddItemExtended(page, item, size, offnum, flags) up to
@@ -87,7 +110,8 @@ func checkPointers(page []byte) error {
 // sets it and the page's bounds, and returns the size bytes the caller
 // copies the item into. offnum must be given (not InvalidOffsetNumber).
 func placeItem(page []byte, offnum uint16, size int, overwrite, isHeap bool) ([]byte, error) {
-	if err := checkPointers(page); err != nil {
+	lower, upper, _, err := pointers(page, false)
+	if err != nil {
 		return nil, err
 	}
 	if offnum == 0 {
@@ -97,7 +121,7 @@ func placeItem(page []byte, offnum uint16, size int, overwrite, isHeap bool) ([]
 	shuffle := false
 	if int(offnum) < limit {
 		if overwrite {
-			if id := itemID(page, int(offnum)); id>>15&3 != 0 || id>>17 != 0 {
+			if id := itemID(page, int(offnum)); id.used() || id.storage() {
 				return nil, fmt.Errorf("will not overwrite used line pointer %d", offnum)
 			}
 		} else {
@@ -110,11 +134,10 @@ func placeItem(page []byte, offnum uint16, size int, overwrite, isHeap bool) ([]
 	if isHeap && offnum > maxHeapTuplesPerPage {
 		return nil, fmt.Errorf("offset %d is beyond MaxHeapTuplesPerPage", offnum)
 	}
-	lower := int(le.Uint16(page[pdLower:]))
 	if int(offnum) == limit || shuffle {
 		lower += itemIDSize
 	}
-	upper := int(le.Uint16(page[pdUpper:])) - maxAlign(size)
+	upper -= maxAlign(size)
 	if lower > upper {
 		return nil, fmt.Errorf("failed to add item: %d bytes at %d do not fit (lower %d, upper %d)", size, offnum, lower, upper+maxAlign(size))
 	}
@@ -122,7 +145,7 @@ func placeItem(page []byte, offnum uint16, size int, overwrite, isHeap bool) ([]
 	if shuffle {
 		copy(page[at+itemIDSize:], page[at:pageHeaderSize+(limit-1)*itemIDSize])
 	}
-	le.PutUint32(page[at:], uint32(upper)|lpNormal<<15|uint32(size)<<17)
+	setItemID(page, int(offnum), newLineItem(upper, lpNormal, size))
 	le.PutUint16(page[pdLower:], uint16(lower))
 	le.PutUint16(page[pdUpper:], uint16(upper))
 	return page[upper : upper+size], nil

@@ -37,13 +37,9 @@ func checkOffsets(page []byte, b []byte, n int, what string) error {
 	return nil
 }
 
-func setItemID(page []byte, off uint16, lpOff, flags, n uint32) {
-	le.PutUint32(page[pageHeaderSize+(int(off)-1)*itemIDSize:], lpOff|flags<<15|n<<17)
-}
-
 // prune is heap_xlog_prune's change: redirects, dead and unused line
 // pointers, then the page compacted.
-func prune(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
+func prune(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ bool) error {
 	md, err := mainData(rec, sizeOfHeapPrune)
 	if err != nil {
 		return err
@@ -64,13 +60,13 @@ func prune(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 		return err
 	}
 	for i := 0; i < len(redirected); i += 4 {
-		setItemID(page, le.Uint16(redirected[i:]), uint32(le.Uint16(redirected[i+2:])), lpRedirect, 0)
+		setItemID(page, int(le.Uint16(redirected[i:])), newLineItem(int(le.Uint16(redirected[i+2:])), lpRedirect, 0))
 	}
 	for i := 0; i < len(dead); i += 2 {
-		setItemID(page, le.Uint16(dead[i:]), 0, lpDead, 0)
+		setItemID(page, int(le.Uint16(dead[i:])), newLineItem(0, lpDead, 0))
 	}
 	for i := 0; i < len(unused); i += 2 {
-		setItemID(page, le.Uint16(unused[i:]), 0, lpUnused, 0)
+		setItemID(page, int(le.Uint16(unused[i:])), 0)
 	}
 	if err := repairFragmentation(page); err != nil {
 		return err
@@ -80,7 +76,7 @@ func prune(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 }
 
 // vacuum is heap_xlog_vacuum's change.
-func vacuum(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
+func vacuum(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ bool) error {
 	md, err := mainData(rec, sizeOfHeapVacuum)
 	if err != nil {
 		return err
@@ -90,7 +86,7 @@ func vacuum(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 		return err
 	}
 	for i := range n {
-		setItemID(page, le.Uint16(blk.Data[2*i:]), 0, lpUnused, 0)
+		setItemID(page, int(le.Uint16(blk.Data[2*i:])), 0)
 	}
 	truncateLinePointers(page)
 	pgpage.SetLSN(page, rec.EndLSN)
@@ -105,9 +101,9 @@ func vacuum(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 // pointers cut off and PD_HAS_FREE_LINES set to whether unused ones
 // remain.
 func repairFragmentation(page []byte) error {
-	lower, upper, special := int(le.Uint16(page[pdLower:])), int(le.Uint16(page[pdUpper:])), int(le.Uint16(page[pdSpecial:]))
-	if lower < pageHeaderSize || lower > upper || upper > special || special > pgpage.BlockSize || special != maxAlign(special) {
-		return fmt.Errorf("corrupted page pointers: lower = %d, upper = %d, special = %d", lower, upper, special)
+	lower, upper, special, err := pointers(page, true)
+	if err != nil {
+		return err
 	}
 	type item struct{ off, at, alen int } // line pointer, tuple offset, MAXALIGNed length
 	var itemsBuf [maxHeapTuplesPerPage]item
@@ -117,13 +113,13 @@ func repairFragmentation(page []byte) error {
 	presorted, last := true, special
 	for i := 1; i <= nline; i++ {
 		id := itemID(page, i)
-		if id>>15&3 == lpUnused {
-			setItemID(page, uint16(i), 0, lpUnused, 0)
+		if !id.used() {
+			setItemID(page, i, 0) // ItemIdSetUnused: no length left over
 			nunused++
 			continue
 		}
-		if n := int(id >> 17); n != 0 {
-			at := int(id & 0x7fff)
+		if n := id.len(); n != 0 {
+			at := id.off()
 			if at < upper || at >= special {
 				return fmt.Errorf("corrupted line pointer: %d", at)
 			}
@@ -162,8 +158,7 @@ func repairFragmentation(page []byte) error {
 		for _, it := range items {
 			up -= it.alen
 			copy(page[up:up+it.alen], src[it.at:it.at+it.alen])
-			id := itemID(page, it.off)
-			le.PutUint32(page[pageHeaderSize+(it.off-1)*itemIDSize:], id&^0x7fff|uint32(up))
+			setItemID(page, it.off, itemID(page, it.off).withOff(up))
 		}
 		le.PutUint16(page[pdUpper:], uint16(up))
 	}
@@ -181,7 +176,7 @@ func repairFragmentation(page []byte) error {
 func truncateLinePointers(page []byte) {
 	countDone, hint, trailing := false, false, 0
 	for i := maxOffset(page); i >= 1; i-- {
-		used := itemID(page, i)>>15&3 != lpUnused
+		used := itemID(page, i).used()
 		if !countDone && i > 1 {
 			if !used {
 				trailing++
