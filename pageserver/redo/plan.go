@@ -82,16 +82,17 @@ func makePlan(r value.Reconstruction, inGo bool) (plan, error) {
 	if r.HasImage {
 		base = r.Image
 	}
-	// The blocks of each Postgres record, newest first: record i's are
-	// tags[ends[i-1]:ends[i]].
+	// Of each record kept, newest first: who applies it, and the blocks
+	// of one a redo process applies (record i's are tags[ends[i-1]:ends[i]],
+	// none for the others).
+	kinds := make([]stepKind, 0, len(recs))
 	tags := make([]blockTag, 0, 2*len(recs))
 	ends := make([]int, 0, len(recs))
-	kinds := make([]stepKind, 0, len(recs)) // of each record kept, newest first
 	var dec walrecord.Record
 	for i := len(recs) - 1; i >= 0; i-- {
 		rec := &recs[i]
 		if rec.Record.Kind != value.Postgres {
-			kinds = append(kinds, stepNeon)
+			kinds, ends = append(kinds, stepNeon), append(ends, len(tags))
 			continue
 		}
 		if !r.Key.IsRelBlock() {
@@ -117,10 +118,10 @@ func makePlan(r value.Reconstruction, inGo bool) (plan, error) {
 			kinds = append(kinds, stepGo)
 		} else {
 			kinds = append(kinds, stepPostgres)
-		}
-		heap := dec.Header.RmID == walrecord.RmHeap || dec.Header.RmID == walrecord.RmHeap2
-		for _, b := range dec.Blocks {
-			tags = append(tags, blockTag{rel: b.Rel, fork: b.Fork, blk: b.Blkno, heap: heap})
+			heap := dec.Header.RmID == walrecord.RmHeap || dec.Header.RmID == walrecord.RmHeap2
+			for _, b := range dec.Blocks {
+				tags = append(tags, blockTag{rel: b.Rel, fork: b.Fork, blk: b.Blkno, heap: heap})
+			}
 		}
 		ends = append(ends, len(tags))
 	}
@@ -130,7 +131,7 @@ func makePlan(r value.Reconstruction, inGo bool) (plan, error) {
 	if base == nil && len(recs) > 0 && !recs[0].Record.WillInit {
 		return p, invalidf(r.Key, recs[0].LSN, "no base image, and the first record does not initialise the page")
 	}
-	blocksOf := func(j int) []blockTag { // of the j-th Postgres record, oldest first
+	blocksOf := func(j int) []blockTag { // of recs[j]
 		i := len(ends) - 1 - j
 		if i == 0 {
 			return tags[:ends[0]]
@@ -138,7 +139,6 @@ func makePlan(r value.Reconstruction, inGo bool) (plan, error) {
 		return tags[ends[i-1]:ends[i]]
 	}
 	var seen []blockTag // distinct blocks of the current step
-	pg := 0             // Postgres records seen, oldest first
 	for start := 0; start < len(recs); {
 		kind := kinds[start]
 		end, budget := start, 0
@@ -146,7 +146,7 @@ func makePlan(r value.Reconstruction, inGo bool) (plan, error) {
 		for end < len(recs) && kinds[end] == kind {
 			if kind == stepPostgres {
 				n := len(seen)
-				for _, b := range blocksOf(pg) {
+				for _, b := range blocksOf(end) {
 					if !slices.Contains(seen, b) {
 						seen = append(seen, b)
 						budget += 1 + 2*boolInt(b.heap)
@@ -156,9 +156,6 @@ func makePlan(r value.Reconstruction, inGo bool) (plan, error) {
 					seen = seen[:n] // the record starts the next step
 					break
 				}
-			}
-			if kind != stepNeon {
-				pg++
 			}
 			end++
 		}

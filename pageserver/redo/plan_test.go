@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -108,7 +109,19 @@ func TestPlanRuns(t *testing.T) {
 		shape = append(shape, n)
 	}
 	if got := shape; len(got) != 3 || got[0] != 2 || got[1] != -1 || got[2] != 1 {
-		t.Errorf("steps %v, want Postgres 2, Go 1, Postgres 1", got)
+		t.Errorf("steps %v, want Postgres 2, Neon 1, Postgres 1", got)
+	}
+
+	// With goredo (these are heap inserts), the same runs are Go steps.
+	if p, err = makePlan(r, true); err != nil {
+		t.Fatal(err)
+	}
+	var kinds []stepKind
+	for _, s := range p.steps {
+		kinds = append(kinds, s.kind)
+	}
+	if !slices.Equal(kinds, []stepKind{stepGo, stepNeon, stepGo}) || p.records() != 4 {
+		t.Errorf("steps of kinds %v applying %d records, want Go, Neon, Go applying 4", kinds, p.records())
 	}
 }
 
@@ -165,6 +178,29 @@ func TestPlanSplitsLongRuns(t *testing.T) {
 		if s.kind != stepPostgres || len(s.records)*3 > maxBufferUnits {
 			t.Errorf("step of %d records over the budget", len(s.records))
 		}
+	}
+
+	// After a Neon record, 150 records on the page alone, then 150 with
+	// a block of their own each: the first step takes the 150 (3 units
+	// for the page) and 132 more (3 units each), the second the rest.
+	// Each record's own blocks are counted, wherever it stands.
+	r = value.Reconstruction{Key: target, LSN: 1 << 20, HasImage: true, Image: page(1), Records: []value.Versioned{neonRecord(1)}}
+	for i := 2; i <= 301; i++ {
+		rec := record(lsn.LSN(i), blockRef{k: target})
+		if i > 151 {
+			rec = record(lsn.LSN(i), blockRef{k: target}, blockRef{k: key.RelBlock(target.Rel(), uint32(1000+i))})
+		}
+		r.Records = append(r.Records, rec)
+	}
+	if p, err = makePlan(r, false); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int
+	for _, s := range p.steps {
+		sizes = append(sizes, len(s.records))
+	}
+	if !slices.Equal(sizes, []int{1, 282, 18}) || p.steps[0].kind != stepNeon {
+		t.Errorf("steps of %v records, want a Neon step of 1, then 282 and 18", sizes)
 	}
 }
 

@@ -82,7 +82,9 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 			page, err = p.apply(ctx, pl.key, page, s.records, into)
 		case stepGo:
 			page, err = applyGo(&dec, pl.block, page, s.records, into)
-			p.metrics.goApplied.Add(float64(len(s.records)))
+			if err == nil {
+				p.metrics.goApplied.Add(float64(len(s.records)))
+			}
 		default:
 			page, err = neonredo.ApplyAll(pl.key, page, s.records)
 		}
@@ -94,7 +96,7 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 	if !slices.ContainsFunc(pl.steps, func(s step) bool { return s.kind == stepPostgres }) {
 		p.metrics.native.Inc()
 	}
-	// A step applied in Go made its own copy: the page goes where the
+	// A step of Neon records made its own copy: the page goes where the
 	// caller asked, as the other steps' do.
 	if into != nil && len(page) == pgpage.BlockSize && &page[0] != &into[0] {
 		copy(into, page)
@@ -105,7 +107,9 @@ func (p *Pool) Reconstruct(ctx context.Context, r value.Reconstruction) ([]byte,
 
 // applyGo applies PostgreSQL records in Go (goredo) to a copy of base made
 // in into (or a new page if into is nil); base is nil when the first
-// record initialises the page.
+// record initialises the page. makePlan decoded the records already, into
+// one reused Record; decoding them again here costs less than keeping a
+// decoded copy of each (an allocation per record).
 func applyGo(dec *walrecord.Record, target walrecord.BlockRef, base []byte, records []value.Versioned, into []byte) ([]byte, error) {
 	page := into
 	if page == nil {
