@@ -18,7 +18,6 @@ import (
 	"strata.dev/libs/walrecord"
 	"strata.dev/pageserver/ingest"
 	"strata.dev/pageserver/redo"
-	"strata.dev/pageserver/value"
 	"strata.dev/test/pgharness"
 	"strata.dev/test/walcheck"
 )
@@ -65,30 +64,6 @@ func ingestWAL(b *testing.B, ctx context.Context, c *pgharness.Cluster, in *inge
 			b.Fatal(err)
 		}
 	}
-}
-
-// sentToPostgres is how many of r's records a redo process applies: those
-// after the newest one that carries a full-page image of the page, which
-// the pool applies in Go (see redo.makePlan).
-func sentToPostgres(r value.Reconstruction) (int, error) {
-	var dec walrecord.Record
-	for i := len(r.Records) - 1; i >= 0; i-- {
-		v := r.Records[i]
-		if v.Record.Kind != value.Postgres {
-			continue
-		}
-		if err := walrecord.DecodeInto(&dec, v.Record.Raw, v.LSN, v.LSN); err != nil {
-			return 0, fmt.Errorf("%s at %s: %w", r.Key, v.LSN, err)
-		}
-		rel := r.Key.Rel()
-		for _, blk := range dec.Blocks {
-			if blk.Rel.Spc == rel.Spc && blk.Rel.DB == rel.DB && blk.Rel.Rel == rel.Rel && blk.Fork == rel.Fork &&
-				blk.Blkno == r.Key.Block() && blk.HasImage && blk.Image.Apply() {
-				return len(r.Records) - 1 - i, nil
-			}
-		}
-	}
-	return len(r.Records), nil
 }
 
 // poolCounters reads a pool's metrics: round trips to its processes that

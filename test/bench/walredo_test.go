@@ -414,11 +414,11 @@ func redoShapes(b *testing.B, ctx context.Context) []*redoShape {
 	medium.LSN = medium.Records[mediumRecords-1].LSN
 
 	for _, r := range []value.Reconstruction{short, medium} {
-		n, err := sentToPostgres(r)
+		recs, err := pagecheck.RecordsToApply(r)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if n != len(r.Records) {
+		if n := len(recs); n != len(r.Records) {
 			b.Fatalf("%s: only %d of %d records go to PostgreSQL (a full-page image of the page)", r.Key, n, len(r.Records))
 		}
 	}
@@ -441,7 +441,7 @@ type accountsWAL struct {
 	recs             []value.Reconstruction
 	want             [][]byte        // the pages as PostgreSQL recovered them, masked
 	records          int             // in recs
-	toPostgres       int             // of those, after the page's newest full-page image
+	toPostgres       int             // of those, PostgreSQL records after the page's newest full-page image
 	imageOnly        int             // pages with no records
 	pg               pgRecovery      // summed over the rounds
 	pgRounds         []time.Duration // each round's redo time
@@ -539,14 +539,14 @@ func pgbenchAccounts(b *testing.B, ctx context.Context) *accountsWAL {
 		if err != nil {
 			b.Fatal(err)
 		}
-		n, err := sentToPostgres(r)
+		toApply, err := pagecheck.RecordsToApply(r)
 		if err != nil {
 			b.Fatal(err)
 		}
 		a.recs = append(a.recs, r)
 		a.want = append(a.want, pagecheck.MaskPage(file[int(blk)*pgpage.BlockSize:][:pgpage.BlockSize], key.ForkMain))
 		a.records += len(r.Records)
-		a.toPostgres += n
+		a.toPostgres += len(toApply)
 		if len(r.Records) == 0 {
 			a.imageOnly++
 		}

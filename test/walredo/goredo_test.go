@@ -82,7 +82,6 @@ func TestGoRedo(t *testing.T) {
 	began := time.Now()
 	pages, goRecords, vmPages := 0, 0, 0
 	shapes := map[string]int{}
-	var dec walrecord.Record
 	for _, k := range store.Keys() {
 		if !k.IsRelBlock() || (k.Rel().Fork != key.ForkMain && k.Rel().Fork != key.ForkVM) {
 			continue // goredo does heap, index and visibility-map pages
@@ -92,7 +91,7 @@ func TestGoRedo(t *testing.T) {
 			if err != nil {
 				continue // not there yet
 			}
-			n := supportedRecords(t, &dec, r, shapes)
+			n := supportedRecords(t, r, shapes)
 			if n == 0 {
 				continue
 			}
@@ -135,31 +134,20 @@ func TestGoRedo(t *testing.T) {
 	}
 }
 
-// supportedRecords counts r's records (after its last full-page image of
-// the page, as the redo plan does) that goredo applies, and adds them to
-// shapes by resource manager and info ("Heap2/0xd0": MULTI_INSERT+INIT).
-func supportedRecords(t *testing.T, dec *walrecord.Record, r value.Reconstruction, shapes map[string]int) int {
+// supportedRecords counts the records of r a rebuild applies that goredo
+// applies, and adds them to shapes by resource manager and info
+// ("Heap2/0xd0": MULTI_INSERT+INIT).
+func supportedRecords(t *testing.T, r value.Reconstruction, shapes map[string]int) int {
 	t.Helper()
-	rel := r.Key.Rel()
+	recs, err := pagecheck.RecordsToApply(r)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n := 0
-	for _, v := range r.Records {
-		if v.Record.Kind != value.Postgres {
-			continue
-		}
-		if err := walrecord.DecodeInto(dec, v.Record.Raw, v.LSN, v.LSN); err != nil {
-			t.Fatalf("%s: record at %s: %v", r.Key, v.LSN, err)
-		}
-		for i := range dec.Blocks {
-			b := &dec.Blocks[i]
-			if b.Rel.Rel != rel.Rel || b.Rel.DB != rel.DB || b.Rel.Spc != rel.Spc || b.Fork != rel.Fork || b.Blkno != r.Key.Block() {
-				continue
-			}
-			if b.HasImage && b.Image.Apply() {
-				n = 0
-			} else if goredo.Supported(dec, b) {
-				n++
-				shapes[fmt.Sprintf("%s/%#x", walrecord.RmgrName(dec.Header.RmID), dec.RmInfo())]++
-			}
+	for _, rec := range recs {
+		if goredo.Supported(&rec.Record, rec.Block) {
+			n++
+			shapes[fmt.Sprintf("%s/%#x", walrecord.RmgrName(rec.Header.RmID), rec.RmInfo())]++
 		}
 	}
 	return n
