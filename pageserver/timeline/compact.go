@@ -18,6 +18,7 @@ import (
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/layer"
+	"strata.dev/pageserver/pgpage"
 )
 
 // sparseRange is the part of the key space (PS §1.2) whose keys are not
@@ -55,7 +56,7 @@ func (t *Timeline) Compact(ctx context.Context, keyspace KeySpaceFunc) error {
 	if err != nil {
 		return fmt.Errorf("compact timeline %s: key space at %s: %w", t.id, at, err)
 	}
-	parts, err := partitionKeySpace(normalizeKeySpace(ranges), max(t.opts.CompactionTargetSize/8192, 1))
+	parts, err := partitionKeySpace(normalizeKeySpace(ranges), max(t.opts.CompactionTargetSize/pgpage.BlockSize, 1))
 	if err != nil {
 		return fmt.Errorf("compact timeline %s: %w", t.id, err)
 	}
@@ -104,7 +105,7 @@ func (t *Timeline) writeImage(ctx context.Context, p partition, at lsn.LSN) (*hi
 	if err != nil {
 		return nil, err
 	}
-	page := make([]byte, 8192) // where redo builds each page; Add copies it
+	page := make([]byte, pgpage.BlockSize) // where redo builds each page; Add copies it
 	for _, r := range p.ranges {
 		for k := r.Start; k.Less(r.End); k = k.Next() {
 			img, err := t.materialise(ctx, k, at, page)
