@@ -164,12 +164,23 @@ func BenchmarkCommitLatency(b *testing.B) {
 	// replication side (walsenders plus receivers) spent on it.
 	measure := func(name, tag string, clients int, receiverPids []int) {
 		senders := walsenderPids(b, c)
-		s0, r0 := cpuOf(senders), cpuOf(receiverPids)
+		s0 := cpuOf(senders)
+		r0 := make([]time.Duration, len(receiverPids))
+		for i, pid := range receiverPids {
+			r0[i] = processCPU(pid)
+		}
 		r := runPgbench(b, c, tag, clients, secs)
 		results[fmt.Sprintf("%s c=%d", name, clients)] = r
 		perTxn := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(len(r.ms)) }
-		lines = append(lines, fmt.Sprintf("cpu c=%d %-36s %4.0f µs a transaction in walsenders (%d) + %4.0f in receivers (%d)", clients, name,
-			perTxn(cpuOf(senders)-s0), len(senders), perTxn(cpuOf(receiverPids)-r0), len(receiverPids)))
+		var all time.Duration
+		each := make([]string, len(receiverPids))
+		for i, pid := range receiverPids {
+			d := processCPU(pid) - r0[i]
+			all += d
+			each[i] = fmt.Sprintf("%.0f", perTxn(d))
+		}
+		lines = append(lines, fmt.Sprintf("cpu c=%d %-36s %4.0f µs a transaction in walsenders (%d) + %4.0f in receivers (%s)", clients, name,
+			perTxn(cpuOf(senders)-s0), len(senders), perTxn(all), strings.Join(each, " + ")))
 	}
 	rwPids, stopRecv := receivers(b, c, 3)
 	for _, q := range []struct{ name, names string }{{"vanilla ANY 2 of 3 pg_receivewal", "ANY 2 (rw1,rw2,rw3)"}, {"vanilla 1 sync pg_receivewal", "rw1"}} {
@@ -191,6 +202,7 @@ func BenchmarkCommitLatency(b *testing.B) {
 		wpSum0, wpN0 := daemons.Metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_sum"), daemons.Metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_count")
 		fsSum0, fsN0 := daemons.Metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_sum"), daemons.Metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_count")
 		ackSum0, ackN0 := daemons.Metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_sum"), daemons.Metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_count")
+		appends0 := daemons.Metric(sks[0].HTTPAddr, appendsMetric)
 		profile(b, wp.HTTPAddr, fmt.Sprintf("walproposer-c%d", clients), secs/2)
 		profile(b, sks[0].HTTPAddr, fmt.Sprintf("safekeeper-c%d", clients), secs/2)
 		measure(name, fmt.Sprintf("s%d", clients), clients, strataPids)
@@ -198,6 +210,9 @@ func BenchmarkCommitLatency(b *testing.B) {
 			clients, 1e6*(daemons.Metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_sum")-wpSum0)/(daemons.Metric(wp.HTTPAddr, "walproposer_commit_latency_seconds_count")-wpN0),
 			1e6*(daemons.Metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_sum")-ackSum0)/(daemons.Metric(sks[0].HTTPAddr, "safekeeper_append_ack_seconds_count")-ackN0),
 			1e6*(daemons.Metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_sum")-fsSum0)/(daemons.Metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_count")-fsN0)))
+		txns := float64(len(results[fmt.Sprintf("%s c=%d", name, clients)].ms))
+		lines = append(lines, fmt.Sprintf("       c=%d safekeeper 1: %.2f appends and %.2f fsyncs a transaction", clients,
+			(daemons.Metric(sks[0].HTTPAddr, appendsMetric)-appends0)/txns, (daemons.Metric(sks[0].HTTPAddr, "safekeeper_flush_wal_seconds_count")-fsN0)/txns))
 	}
 	for _, clients := range []int{1, 8} {
 		base := results[fmt.Sprintf("vanilla ANY 2 of 3 pg_receivewal c=%d", clients)]
@@ -217,6 +232,9 @@ func BenchmarkCommitLatency(b *testing.B) {
 	}
 	writeResults(b, "commit_latency.txt", lines)
 }
+
+// appendsMetric counts the AppendRequests a safekeeper processed.
+const appendsMetric = `safekeeper_proposer_acceptor_messages_total{outcome="append"}`
 
 // walsenderPids are the primary's walsender processes.
 func walsenderPids(b *testing.B, c *pgharness.Cluster) []int {

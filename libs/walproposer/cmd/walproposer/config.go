@@ -36,6 +36,7 @@ type config struct {
 	Heartbeat      duration `toml:"heartbeat_interval"`
 	LogFormat      string   `toml:"log_format"`
 	LogLevel       string   `toml:"log_level"`
+	Procs          int      `toml:"procs"`
 
 	SyncSafekeepers bool `toml:"-"`
 	ShowVersion     bool `toml:"-"`
@@ -56,6 +57,7 @@ func defaults() config {
 		ReconnectDelay: duration{Duration: 100 * time.Millisecond},
 		Heartbeat:      duration{Duration: time.Second},
 		LogFormat:      "plain", LogLevel: "info",
+		Procs: 1,
 	}
 }
 
@@ -107,6 +109,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.Heartbeat.Duration, "heartbeat-interval", c.Heartbeat.Duration, "empty AppendRequest to idle safekeepers this often")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "plain or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn, error")
+	fs.IntVar(&c.Procs, "procs", c.Procs, "CPUs the walproposer's Go code may use at once (GOMAXPROCS; 0: one per CPU)")
 	fs.BoolVar(&c.SyncSafekeepers, "sync-safekeepers", false, "no primary: elect, bring a majority to the same end of WAL, commit it, print that LSN and exit")
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
 	if err := daemon.ParseFlags(fs, args); err != nil {
@@ -145,6 +148,9 @@ func (c *config) validate() error {
 	}
 	if v := pamsg.Version(c.ProtoVersion); v != pamsg.V2 && v != pamsg.V3 {
 		errs = append(errs, fmt.Errorf("--proto-version %d: want 2 or 3", c.ProtoVersion))
+	}
+	if c.Procs < 0 {
+		errs = append(errs, fmt.Errorf("--procs %d: want 0 (one per CPU) or more", c.Procs))
 	}
 	if c.LogFormat != "plain" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want plain or json", c.LogFormat))

@@ -28,6 +28,7 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"--safekeepers", "a:1", "--tenant-id", "0123456789abcdef0123456789abcdef", "--timeline-id", "0123456789abcdef0123456789abcdef"}, "--pgconn is required"},
 		{[]string{"--safekeepers", "a:1", "--tenant-id", "0123456789abcdef0123456789abcdef", "--timeline-id", "0123456789abcdef0123456789abcdef", "--pgconn", "x", "--start-lsn", "nope"}, "--start-lsn"},
 		{[]string{"--safekeepers", "a:1", "--tenant-id", "0123456789abcdef0123456789abcdef", "--timeline-id", "0123456789abcdef0123456789abcdef", "--sync-safekeepers", "--proto-version", "4"}, "--proto-version"},
+		{[]string{"--safekeepers", "a:1", "--tenant-id", "0123456789abcdef0123456789abcdef", "--timeline-id", "0123456789abcdef0123456789abcdef", "--sync-safekeepers", "--procs", "-1"}, "--procs"},
 	} {
 		_, err := parseConfig(tc.args, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -35,7 +36,7 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 	c, err := parseConfig([]string{"--sync-safekeepers", "--safekeepers", "a:1, b:2,c:3", "--tenant-id", "0123456789abcdef0123456789abcdef", "--timeline-id", "0123456789abcdef0123456789abcdef"}, &bytes.Buffer{})
-	if err != nil || len(c.Safekeepers) != 3 || c.Safekeepers[1] != "b:2" {
-		t.Fatalf("sync mode config: %+v, %v", c.Safekeepers, err)
+	if err != nil || len(c.Safekeepers) != 3 || c.Safekeepers[1] != "b:2" || c.Procs != 1 {
+		t.Fatalf("sync mode config: %+v, procs %d, %v", c.Safekeepers, c.Procs, err)
 	}
 }
