@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -81,11 +82,11 @@ func BenchmarkPageserverIngest(b *testing.B) {
 		ps := e.measurePageserver(b, l1, r.name, sb.elapsed)
 		lines = append(lines,
 			fmt.Sprintf("pageserver ingest %s: %s, WAL %d MiB (%v..%v)", r.name, r.what, (l1-l0)>>20, l0, l1),
-			fmt.Sprintf("pageserver ingest %-4s %-38s %7.1f MiB/s  ratio %.2fx  cpu %5.2f s/GiB (1.00x, %2.0f%% sys)  (%d MiB in %.2fs; pg_ctl start %.2fs; from launch %.1f MiB/s)",
-				r.name, "vanilla standby replay (startup proc)", sb.mibps(), 1.0, sb.cpuPerGiB(), 100*sb.sysShare(), sb.bytes>>20, sb.elapsed.Seconds(), sb.start.Seconds(), sb.fromLaunch),
-			fmt.Sprintf("pageserver ingest %-4s %-38s %7.1f MiB/s  ratio %.2fx  cpu %5.2f s/GiB (%.2fx, %2.0f%% sys)  (%d MiB in %.2fs; start %.2fs; from launch %.1f MiB/s; %d records, layer files +%d MiB, SIGTERM flush %.2fs)",
+			fmt.Sprintf("pageserver ingest %-4s %-38s %7.1f MiB/s  ratio %.2fx  cpu %5.2f s/GiB (1.00x, %2.0f%% sys)  (%d MiB in %.2fs; pg_ctl start %.2fs; from launch %.1f MiB/s; machine %.0f%% busy)",
+				r.name, "vanilla standby replay (startup proc)", sb.mibps(), 1.0, sb.cpuPerGiB(), 100*sb.sysShare(), sb.bytes>>20, sb.elapsed.Seconds(), sb.start.Seconds(), sb.fromLaunch, 100*sb.busy),
+			fmt.Sprintf("pageserver ingest %-4s %-38s %7.1f MiB/s  ratio %.2fx  cpu %5.2f s/GiB (%.2fx, %2.0f%% sys)  (%d MiB in %.2fs; start %.2fs; from launch %.1f MiB/s; %d records, layer files +%d MiB, SIGTERM flush %.2fs; safekeeper cpu %.2f s/GiB, machine %.0f%% busy)",
 				r.name, "strata pageserver recover from 1 SK", ps.mibps(), ps.mibps()/sb.mibps(), ps.cpuPerGiB(), ps.cpuPerGiB()/sb.cpuPerGiB(), 100*ps.sysShare(),
-				ps.bytes>>20, ps.elapsed.Seconds(), ps.start.Seconds(), ps.fromLaunch, ps.records, ps.diskGrowth>>20, ps.stop.Seconds()))
+				ps.bytes>>20, ps.elapsed.Seconds(), ps.start.Seconds(), ps.fromLaunch, ps.records, ps.diskGrowth>>20, ps.stop.Seconds(), ps.feeder.Seconds()/(float64(ps.bytes)/(1<<30)), 100*ps.busy))
 		b.ReportMetric(ps.mibps(), r.name+"-ps-MiB/s")
 		b.ReportMetric(sb.mibps(), r.name+"-standby-MiB/s")
 		b.ReportMetric(ps.mibps()/sb.mibps(), r.name+"-ratio")
@@ -123,9 +124,20 @@ type replayResult struct {
 	// fromLaunch is MiB/s over the whole catch-up: from where it was
 	// stopped, timed from launching it.
 	fromLaunch float64
+	// busy is the share of the machine's CPUs in use over the catch-up
+	// (every process): near 100% the rate is bound by CPU, not by waits.
+	busy float64
+	// feeder is the safekeeper's CPU over the pageserver's catch-up.
+	feeder time.Duration
 }
 
 func (r replayResult) sysShare() float64 { return r.sys.Seconds() / max(r.cpu.Seconds(), 1e-9) }
+
+// busyShare is the share of the machine's CPUs busy since busy0 was read,
+// el ago.
+func busyShare(busy0 time.Duration, el time.Duration) float64 {
+	return (machineBusy() - busy0).Seconds() / (el.Seconds() * float64(runtime.NumCPU()))
+}
 
 func benchConf() []pgharness.Option {
 	return []pgharness.Option{pgharness.WithFsync(true),
@@ -223,6 +235,7 @@ func (e *ingestEnv) measureStandby(b *testing.B, l1 lsn.LSN) replayResult {
 		b.Fatalf("the standby's startup process: %v", err)
 	}
 	u0, s0 := cpuTimes(pid)
+	busy0 := machineBusy()
 	r1 := replayLSN(b, conn)
 	if r1 >= l1 {
 		b.Fatalf("the standby replayed all %d MiB while starting: too little WAL to time; raise STRATA_BENCH_SCALE or STRATA_BENCH_SECONDS", (l1-e.standbyAt)>>20)
@@ -231,6 +244,7 @@ func (e *ingestEnv) measureStandby(b *testing.B, l1 lsn.LSN) replayResult {
 	el := time.Since(t1)
 	u1, s1 := cpuTimes(pid)
 	r := replayResult{result: result{what: "standby", bytes: uint64(l1 - r1), elapsed: el, cpu: u1 + s1 - u0 - s0}, start: t1.Sub(t0), sys: s1 - s0,
+		busy:       busyShare(busy0, el),
 		fromLaunch: float64(l1-e.standbyAt) / (1 << 20) / time.Since(t0).Seconds()}
 	conn.Close(context.Background())
 	e.standby.Stop(b)
@@ -247,6 +261,8 @@ func (e *ingestEnv) measurePageserver(b *testing.B, l1 lsn.LSN, round string, st
 	t1 := time.Now()
 	pid := e.ps.Pid()
 	u0, s0 := cpuTimes(pid)
+	busy0 := machineBusy()
+	sk0 := processCPU(e.sk.Pid())
 	r1 := e.ps.Timeline(b, e.ttid).LastRecordLSN
 	if r1 >= l1 {
 		b.Fatalf("the pageserver ingested all %d MiB while starting: too little WAL to time; raise STRATA_BENCH_SCALE or STRATA_BENCH_SECONDS", (l1-e.psAt)>>20)
@@ -266,7 +282,8 @@ func (e *ingestEnv) measurePageserver(b *testing.B, l1 lsn.LSN, round string, st
 	el := time.Since(t1)
 	u1, s1 := cpuTimes(pid)
 	r := replayResult{result: result{what: "pageserver", bytes: uint64(l1 - r1), elapsed: el, cpu: u1 + s1 - u0 - s0},
-		start: t1.Sub(t0), records: records, sys: s1 - s0, fromLaunch: float64(l1-e.psAt) / (1 << 20) / time.Since(t0).Seconds()}
+		start: t1.Sub(t0), records: records, sys: s1 - s0, fromLaunch: float64(l1-e.psAt) / (1 << 20) / time.Since(t0).Seconds(),
+		busy: busyShare(busy0, el), feeder: processCPU(e.sk.Pid()) - sk0}
 	profiled()
 	t2 := time.Now()
 	e.ps.Stop()
