@@ -136,27 +136,6 @@ type Ingester struct {
 	zeroPage []byte // read-only
 	stats    Stats
 	err      error
-
-	// behind is the batch FlushBehind handed to another goroutine to
-	// commit; nil if none is in flight. Its metadata stay visible to reads
-	// until it is committed.
-	behind *behindCommit
-	// spare is the batch storage of the last committed batch, reused.
-	spare batchBufs
-}
-
-// batchBufs is the storage a batch's entries and values live in.
-type batchBufs struct {
-	entries []value.Entry
-	rawBuf  []byte
-	pending map[key.Key][]byte
-}
-
-// behindCommit is a batch being committed on another goroutine.
-type behindCommit struct {
-	end  lsn.LSN
-	bufs batchBufs
-	done chan error
 }
 
 // maxCachedRels bounds relSizes; past it the cache starts over.
@@ -220,7 +199,7 @@ func (in *Ingester) Ingest(ctx context.Context, rec *walrecord.Record) error {
 		return in.err
 	}
 	if in.batchRecords >= in.opts.MaxBatchRecords || in.batchBytes >= in.opts.MaxBatchBytes {
-		return in.FlushBehind(ctx)
+		return in.Flush(ctx)
 	}
 	return nil
 }
@@ -269,23 +248,10 @@ func (in *Ingester) ingest(ctx context.Context, rec *walrecord.Record) error {
 	return nil
 }
 
-// Flush commits the pending batch and waits for every commit: when it
-// returns, the Store holds everything ingested.
+// Flush commits the pending batch.
 func (in *Ingester) Flush(ctx context.Context) error {
-	if err := in.FlushBehind(ctx); err != nil {
-		return err
-	}
-	return in.waitBehind()
-}
-
-// FlushBehind commits the pending batch on another goroutine and returns:
-// the caller decodes and ingests the next records while the Store takes
-// this batch (on a 2-CPU machine, committing into the in-memory layer was
-// ~40% of the receiving goroutine's CPU). At most one batch is in flight;
-// the next FlushBehind or Flush waits for it, and reports its error.
-func (in *Ingester) FlushBehind(ctx context.Context) error {
-	if err := in.waitBehind(); err != nil {
-		return err
+	if in.err != nil {
+		return fmt.Errorf("%w: %w", ErrBroken, in.err)
 	}
 	if in.lastEnd == in.committed {
 		return nil
@@ -293,40 +259,17 @@ func (in *Ingester) FlushBehind(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	b := &behindCommit{end: in.lastEnd, done: make(chan error, 1),
-		bufs: batchBufs{entries: in.entries, rawBuf: in.rawBuf, pending: in.pending}}
-	entries, last, prev := in.entries, in.lastEnd, in.lastStart
-	go func() { b.done <- in.store.Commit(entries, last, prev) }()
-	in.behind = b
-	in.entries, in.rawBuf, in.pending = in.spare.entries[:0], in.spare.rawBuf[:0], in.spare.pending
-	if in.pending == nil {
-		in.pending = make(map[key.Key][]byte)
+	if err := in.store.Commit(in.entries, in.lastEnd, in.lastStart); err != nil {
+		in.err = fmt.Errorf("ingest: commit up to %s: %w", in.lastEnd, err)
+		return in.err
 	}
-	in.spare = batchBufs{}
+	in.committed = in.lastEnd
+	clear(in.entries) // drop references to pages and records
+	in.entries = in.entries[:0]
+	in.rawBuf = in.rawBuf[:0]
+	clear(in.pending)
 	in.batchRecords, in.batchBytes = 0, 0
-	return nil
-}
-
-// waitBehind waits for the batch in flight, if any; also after an error,
-// so that nothing commits behind the back of an Ingester made next.
-func (in *Ingester) waitBehind() error {
-	if b := in.behind; b != nil {
-		in.behind = nil
-		if err := <-b.done; err != nil {
-			if in.err == nil {
-				in.err = fmt.Errorf("ingest: commit up to %s: %w", b.end, err)
-			}
-		} else {
-			in.committed = b.end
-			clear(b.bufs.entries) // drop references to pages and records
-			clear(b.bufs.pending)
-			in.spare = batchBufs{entries: b.bufs.entries[:0], rawBuf: b.bufs.rawBuf[:0], pending: b.bufs.pending}
-			in.stats.Commits++
-		}
-	}
-	if in.err != nil {
-		return fmt.Errorf("%w: %w", ErrBroken, in.err)
-	}
+	in.stats.Commits++
 	return nil
 }
 
@@ -385,11 +328,6 @@ type overlay struct{ in *Ingester }
 func (o overlay) Get(ctx context.Context, k key.Key, _ lsn.LSN) (value.Reconstruction, error) {
 	if b, ok := o.in.pending[k]; ok {
 		return value.Reconstruction{Key: k, LSN: o.in.at, HasImage: true, Image: b, ImageLSN: o.in.at}, nil
-	}
-	if bc := o.in.behind; bc != nil {
-		if b, ok := bc.bufs.pending[k]; ok {
-			return value.Reconstruction{Key: k, LSN: bc.end, HasImage: true, Image: b, ImageLSN: bc.end}, nil
-		}
 	}
 	return o.in.store.Get(ctx, k, o.in.committed)
 }

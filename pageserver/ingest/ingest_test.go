@@ -589,18 +589,6 @@ func TestReplOrigin(t *testing.T) {
 	}
 }
 
-// waitHandedOff checks that the batch was handed off whole to commit
-// behind (nothing left pending) and waits for that commit.
-func waitHandedOff(t *testing.T, h *harness) {
-	t.Helper()
-	if h.in.behind == nil || len(h.in.entries) != 0 {
-		t.Fatalf("batch not handed off: %d entries pending", len(h.in.entries))
-	}
-	if err := h.in.waitBehind(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestBatching(t *testing.T) {
 	h := newHarness(t, Options{MaxBatchRecords: 3})
 	base := h.store.Commits()
@@ -616,8 +604,6 @@ func TestBatching(t *testing.T) {
 	}
 	third := h.record(walrecord.RmXLOG, pgrecords.XLOG_FPI, 0, nil, fpiBlock(0, tblA, 1, page(2)))
 	h.ingest(third)
-	// The full batch was handed off to commit behind (FlushBehind).
-	waitHandedOff(t, h)
 	if h.store.Commits() != base+1 {
 		t.Fatal("not committed after MaxBatchRecords")
 	}
@@ -648,7 +634,6 @@ func TestBatching(t *testing.T) {
 		t.Fatal("committed early")
 	}
 	h.ingest(h.record(walrecord.RmXLOG, pgrecords.XLOG_FPI, 0, nil, fpiBlock(0, tblA, 1, page(1)), fpiBlock(1, tblA, 2, page(1))))
-	waitHandedOff(t, h)
 	if h.store.Commits() != base+1 {
 		t.Fatal("not committed after MaxBatchBytes")
 	}
@@ -685,21 +670,5 @@ func TestBackupStartLSN(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("%q: %v, %v; want %v", tc.label, got, err, tc.want)
 		}
-	}
-}
-
-// TestBehindBatchVisible: with every record its own batch, each committed
-// behind the next one's ingest, a record reads the metadata of the batch
-// still in flight (the overlay), never the Store's older state.
-func TestBehindBatchVisible(t *testing.T) {
-	h := newHarness(t, Options{MaxBatchRecords: 1})
-	h.ingest(h.record(walrecord.RmStorage, pgrecords.XLOG_SMGR_CREATE, 0, ingesttest.LE(rfn(tblA), int32(0))))
-	h.in.relSizes = map[key.Rel]uint32{} // only the overlay may know
-	h.ingest(h.record(walrecord.RmXLOG, pgrecords.XLOG_FPI, 0, nil, fpiBlock(0, tblA, 2, page(1))))
-	h.in.relSizes = map[key.Rel]uint32{}
-	h.ingest(h.record(walrecord.RmXLOG, pgrecords.XLOG_FPI, 0, nil, fpiBlock(0, tblA, 0, page(2))))
-	h.flush()
-	if got := h.relSize(tblA); got != 3 {
-		t.Fatalf("relation size %d after blocks 2 and 0, want 3", got)
 	}
 }

@@ -120,31 +120,11 @@ func (f *feed) WAL(ctx context.Context, start lsn.LSN, data []byte) error {
 	if err := f.ingest(ctx, start, data, stop); err != nil {
 		return err
 	}
-	if f.fatal == nil {
-		// The next message's records are decoded while this batch commits.
-		return f.flushBehind(ctx)
-	}
 	if err := f.flush(ctx); err != nil {
 		return err
 	}
-	if last, _ := f.tl.LastRecordLSN(); last >= f.fatalAt {
+	if last, _ := f.tl.LastRecordLSN(); f.fatal != nil && last >= f.fatalAt {
 		return f.fatal
-	}
-	return nil
-}
-
-// flushBehind starts committing the records ingested so far (see
-// ingest.Ingester.FlushBehind); errors as flush.
-func (f *feed) flushBehind(ctx context.Context) error {
-	if f.in == nil {
-		return nil
-	}
-	if err := f.in.FlushBehind(ctx); err != nil {
-		f.in = nil
-		if broken := f.tl.Broken(); broken != nil {
-			return broken
-		}
-		return err
 	}
 	return nil
 }
