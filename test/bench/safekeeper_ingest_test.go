@@ -106,39 +106,60 @@ func writeResults(b *testing.B, name string, lines []string) {
 
 // profile saves a CPU profile of seconds from the daemon at addr as
 // $STRATA_BENCH_PROFILE/name.pprof, in the background, when that variable
-// names a directory; the returned func waits until it is written.
+// names a directory, and with $STRATA_BENCH_TRACE set an execution trace
+// of the same seconds as name.trace (go tool trace: where goroutines
+// wait); the returned func waits until they are written.
 func profile(b *testing.B, addr, name string, seconds int) (wait func()) {
 	dir := os.Getenv("STRATA_BENCH_PROFILE")
 	if dir == "" {
 		return func() {}
 	}
-	done := make(chan error, 1)
-	path := filepath.Join(dir, name+".pprof")
-	go func() {
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds))
-		if err != nil {
-			done <- err
-			return
-		}
-		defer resp.Body.Close()
-		f, err := os.Create(path)
-		if err != nil {
-			done <- err
-			return
-		}
-		_, err = io.Copy(f, resp.Body)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		done <- err
-	}()
-	return func() {
-		if err := <-done; err != nil {
-			b.Logf("profile %s: %v", path, err)
-			return
-		}
-		b.Logf("CPU profile of %d s written to %s", seconds, path)
+	kinds := map[string]string{"profile": ".pprof"}
+	if os.Getenv("STRATA_BENCH_TRACE") != "" {
+		kinds["trace"] = ".trace"
 	}
+	type saved struct {
+		path string
+		err  error
+	}
+	done := make(chan saved, len(kinds))
+	for kind, ext := range kinds {
+		path := filepath.Join(dir, name+ext)
+		go func() {
+			done <- saved{path, fetchTo(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, kind, seconds), path)}
+		}()
+	}
+	return func() {
+		for range kinds {
+			s := <-done
+			if s.err != nil {
+				b.Logf("profile %s: %v", s.path, s.err)
+				continue
+			}
+			b.Logf("%d s profile written to %s", seconds, s.path)
+		}
+	}
+}
+
+// fetchTo saves what url answers in path.
+func fetchTo(url, path string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // processCPU is the user+system CPU time of a process so far.
