@@ -1,7 +1,9 @@
 package timeline
 
 import (
+	"slices"
 	"testing"
+	"time"
 
 	"strata.dev/libs/lsn"
 	"strata.dev/pageserver/layer"
@@ -50,5 +52,56 @@ func TestMemLayerVersionOrder(t *testing.T) {
 	m.release()
 	if err := m.get(k, layer.LSNRange{Start: 0, End: 100}, func(lsn.LSN, value.Value) bool { return true }); err != errReleased {
 		t.Errorf("get after release: %v, want errReleased", err)
+	}
+}
+
+// TestChunkPoolReady: with no free chunk, the pool hands out fresh chunks
+// and keeps readyAhead touched ones waiting, then stops; released chunks
+// are handed out first.
+func TestChunkPoolReady(t *testing.T) {
+	p := newChunkPool(8 << 20)
+	settled := func() int {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			p.mu.Lock()
+			n, filling := len(p.ready), p.filling
+			p.mu.Unlock()
+			if !filling {
+				return n
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the filler never stopped")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	var got [][]byte
+	for range 3 {
+		c := p.get(100)
+		if len(c) != 0 || cap(c) != arenaChunk {
+			t.Fatalf("chunk of len %d cap %d", len(c), cap(c))
+		}
+		got = append(got, c)
+	}
+	if n := settled(); n != readyAhead {
+		t.Fatalf("%d chunks ready, want %d", n, readyAhead)
+	}
+	c := p.get(100)
+	if n := settled(); n != readyAhead {
+		t.Fatalf("%d chunks ready after one was taken, want %d again", n, readyAhead)
+	}
+	released := append(got, c)
+	p.put(released)
+	first := &p.get(100)[:1][0]
+	if !slices.ContainsFunc(released, func(r []byte) bool { return &r[:1][0] == first }) {
+		t.Fatal("a fresh chunk handed out while released ones were free")
+	}
+	if n := settled(); n != readyAhead {
+		t.Fatalf("%d chunks ready with free ones in the pool, want %d untouched", n, readyAhead)
+	}
+	// A value bigger than a chunk gets its own allocation.
+	if c := p.get(arenaChunk + 1); cap(c) < arenaChunk+1 {
+		t.Fatalf("big chunk of cap %d", cap(c))
 	}
 }
