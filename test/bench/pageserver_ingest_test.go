@@ -82,11 +82,11 @@ func BenchmarkPageserverIngest(b *testing.B) {
 		ps := e.measurePageserver(b, l1, r.name, sb.elapsed)
 		lines = append(lines,
 			fmt.Sprintf("pageserver ingest %s: %s, WAL %d MiB (%v..%v)", r.name, r.what, (l1-l0)>>20, l0, l1),
-			fmt.Sprintf("pageserver ingest %-4s %-38s %7.1f MiB/s  ratio %.2fx  cpu %5.2f s/GiB (1.00x, %2.0f%% sys)  (%d MiB in %.2fs; pg_ctl start %.2fs; from launch %.1f MiB/s; machine %.0f%% busy)",
-				r.name, "vanilla standby replay (startup proc)", sb.mibps(), 1.0, sb.cpuPerGiB(), 100*sb.sysShare(), sb.bytes>>20, sb.elapsed.Seconds(), sb.start.Seconds(), sb.fromLaunch, 100*sb.busy),
-			fmt.Sprintf("pageserver ingest %-4s %-38s %7.1f MiB/s  ratio %.2fx  cpu %5.2f s/GiB (%.2fx, %2.0f%% sys)  (%d MiB in %.2fs; start %.2fs; from launch %.1f MiB/s; %d records, layer files +%d MiB, SIGTERM flush %.2fs; safekeeper cpu %.2f s/GiB, machine %.0f%% busy)",
+			fmt.Sprintf("pageserver ingest %-4s %-38s %7.1f MiB/s  ratio %.2fx  cpu %5.2f s/GiB (1.00x, %2.0f%% sys)  (%d MiB in %.2fs; pg_ctl start %.2fs; from launch %.1f MiB/s; machine %.0f%% busy, %.0f%% I/O wait)",
+				r.name, "vanilla standby replay (startup proc)", sb.mibps(), 1.0, sb.cpuPerGiB(), 100*sb.sysShare(), sb.bytes>>20, sb.elapsed.Seconds(), sb.start.Seconds(), sb.fromLaunch, 100*sb.busy, 100*sb.iowait),
+			fmt.Sprintf("pageserver ingest %-4s %-38s %7.1f MiB/s  ratio %.2fx  cpu %5.2f s/GiB (%.2fx, %2.0f%% sys)  (%d MiB in %.2fs; start %.2fs; from launch %.1f MiB/s; %d records, layer files +%d MiB, SIGTERM flush %.2fs; safekeeper cpu %.2f s/GiB, machine %.0f%% busy, %.0f%% I/O wait)",
 				r.name, "strata pageserver recover from 1 SK", ps.mibps(), ps.mibps()/sb.mibps(), ps.cpuPerGiB(), ps.cpuPerGiB()/sb.cpuPerGiB(), 100*ps.sysShare(),
-				ps.bytes>>20, ps.elapsed.Seconds(), ps.start.Seconds(), ps.fromLaunch, ps.records, ps.diskGrowth>>20, ps.stop.Seconds(), ps.feeder.Seconds()/(float64(ps.bytes)/(1<<30)), 100*ps.busy))
+				ps.bytes>>20, ps.elapsed.Seconds(), ps.start.Seconds(), ps.fromLaunch, ps.records, ps.diskGrowth>>20, ps.stop.Seconds(), ps.feeder.Seconds()/(float64(ps.bytes)/(1<<30)), 100*ps.busy, 100*ps.iowait))
 		b.ReportMetric(ps.mibps(), r.name+"-ps-MiB/s")
 		b.ReportMetric(sb.mibps(), r.name+"-standby-MiB/s")
 		b.ReportMetric(ps.mibps()/sb.mibps(), r.name+"-ratio")
@@ -125,18 +125,21 @@ type replayResult struct {
 	// stopped, timed from launching it.
 	fromLaunch float64
 	// busy is the share of the machine's CPUs in use over the catch-up
-	// (every process): near 100% the rate is bound by CPU, not by waits.
-	busy float64
+	// (every process): near 100% the rate is bound by CPU, not by waits;
+	// iowait the share idle with disk I/O outstanding.
+	busy, iowait float64
 	// feeder is the safekeeper's CPU over the pageserver's catch-up.
 	feeder time.Duration
 }
 
 func (r replayResult) sysShare() float64 { return r.sys.Seconds() / max(r.cpu.Seconds(), 1e-9) }
 
-// busyShare is the share of the machine's CPUs busy since busy0 was read,
-// el ago.
-func busyShare(busy0 time.Duration, el time.Duration) float64 {
-	return (machineBusy() - busy0).Seconds() / (el.Seconds() * float64(runtime.NumCPU()))
+// machineShares are the shares of the machine's CPUs busy and in I/O wait
+// since machineTimes gave busy0 and io0, el ago.
+func machineShares(busy0, io0, el time.Duration) (busy, iowait float64) {
+	b, io := machineTimes()
+	all := el.Seconds() * float64(runtime.NumCPU())
+	return (b - busy0).Seconds() / all, (io - io0).Seconds() / all
 }
 
 func benchConf() []pgharness.Option {
@@ -235,7 +238,7 @@ func (e *ingestEnv) measureStandby(b *testing.B, l1 lsn.LSN) replayResult {
 		b.Fatalf("the standby's startup process: %v", err)
 	}
 	u0, s0 := cpuTimes(pid)
-	busy0 := machineBusy()
+	busy0, io0 := machineTimes()
 	r1 := replayLSN(b, conn)
 	if r1 >= l1 {
 		b.Fatalf("the standby replayed all %d MiB while starting: too little WAL to time; raise STRATA_BENCH_SCALE or STRATA_BENCH_SECONDS", (l1-e.standbyAt)>>20)
@@ -244,8 +247,8 @@ func (e *ingestEnv) measureStandby(b *testing.B, l1 lsn.LSN) replayResult {
 	el := time.Since(t1)
 	u1, s1 := cpuTimes(pid)
 	r := replayResult{result: result{what: "standby", bytes: uint64(l1 - r1), elapsed: el, cpu: u1 + s1 - u0 - s0}, start: t1.Sub(t0), sys: s1 - s0,
-		busy:       busyShare(busy0, el),
 		fromLaunch: float64(l1-e.standbyAt) / (1 << 20) / time.Since(t0).Seconds()}
+	r.busy, r.iowait = machineShares(busy0, io0, el)
 	conn.Close(context.Background())
 	e.standby.Stop(b)
 	return r
@@ -261,7 +264,7 @@ func (e *ingestEnv) measurePageserver(b *testing.B, l1 lsn.LSN, round string, st
 	t1 := time.Now()
 	pid := e.ps.Pid()
 	u0, s0 := cpuTimes(pid)
-	busy0 := machineBusy()
+	busy0, io0 := machineTimes()
 	sk0 := processCPU(e.sk.Pid())
 	r1 := e.ps.Timeline(b, e.ttid).LastRecordLSN
 	if r1 >= l1 {
@@ -283,7 +286,8 @@ func (e *ingestEnv) measurePageserver(b *testing.B, l1 lsn.LSN, round string, st
 	u1, s1 := cpuTimes(pid)
 	r := replayResult{result: result{what: "pageserver", bytes: uint64(l1 - r1), elapsed: el, cpu: u1 + s1 - u0 - s0},
 		start: t1.Sub(t0), records: records, sys: s1 - s0, fromLaunch: float64(l1-e.psAt) / (1 << 20) / time.Since(t0).Seconds(),
-		busy: busyShare(busy0, el), feeder: processCPU(e.sk.Pid()) - sk0}
+		feeder: processCPU(e.sk.Pid()) - sk0}
+	r.busy, r.iowait = machineShares(busy0, io0, el)
 	profiled()
 	t2 := time.Now()
 	e.ps.Stop()

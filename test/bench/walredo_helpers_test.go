@@ -133,25 +133,35 @@ func childCPU() time.Duration {
 // machineBusy is the CPU time all processes of the machine used so far
 // (/proc/stat: everything but idle and iowait).
 func machineBusy() time.Duration {
+	busy, _ := machineTimes()
+	return busy
+}
+
+// machineTimes is the machine's busy CPU time so far (as machineBusy) and
+// its time idle with I/O outstanding (iowait).
+func machineTimes() (busy, iowait time.Duration) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
 	if len(f) < 9 || f[0] != "cpu" {
-		return 0
-	}
-	var ticks uint64
-	for i, v := range f[1:9] {
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		n, _ := strconv.ParseUint(v, 10, 64)
-		ticks += n
+		return 0, 0
 	}
 	const clkTck = 100 // USER_HZ on Linux
-	return time.Duration(ticks) * time.Second / clkTck
+	var ticks uint64
+	for i, v := range f[1:9] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		switch i {
+		case 3: // idle
+		case 4:
+			iowait = time.Duration(n) * time.Second / clkTck
+		default:
+			ticks += n
+		}
+	}
+	return time.Duration(ticks) * time.Second / clkTck, iowait
 }
 
 // pgRecovery is what PostgreSQL logs about a redo it ran: the first and
