@@ -126,15 +126,7 @@ func visible(page []byte, _ *walrecord.Record, _ *walrecord.BlockRef, _ bool) er
 	return nil
 }
 
-// Visibility-map geometry (access/visibilitymap.c): 2 bits per heap block
-// after the page header.
-const (
-	vmBitsPerHeapBlock  = 2
-	vmHeapBlocksPerByte = 8 / vmBitsPerHeapBlock
-	vmHeapBlocksPerPage = (pgpage.BlockSize - pageHeaderSize) * vmHeapBlocksPerByte
-	vmValidBits         = 0x03
-	sizeOfHeapVisible   = 5 // cutoff_xid u32, flags u8
-)
+const sizeOfHeapVisible = 5 // cutoff_xid u32, flags u8
 
 // visibleVM is heap_xlog_visible's change to the visibility-map page:
 // visibilitymap_set of the heap block's bits (block 1 of the record) on a
@@ -149,16 +141,16 @@ func visibleVM(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ bo
 	if heap == nil {
 		return fmt.Errorf("no heap block reference")
 	}
-	if heap.Blkno/vmHeapBlocksPerPage != blk.Blkno {
+	block, mapByte, shift := pgpage.VMBits(heap.Blkno)
+	if block != blk.Blkno {
 		return fmt.Errorf("heap block %d is not mapped by visibility-map page %d", heap.Blkno, blk.Blkno)
 	}
 	if pgpage.IsNew(page) {
 		pageInit(page)
 	}
 	flags := md[4]
-	i := pageHeaderSize + int(heap.Blkno%vmHeapBlocksPerPage)/vmHeapBlocksPerByte
-	shift := (heap.Blkno % vmHeapBlocksPerByte) * vmBitsPerHeapBlock
-	if flags != page[i]>>shift&vmValidBits {
+	i := pgpage.HeaderSize + mapByte
+	if flags != page[i]>>shift&pgrecords.VISIBILITYMAP_VALID_BITS {
 		page[i] |= flags << shift
 		pgpage.SetLSN(page, rec.EndLSN)
 	}

@@ -17,7 +17,7 @@ const (
 	pdUpper           = 14
 	pdSpecial         = 16
 	pdPageSizeVersion = 18
-	pageHeaderSize    = 24 // SizeOfPageHeaderData
+	pageHeaderSize    = pgpage.HeaderSize
 	pageLayoutVersion = 4
 
 	pdAllVisible = 0x0004

@@ -12,14 +12,14 @@ import (
 	"strata.dev/pageserver/datadir"
 	"strata.dev/pageserver/ingest/pgrecords"
 	"strata.dev/pageserver/key"
+	"strata.dev/pageserver/pgpage"
 	"strata.dev/pageserver/value"
 )
 
 // Free-space map and visibility-map geometry for 8 KiB pages (PS §1.4).
 const (
-	fsmSlotsPerPage     = 4069
-	fsmTreeDepth        = 3
-	vmHeapBlocksPerPage = 32672
+	fsmSlotsPerPage = 4069
+	fsmTreeDepth    = 3
 )
 
 // fsmLogicalToPhysical is fsm_logical_to_physical for a bottom-level page.
@@ -101,9 +101,7 @@ func (in *Ingester) smgrTruncate(ctx context.Context, t *pgrecords.SmgrTruncate)
 		if err != nil {
 			return err
 		}
-		v := t.Blkno / vmHeapBlocksPerPage
-		truncByte := t.Blkno % vmHeapBlocksPerPage / 4
-		truncOffs := t.Blkno % 4 * 2
+		v, truncByte, truncOffs := pgpage.VMBits(t.Blkno)
 		if ok && (truncByte != 0 || truncOffs != 0) && v < size {
 			r := value.Record{Kind: value.TruncateVisibilityMap, TruncByte: uint64(truncByte), TruncOffs: uint64(truncOffs)}
 			if err := in.put(key.RelBlock(vm, v), value.NewRecord(r)); err != nil {
@@ -234,7 +232,7 @@ func (in *Ingester) clearVM(ctx context.Context, rec *walrecord.Record, c pgreco
 	if err != nil {
 		return err
 	}
-	newVM, oldVM := r.NewHeapBlkno/vmHeapBlocksPerPage, r.OldHeapBlkno/vmHeapBlocksPerPage
+	newVM, oldVM := r.NewHeapBlkno/pgpage.VMHeapBlocksPerPage, r.OldHeapBlkno/pgpage.VMHeapBlocksPerPage
 	hasNew := r.HasNewHeapBlkno && newVM < size
 	hasOld := r.HasOldHeapBlkno && oldVM < size
 	if r.HasNewHeapBlkno && !hasNew {

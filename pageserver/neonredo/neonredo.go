@@ -38,14 +38,13 @@ var ErrNeedsRedo = errors.New("page needs PostgreSQL WAL redo")
 // Page geometry (PS §1.4).
 const (
 	BlockSize               = 8192
-	pageHeaderSize          = 24
+	pageHeaderSize          = pgpage.HeaderSize
 	slruPagesPerSegment     = 32
-	vmHeapBlocksPerPage     = (BlockSize - pageHeaderSize) * 4 // 32672: 2 bits per heap block
-	clogXactsPerPage        = BlockSize * 4                    // 32768
-	multiXactOffsetsPerPage = BlockSize / 4                    // 2048
-	multiXactGroupSize      = 20                               // 4 flag bytes + 4 xids
-	multiXactGroupsPerPage  = BlockSize / multiXactGroupSize   // 409
-	multiXactMembersPerPage = multiXactGroupsPerPage * 4       // 1636
+	clogXactsPerPage        = BlockSize * 4                  // 32768
+	multiXactOffsetsPerPage = BlockSize / 4                  // 2048
+	multiXactGroupSize      = 20                             // 4 flag bytes + 4 xids
+	multiXactGroupsPerPage  = BlockSize / multiXactGroupSize // 409
+	multiXactMembersPerPage = multiXactGroupsPerPage * 4     // 1636
 
 	clogCommitted = 1
 	clogAborted   = 2
@@ -157,12 +156,11 @@ func clearVM(k key.Key, page []byte, rec value.Versioned) ([]byte, error) {
 		return nil, invalid(k, rec, "page of %d bytes", len(page))
 	}
 	clear := func(heapBlk uint32) error {
-		if heapBlk/vmHeapBlocksPerPage != k.Block() {
-			return invalid(k, rec, "heap block %d is on visibility map block %d", heapBlk, heapBlk/vmHeapBlocksPerPage)
+		block, mapByte, shift := pgpage.VMBits(heapBlk)
+		if block != k.Block() {
+			return invalid(k, rec, "heap block %d is on visibility map block %d", heapBlk, block)
 		}
-		byteNo := pageHeaderSize + heapBlk%vmHeapBlocksPerPage/4
-		shift := heapBlk % 4 * 2
-		page[byteNo] &^= r.Flags << shift
+		page[pgpage.HeaderSize+mapByte] &^= r.Flags << shift
 		return nil
 	}
 	if r.HasNewHeapBlkno {
