@@ -33,6 +33,7 @@ import (
 
 	"strata.dev/libs/walrecord"
 	"strata.dev/pageserver/ingest/pgrecords"
+	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/pgpage"
 )
 
@@ -59,12 +60,12 @@ func routineFor(rec *walrecord.Record, blk *walrecord.BlockRef) routine {
 	}
 	op := rec.RmInfo() & pgrecords.XLOG_HEAP_OPMASK
 	switch {
-	case blk.Fork == forkVM:
+	case blk.Fork == key.ForkVM:
 		// Block 0 of XLOG_HEAP2_VISIBLE is the visibility-map page.
 		if rec.Header.RmID == walrecord.RmHeap2 && op == pgrecords.XLOG_HEAP2_VISIBLE && blk.ID == 0 {
 			return visibleVM
 		}
-	case blk.Fork != forkMain:
+	case blk.Fork != key.ForkMain:
 	case rec.Header.RmID == walrecord.RmHeap:
 		switch {
 		case op == pgrecords.XLOG_HEAP_INSERT && blk.ID == 0:
@@ -131,9 +132,8 @@ func Apply(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef) error {
 	if !init && pgpage.LSN(page) >= rec.EndLSN {
 		return nil // BLK_DONE
 	}
-	err := apply(page, rec, blk, init)
-	if err != nil {
-		return fmt.Errorf("%w: %s/%#x at %s: %w", ErrInvalid, walrecord.RmgrName(rec.Header.RmID), rec.RmInfo(), rec.EndLSN, err)
+	if err := apply(page, rec, blk, init); err != nil {
+		return wrapInvalid(rec, err)
 	}
 	return nil
 }
@@ -147,5 +147,10 @@ func mainData(rec *walrecord.Record, size int) ([]byte, error) {
 }
 
 func invalid(rec *walrecord.Record, format string, args ...any) error {
-	return fmt.Errorf("%w: %s/%#x at %s: %s", ErrInvalid, walrecord.RmgrName(rec.Header.RmID), rec.RmInfo(), rec.EndLSN, fmt.Sprintf(format, args...))
+	return wrapInvalid(rec, fmt.Errorf(format, args...))
+}
+
+// wrapInvalid is err as an ErrInvalid naming rec.
+func wrapInvalid(rec *walrecord.Record, err error) error {
+	return fmt.Errorf("%w: %s/%#x at %s: %w", ErrInvalid, walrecord.RmgrName(rec.Header.RmID), rec.RmInfo(), rec.EndLSN, err)
 }

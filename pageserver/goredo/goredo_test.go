@@ -14,6 +14,7 @@ import (
 	"strata.dev/libs/wal"
 	"strata.dev/libs/walrecord"
 	"strata.dev/pageserver/ingest/pgrecords"
+	"strata.dev/pageserver/key"
 	"strata.dev/pageserver/pgpage"
 )
 
@@ -60,7 +61,7 @@ func TestMultiInsertInitLayout(t *testing.T) {
 	if got := pgpage.LSN(page); got != 0x1234_5678 {
 		t.Errorf("page LSN %s", got)
 	}
-	if f := flags16(page); f != pdAllVisible {
+	if f := pageFlags(page); f != pdAllVisible {
 		t.Errorf("pd_flags %#x, want PD_ALL_VISIBLE", f)
 	}
 	if maxOffset(page) != 2 {
@@ -114,16 +115,16 @@ func TestInsertAndVisible(t *testing.T) {
 	if err := Apply(page, vis, vblk); err != nil {
 		t.Fatal(err)
 	}
-	if flags16(page) != pdAllVisible || pgpage.LSN(page) != 200 {
-		t.Errorf("after VISIBLE: flags %#x, LSN %s", flags16(page), pgpage.LSN(page))
+	if pageFlags(page) != pdAllVisible || pgpage.LSN(page) != 200 {
+		t.Errorf("after VISIBLE: flags %#x, LSN %s", pageFlags(page), pgpage.LSN(page))
 	}
 	// An insert with ALL_VISIBLE_CLEARED clears it.
 	rec2, blk2 := heapRecord(walrecord.RmHeap, pgrecords.XLOG_HEAP_INSERT, 400, []byte{2, 0, 1}, walrecord.BlockRef{Blkno: 3, HasData: true, Data: data})
 	if err := Apply(page, rec2, blk2); err != nil {
 		t.Fatal(err)
 	}
-	if flags16(page) != 0 || maxOffset(page) != 2 {
-		t.Errorf("flags %#x, %d line pointers", flags16(page), maxOffset(page))
+	if pageFlags(page) != 0 || maxOffset(page) != 2 {
+		t.Errorf("flags %#x, %d line pointers", pageFlags(page), maxOffset(page))
 	}
 }
 
@@ -276,9 +277,12 @@ func FuzzApply(f *testing.F) {
 		}
 		// The same record as if to a visibility-map page, the heap block
 		// as its second reference.
-		rec.Blocks = []walrecord.BlockRef{{ID: 0, Fork: forkVM, Blkno: uint32(len(data) % 3)}, {ID: 1, Blkno: uint32(len(main)) * 20000}}
+		rec.Blocks = []walrecord.BlockRef{{ID: 0, Fork: key.ForkVM, Blkno: uint32(len(data) % 3)}, {ID: 1, Blkno: uint32(len(main)) * 20000}}
 		if err := Apply(make([]byte, pgpage.BlockSize), rec, &rec.Blocks[0]); err != nil && !errors.Is(err, ErrInvalid) {
 			t.Fatalf("error not wrapping ErrInvalid: %v", err)
 		}
 	})
 }
+
+// pageFlags is the page's pd_flags.
+func pageFlags(page []byte) uint16 { return le.Uint16(page[pdFlags:]) }

@@ -4,7 +4,6 @@ package goredo
 // VISIBLE's change to the heap page.
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"strata.dev/libs/lsn"
@@ -14,25 +13,20 @@ import (
 )
 
 const (
-	forkMain = 0
-	forkVM   = 2
-
 	// Insert flags (heapam_xlog.h).
 	insertAllFrozenSet = 1 << 5
 
-	sizeOfHeapInsert       = 3 // offnum u16, flags u8
 	sizeOfHeapHeader       = 5 // xl_heap_header: t_infomask2, t_infomask u16, t_hoff u8
-	sizeOfHeapMultiInsert  = 4 // flags u8, pad, ntuples u16, then offsets[]
 	sizeOfMultiInsertTuple = 7 // datalen, t_infomask2, t_infomask u16, t_hoff u8
 )
 
 // insert is heap_xlog_insert's change to the heap page.
 func insert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bool) error {
-	md, err := mainData(rec, sizeOfHeapInsert)
+	md, err := mainData(rec, pgrecords.SizeOfHeapInsert)
 	if err != nil {
 		return err
 	}
-	offnum := binary.LittleEndian.Uint16(md[0:])
+	offnum := le.Uint16(md[0:])
 	flags := md[2]
 	if init {
 		pageInit(page)
@@ -41,12 +35,12 @@ func insert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 	if len(data) <= sizeOfHeapHeader {
 		return fmt.Errorf("block data of %d bytes, want more than the %d-byte tuple header", len(data), sizeOfHeapHeader)
 	}
-	if max := maxOffset(page); int(offnum) > max+1 {
-		return fmt.Errorf("invalid max offset number: inserting at %d on a page with %d line pointers", offnum, max)
+	if err := checkNewOffset(page, offnum); err != nil {
+		return err
 	}
 	hdr := tupleHeader{
-		infomask2: binary.LittleEndian.Uint16(data[0:]),
-		infomask:  binary.LittleEndian.Uint16(data[2:]),
+		infomask2: le.Uint16(data[0:]),
+		infomask:  le.Uint16(data[2:]),
 		hoff:      data[4],
 	}
 	if _, err := addTuple(page, rec.Header.XID, blk.Blkno, offnum, hdr, data[sizeOfHeapHeader:]); err != nil {
@@ -58,13 +52,13 @@ func insert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 
 // multiInsert is heap_xlog_multi_insert's change to the heap page.
 func multiInsert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bool) error {
-	md, err := mainData(rec, sizeOfHeapMultiInsert)
+	md, err := mainData(rec, pgrecords.SizeOfHeapMultiInsert)
 	if err != nil {
 		return err
 	}
 	flags := md[0]
-	ntuples := int(binary.LittleEndian.Uint16(md[2:]))
-	offsets := md[sizeOfHeapMultiInsert:]
+	ntuples := int(le.Uint16(md[2:]))
+	offsets := md[pgrecords.SizeOfHeapMultiInsert:]
 	if !init && len(offsets) < 2*ntuples {
 		return fmt.Errorf("main data has %d bytes of offsets for %d tuples", len(offsets), ntuples)
 	}
@@ -76,20 +70,20 @@ func multiInsert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, in
 	for i := range ntuples {
 		offnum := uint16(1 + i)
 		if !init {
-			offnum = binary.LittleEndian.Uint16(offsets[2*i:])
+			offnum = le.Uint16(offsets[2*i:])
 		}
-		if max := maxOffset(page); int(offnum) > max+1 {
-			return fmt.Errorf("invalid max offset number: tuple %d at %d on a page with %d line pointers", i, offnum, max)
+		if err := checkNewOffset(page, offnum); err != nil {
+			return fmt.Errorf("tuple %d: %w", i, err)
 		}
 		pos += pos & 1 // SHORTALIGN: the block data starts MAXALIGNed
 		if pos+sizeOfMultiInsertTuple > len(data) {
 			return fmt.Errorf("tuple %d of %d: header at %d beyond the %d bytes of block data", i, ntuples, pos, len(data))
 		}
 		t := data[pos:]
-		n := int(binary.LittleEndian.Uint16(t[0:]))
+		n := int(le.Uint16(t[0:]))
 		hdr := tupleHeader{
-			infomask2: binary.LittleEndian.Uint16(t[2:]),
-			infomask:  binary.LittleEndian.Uint16(t[4:]),
+			infomask2: le.Uint16(t[2:]),
+			infomask:  le.Uint16(t[4:]),
 			hoff:      t[6],
 		}
 		pos += sizeOfMultiInsertTuple
@@ -112,17 +106,17 @@ func multiInsert(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, in
 func finishInsert(page []byte, end lsn.LSN, flags uint8) {
 	pgpage.SetLSN(page, end)
 	if flags&pgrecords.XLH_INSERT_ALL_VISIBLE_CLEARED != 0 {
-		setFlags(page, flags16(page)&^pdAllVisible)
+		setPageFlag(page, pdAllVisible, false)
 	}
 	if flags&insertAllFrozenSet != 0 {
-		setFlags(page, flags16(page)|pdAllVisible)
+		setPageFlag(page, pdAllVisible, true)
 	}
 }
 
 // visible is heap_xlog_visible's change to the heap page: PD_ALL_VISIBLE,
 // and no new LSN (see the package comment).
 func visible(page []byte, _ *walrecord.Record, _ *walrecord.BlockRef, _ bool) error {
-	setFlags(page, flags16(page)|pdAllVisible)
+	setPageFlag(page, pdAllVisible, true)
 	return nil
 }
 

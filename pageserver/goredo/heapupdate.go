@@ -44,10 +44,7 @@ const (
 	updatePrefixFromOld = 1 << 5
 	updateSuffixFromOld = 1 << 6
 
-	sizeOfHeapDelete  = 8  // xmax u32, offnum u16, infobits u8, flags u8
-	sizeOfHeapLock    = 8  // the same fields (LOCK and LOCK_UPDATED)
-	sizeOfHeapConfirm = 2  // offnum u16
-	sizeOfHeapUpdate  = 14 // old_xmax u32, old_offnum u16, old_infobits u8, flags u8, new_xmax u32, new_offnum u16
+	sizeOfHeapConfirm = 2 // offnum u16
 )
 
 // tupleAt returns the tuple of the normal line pointer off, as a slice of
@@ -107,6 +104,11 @@ func clearXmax(t []byte, infobits uint8) {
 // FirstCommandId, false).
 func setXmaxCmax(t []byte, xmax uint32) {
 	le.PutUint32(t[tXmax:], xmax)
+	setCmax(t)
+}
+
+// setCmax is HeapTupleHeaderSetCmax(FirstCommandId, false).
+func setCmax(t []byte) {
 	le.PutUint32(t[tCid:], 0)
 	setInfomask(t, infomask(t)&^heapComboCID)
 }
@@ -133,7 +135,7 @@ func lockedOnly(m uint16) bool {
 
 // deleteTuple is heap_xlog_delete's change to the page.
 func deleteTuple(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ bool) error {
-	md, err := mainData(rec, sizeOfHeapDelete)
+	md, err := mainData(rec, pgrecords.SizeOfHeapDelete)
 	if err != nil {
 		return err
 	}
@@ -149,11 +151,10 @@ func deleteTuple(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ 
 	} else {
 		le.PutUint32(t[tXmin:], 0)
 	}
-	le.PutUint32(t[tCid:], 0)
-	setInfomask(t, infomask(t)&^heapComboCID)
+	setCmax(t)
 	setPrunable(page, rec.Header.XID)
 	if flags&pgrecords.XLH_DELETE_ALL_VISIBLE_CLEARED != 0 {
-		setFlags(page, flags16(page)&^pdAllVisible)
+		setPageFlag(page, pdAllVisible, false)
 	}
 	if flags&deleteIsPartitionMove != 0 {
 		setCtid(t, 0xFFFFFFFF, 0xFFFD) // HeapTupleHeaderSetMovedPartitions
@@ -175,7 +176,7 @@ func lockUpdated(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ 
 }
 
 func lock(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, updated bool) error {
-	md, err := mainData(rec, sizeOfHeapLock)
+	md, err := mainData(rec, pgrecords.SizeOfHeapLock)
 	if err != nil {
 		return err
 	}
@@ -221,7 +222,7 @@ func confirm(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, _ bool
 func update(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bool) error {
 	// init: the new version goes to a page this record initialises, which
 	// is blk (see initialises).
-	md, err := mainData(rec, sizeOfHeapUpdate)
+	md, err := mainData(rec, pgrecords.SizeOfHeapUpdate)
 	if err != nil {
 		return err
 	}
@@ -251,7 +252,7 @@ func update(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 		setCtid(old, newBlock.Blkno, newOff)
 		setPrunable(page, rec.Header.XID)
 		if flags&pgrecords.XLH_UPDATE_OLD_ALL_VISIBLE_CLEARED != 0 {
-			setFlags(page, flags16(page)&^pdAllVisible)
+			setPageFlag(page, pdAllVisible, false)
 		}
 		pgpage.SetLSN(page, rec.EndLSN)
 	}
@@ -261,8 +262,8 @@ func update(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 	if init {
 		pageInit(page)
 	}
-	if max := maxOffset(page); int(newOff) > max+1 {
-		return fmt.Errorf("invalid max offset number: new tuple at %d on a page with %d line pointers", newOff, max)
+	if err := checkNewOffset(page, newOff); err != nil {
+		return err
 	}
 	data := blk.Data
 	var prefix, suffix int
@@ -309,7 +310,7 @@ func update(page []byte, rec *walrecord.Record, blk *walrecord.BlockRef, init bo
 	}
 	le.PutUint32(t[tXmax:], newXmax)
 	if flags&pgrecords.XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED != 0 {
-		setFlags(page, flags16(page)&^pdAllVisible)
+		setPageFlag(page, pdAllVisible, false)
 	}
 	pgpage.SetLSN(page, rec.EndLSN)
 	return nil

@@ -49,9 +49,26 @@ type tupleHeader struct {
 
 var le = binary.LittleEndian
 
-func flags16(page []byte) uint16     { return le.Uint16(page[pdFlags:]) }
-func setFlags(page []byte, f uint16) { le.PutUint16(page[pdFlags:], f) }
-func maxAlign(n int) int             { return (n + 7) &^ 7 }
+func maxAlign(n int) int { return (n + 7) &^ 7 }
+
+// setPageFlag sets (on) or clears one pd_flags bit.
+func setPageFlag(page []byte, flag uint16, on bool) {
+	f := le.Uint16(page[pdFlags:]) &^ flag
+	if on {
+		f |= flag
+	}
+	le.PutUint16(page[pdFlags:], f)
+}
+
+// checkNewOffset is the check the insert and update redo routines make
+// before PageAddItem: the tuple goes at most one past the last line
+// pointer.
+func checkNewOffset(page []byte, off uint16) error {
+	if max := maxOffset(page); int(off) > max+1 {
+		return fmt.Errorf("invalid max offset number: a tuple at %d on a page with %d line pointers", off, max)
+	}
+	return nil
+}
 
 // maxOffset is PageGetMaxOffsetNumber, but never beyond the line pointers
 // that fit in the page: a corrupt pd_lower must not make a read leave it.

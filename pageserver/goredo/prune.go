@@ -167,7 +167,7 @@ func repairFragmentation(page []byte) error {
 		nunused -= trailing
 		le.PutUint16(page[pdLower:], uint16(lower-itemIDSize*trailing))
 	}
-	setHasFreeLines(page, nunused > 0)
+	setPageFlag(page, pdHasFreeLines, nunused > 0)
 	return nil
 }
 
@@ -191,13 +191,5 @@ func truncateLinePointers(page []byte) {
 	if trailing > 0 {
 		le.PutUint16(page[pdLower:], le.Uint16(page[pdLower:])-uint16(itemIDSize*trailing))
 	}
-	setHasFreeLines(page, hint)
-}
-
-func setHasFreeLines(page []byte, on bool) {
-	if on {
-		setFlags(page, flags16(page)|pdHasFreeLines)
-	} else {
-		setFlags(page, flags16(page)&^pdHasFreeLines)
-	}
+	setPageFlag(page, pdHasFreeLines, hint)
 }

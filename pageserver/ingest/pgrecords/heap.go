@@ -69,12 +69,12 @@ func (c HeapVMClear) Any() bool { return c.NewBlock0 || c.OldLastBlock || c.OldB
 // fork): the flags byte is at offset 2 (insert), 7 (delete, update, lock,
 // lock_updated) or 0 (multi_insert).
 const (
-	sizeOfHeapInsert      = 3
-	sizeOfHeapDelete      = 8
-	sizeOfHeapUpdate      = 14
-	sizeOfHeapLock        = 8
-	sizeOfHeapLockUpdated = 8
-	sizeOfHeapMultiInsert = 4
+	SizeOfHeapInsert      = 3  // offnum u16, flags u8
+	SizeOfHeapDelete      = 8  // xmax u32, offnum u16, infobits_set u8, flags u8
+	SizeOfHeapUpdate      = 14 // old_xmax u32, old_offnum u16, old_infobits_set u8, flags u8, new_xmax u32, new_offnum u16
+	SizeOfHeapLock        = 8  // xmax u32, offnum u16, infobits_set u8, flags u8
+	SizeOfHeapLockUpdated = 8  // the same fields
+	SizeOfHeapMultiInsert = 4  // flags u8, pad, ntuples u16, then offsets[]
 )
 
 // ParseHeapVMClear reads the flags of an RM_HEAP_ID record (info is
@@ -83,23 +83,23 @@ func ParseHeapVMClear(info uint8, data []byte) (HeapVMClear, error) {
 	var c HeapVMClear
 	switch info & XLOG_HEAP_OPMASK {
 	case XLOG_HEAP_INSERT:
-		flags, err := flagsAt("XLOG_HEAP_INSERT", data, sizeOfHeapInsert, 2)
+		flags, err := flagsAt("XLOG_HEAP_INSERT", data, SizeOfHeapInsert, 2)
 		c.NewBlock0 = flags&XLH_INSERT_ALL_VISIBLE_CLEARED != 0
 		c.Flags = VISIBILITYMAP_VALID_BITS
 		return c, err
 	case XLOG_HEAP_DELETE:
-		flags, err := flagsAt("XLOG_HEAP_DELETE", data, sizeOfHeapDelete, 7)
+		flags, err := flagsAt("XLOG_HEAP_DELETE", data, SizeOfHeapDelete, 7)
 		c.NewBlock0 = flags&XLH_DELETE_ALL_VISIBLE_CLEARED != 0
 		c.Flags = VISIBILITYMAP_VALID_BITS
 		return c, err
 	case XLOG_HEAP_UPDATE, XLOG_HEAP_HOT_UPDATE:
-		flags, err := flagsAt("XLOG_HEAP_UPDATE", data, sizeOfHeapUpdate, 7)
+		flags, err := flagsAt("XLOG_HEAP_UPDATE", data, SizeOfHeapUpdate, 7)
 		c.OldLastBlock = flags&XLH_UPDATE_OLD_ALL_VISIBLE_CLEARED != 0
 		c.NewBlock0 = flags&XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED != 0
 		c.Flags = VISIBILITYMAP_VALID_BITS
 		return c, err
 	case XLOG_HEAP_LOCK:
-		flags, err := flagsAt("XLOG_HEAP_LOCK", data, sizeOfHeapLock, 7)
+		flags, err := flagsAt("XLOG_HEAP_LOCK", data, SizeOfHeapLock, 7)
 		c.OldBlock0 = flags&XLH_LOCK_ALL_FROZEN_CLEARED != 0
 		c.Flags = VISIBILITYMAP_ALL_FROZEN
 		return c, err
@@ -113,7 +113,7 @@ func ParseHeap2VMClear(info uint8, data []byte) (HeapVMClear, error) {
 	switch info & XLOG_HEAP_OPMASK {
 	case XLOG_HEAP2_MULTI_INSERT:
 		r := newReader("XLOG_HEAP2_MULTI_INSERT", data)
-		r.atLeast(sizeOfHeapMultiInsert)
+		r.atLeast(SizeOfHeapMultiInsert)
 		flags := r.u8("flags")
 		r.u8("padding")
 		ntuples := r.u16("ntuples")
@@ -124,7 +124,7 @@ func ParseHeap2VMClear(info uint8, data []byte) (HeapVMClear, error) {
 		c.Flags = VISIBILITYMAP_VALID_BITS
 		return result(r, c)
 	case XLOG_HEAP2_LOCK_UPDATED:
-		flags, err := flagsAt("XLOG_HEAP2_LOCK_UPDATED", data, sizeOfHeapLockUpdated, 7)
+		flags, err := flagsAt("XLOG_HEAP2_LOCK_UPDATED", data, SizeOfHeapLockUpdated, 7)
 		c.OldBlock0 = flags&XLH_LOCK_ALL_FROZEN_CLEARED != 0
 		c.Flags = VISIBILITYMAP_ALL_FROZEN
 		return c, err
