@@ -66,7 +66,8 @@ func greeting(ttid id.TenantTimeline) *pamsg.ProposerGreeting {
 	return &pamsg.ProposerGreeting{TenantID: ttid.Tenant, TimelineID: ttid.Timeline, PgVersion: 150010, SystemID: 77, WalSegSize: 16 << 20}
 }
 
-// exchange sends messages and returns the next reply.
+// exchange sends messages and returns the next reply: only one, so replies to
+// earlier messages in msgs are left unread (and may not have been produced yet).
 func exchange(t *testing.T, c *skclient.PushConn, msgs ...pamsg.ProposerMessage) (pamsg.AcceptorMessage, error) {
 	t.Helper()
 	for _, m := range msgs {
@@ -274,8 +275,13 @@ func TestStaleTermAndTimelineCreationOff(t *testing.T) {
 	s := startServer(t)
 	ttid := newTTID()
 	c := dial(t, s, ttid, pamsg.V3)
-	if _, err := exchange(t, c, greeting(ttid), &pamsg.VoteRequest{Term: 5}); err != nil {
+	if _, err := exchange(t, c, greeting(ttid)); err != nil {
 		t.Fatal(err)
+	}
+	// Wait for the vote's answer: the term is persisted before it is sent, so the
+	// second proposer below surely meets term 5.
+	if r, err := exchange(t, c, &pamsg.VoteRequest{Term: 5}); err != nil || !r.(*pamsg.VoteResponse).VoteGiven {
+		t.Fatalf("vote for term 5: %+v, %v", r, err)
 	}
 	// A second proposer with a lower term gets a term-only answer.
 	c2 := dial(t, s, ttid, pamsg.V3)
