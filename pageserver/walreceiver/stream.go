@@ -7,6 +7,10 @@
 // Feedback goes out when a keepalive asks for it, and after WAL once the
 // messages that arrived together are all processed (or feedbackDelay after
 // the last report, if they keep coming) and only if a position moved.
+// While the session is behind the safekeeper's commit LSN (a catch-up),
+// more WAL is surely on its way: feedback then goes out feedbackDelay apart,
+// not after every socket read (a reply per read cost a tenth of the
+// receiving goroutine's CPU re-ingesting a backlog).
 
 package walreceiver
 
@@ -299,10 +303,11 @@ func (s *session) noteMessage(now time.Time, wal bool) {
 }
 
 // maybeReply sends feedback when asked, or when positions moved and the
-// batch of messages that arrived together is processed (or the last report
-// is feedbackDelay old).
+// batch of messages that arrived together is processed while caught up
+// (or the last report is feedbackDelay old).
 func (s *session) maybeReply(now time.Time, force bool) error {
-	if !force && s.conn.Buffered() > 0 && now.Sub(s.sentAt) < feedbackDelay {
+	batching := s.conn.Buffered() > 0 || s.pos < s.commit
+	if !force && batching && now.Sub(s.sentAt) < feedbackDelay {
 		return nil
 	}
 	var p Positions

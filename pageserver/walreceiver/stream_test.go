@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -112,10 +113,11 @@ func newSession(c *scriptConn, sink Sink, start lsn.LSN, reply Reply) *session {
 func TestSessionFeedbackAfterEachBatch(t *testing.T) {
 	const s0 = lsn.LSN(0x1000028)
 	c := &scriptConn{msgs: []scripted{
-		// One batch of three messages: one feedback, after the last.
-		{m: xlog(s0, 100, s0+1000), more: true},
-		{m: xlog(s0+100, 100, s0+1000), more: true},
-		{m: xlog(s0+200, 100, s0+1000)},
+		// One batch of three messages up to the commit LSN: one
+		// feedback, after the last.
+		{m: xlog(s0, 100, s0+300), more: true},
+		{m: xlog(s0+100, 100, s0+300), more: true},
+		{m: xlog(s0+200, 100, s0+300)},
 		// A keepalive that asks gets an answer even though nothing moved.
 		{m: &replication.Keepalive{WALEnd: s0 + 1000, ReplyRequested: true}},
 		// One that does not ask gets none.
@@ -152,6 +154,33 @@ func TestSessionFeedbackAfterEachBatch(t *testing.T) {
 	}
 	if !s.delivered || s.accepted != s0+1000 || s.commit != s0+1000 {
 		t.Fatalf("session state: delivered %v accepted %v commit %v", s.delivered, s.accepted, s.commit)
+	}
+}
+
+// Behind the commit LSN (a catch-up) the end of a batch is no reason to
+// report: feedback goes out feedbackDelay apart, and at once once caught up.
+func TestSessionFeedbackWhileCatchingUp(t *testing.T) {
+	const s0 = lsn.LSN(0x3000028)
+	var msgs []scripted
+	for i := range 6 {
+		// Every message is a batch of its own, as when the socket is read
+		// faster than the safekeeper sends.
+		msgs = append(msgs, scripted{m: xlog(s0+lsn.LSN(i*10), 10, s0+70)})
+		if i == 3 {
+			msgs[len(msgs)-1].after = func() { time.Sleep(feedbackDelay + 10*time.Millisecond) }
+		}
+	}
+	msgs = append(msgs, scripted{m: xlog(s0+60, 10, s0+70)}) // reaches the commit LSN
+	c := &scriptConn{msgs: msgs}
+	s := newSession(c, &memSink{}, s0, ReplyPageserverFeedback)
+	s.sentAt = time.Now()
+	s.run(context.Background())
+	var ends []lsn.LSN
+	for _, r := range c.replies {
+		ends = append(ends, r.(*pamsg.PageserverFeedback).LastReceivedLSN)
+	}
+	if want := []lsn.LSN{s0 + 40, s0 + 70}; !slices.Equal(ends, want) {
+		t.Fatalf("feedback at %v, want at %v", ends, want)
 	}
 }
 
