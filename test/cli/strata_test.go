@@ -42,7 +42,7 @@ func binDir(t *testing.T) string {
 	}
 	lib := daemons.RedoLibrary(t)
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "strata-cli-bin-")
+		buildDir, buildErr = daemons.MkdirTemp("", "strata-cli-bin-")
 		if buildErr != nil {
 			return
 		}

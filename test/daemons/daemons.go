@@ -4,7 +4,8 @@
 //
 // Binaries come from $STRATA_BIN_DIR (the Makefile sets it to bin/ after
 // building); without it they are built once per test process into a
-// temporary directory.
+// temporary directory, which RunTests removes when the tests are done: test
+// packages using daemons call it from TestMain.
 package daemons
 
 import (
@@ -48,7 +49,7 @@ func Binary(t testing.TB, name string) string {
 		}
 	}
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "strata-bin-")
+		buildDir, buildErr = MkdirTemp("", "strata-bin-")
 		if buildErr != nil {
 			return
 		}

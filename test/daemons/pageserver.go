@@ -77,7 +77,7 @@ func reachableCopy(t testing.TB, bin string) string {
 	if c, ok := copies[bin]; ok {
 		return c
 	}
-	dir, err := os.MkdirTemp("/tmp", "strata-bin-shared-")
+	dir, err := MkdirTemp("/tmp", "strata-bin-shared-")
 	if err == nil {
 		err = os.Chmod(dir, 0o755)
 	}

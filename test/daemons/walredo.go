@@ -24,7 +24,8 @@ var (
 // RedoLibrary returns the path of walredo.so: $STRATA_BIN_DIR's (the
 // Makefile builds it into bin/), or one built once per test process from
 // pageserver/pgxn/walredo in a temporary directory (never in the source
-// tree, which other test processes may be building in at the same time).
+// tree, which other test processes may be building in at the same time)
+// that RunTests removes.
 func RedoLibrary(t testing.TB) string {
 	t.Helper()
 	if dir := os.Getenv("STRATA_BIN_DIR"); dir != "" {
@@ -45,7 +46,7 @@ func buildRedoLibrary() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp("", "strata-walredo-")
+	dir, err := MkdirTemp("", "strata-walredo-")
 	if err != nil {
 		return "", err
 	}
