@@ -121,9 +121,9 @@ type Ingester struct {
 	// The record being ingested.
 	rec     *walrecord.Record
 	at      lsn.LSN
-	written map[key.Key]int // index in entries of each key written by rec
-	early   []value.Entry   // rec's values one byte below its end LSN, see putEarly
-	rawCopy []byte          // rec.Raw, copied once for its Postgres values
+	written recordKeys    // index in entries of each key written by rec
+	early   []value.Entry // rec's values one byte below its end LSN, see putEarly
+	rawCopy []byte        // rec.Raw, copied once for its Postgres values
 	// rawBuf holds the batch's record copies; reused after each commit
 	// (Store.Commit keeps no reference), so ingest allocates no memory
 	// per record.
@@ -140,10 +140,6 @@ type Ingester struct {
 
 // maxCachedRels bounds relSizes; past it the cache starts over.
 const maxCachedRels = 100_000
-
-// maxWrittenReused is the most keys one record may have written for the
-// Ingester to clear its written map and reuse it for the next record.
-const maxWrittenReused = 1024
 
 // New makes an Ingester that continues from the Store's last record, with
 // the checkpoint stored there. The Store must hold a timeline's initial
@@ -163,7 +159,6 @@ func New(ctx context.Context, store Store, pages PageReader, opts Options) (*Ing
 		store: store, pages: pages, opts: opts,
 		committed: last, lastEnd: last, lastStart: prev,
 		pending:  make(map[key.Key][]byte),
-		written:  make(map[key.Key]int),
 		relSizes: make(map[key.Rel]uint32),
 		zeroPage: make([]byte, walrecord.BlockSize),
 	}
@@ -211,14 +206,7 @@ func (in *Ingester) ingest(ctx context.Context, rec *walrecord.Record) error {
 		}
 	}
 	in.rec, in.at, in.rawCopy = rec, rec.EndLSN, nil
-	// clear costs the map's capacity, which never shrinks: after a record
-	// that wrote many keys (a database copy), start a small map rather
-	// than pay for the big one on every record that follows.
-	if len(in.written) > maxWrittenReused {
-		in.written = make(map[key.Key]int)
-	} else {
-		clear(in.written)
-	}
+	in.written.reset()
 	in.early = in.early[:0]
 	recStart := len(in.entries)
 	defer func() { in.rec = nil }()
@@ -284,13 +272,13 @@ func (in *Ingester) put(k key.Key, v value.Value) error {
 	if !k.Representable() {
 		return fmt.Errorf("key %s is outside the representable key space (tablespace OIDs above 65535 are not supported)", k)
 	}
-	if i, ok := in.written[k]; ok {
+	if i, ok := in.written.get(k); ok {
 		if !v.WillInit() && k.IsData() {
 			return fmt.Errorf("two versions of %s in one record, the later one needing the earlier", k)
 		}
 		in.entries[i].Value = v
 	} else {
-		in.written[k] = len(in.entries)
+		in.written.add(k, len(in.entries))
 		in.entries = append(in.entries, value.Entry{Key: k, LSN: in.at, Value: v})
 		in.stats.Entries++
 	}
@@ -309,7 +297,7 @@ func (in *Ingester) putEarly(k key.Key, v value.Value) error {
 	if !k.IsData() {
 		return fmt.Errorf("metadata key %s written below its record's LSN", k)
 	}
-	if _, ok := in.written[k]; ok {
+	if _, ok := in.written.get(k); ok {
 		return fmt.Errorf("%s written below its record's LSN after a version at it", k)
 	}
 	in.early = append(in.early, value.Entry{Key: k, LSN: in.at - 1, Value: v})
