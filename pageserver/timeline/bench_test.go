@@ -8,6 +8,7 @@ package timeline
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -132,5 +133,38 @@ func BenchmarkGet(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkMemLayerPut: puts of small records with pgbench's key pattern
+// (random pages of a large table and its index, a few hot pages, an
+// appended table), into a layer of 300k versions, as ingest makes them.
+func BenchmarkMemLayerPut(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	accounts := key.Rel{Spc: 1663, DB: 5, Rel: 16400}
+	index := key.Rel{Spc: 1663, DB: 5, Rel: 16410}
+	tellers := key.Rel{Spc: 1663, DB: 5, Rel: 16401}
+	history := key.Rel{Spc: 1663, DB: 5, Rel: 16403}
+	const n = 300_000
+	keys := make([]key.Key, n)
+	for i := range keys {
+		switch i % 4 {
+		case 0:
+			keys[i] = key.RelBlock(accounts, rng.Uint32N(82_000))
+		case 1:
+			keys[i] = key.RelBlock(index, rng.Uint32N(14_000))
+		case 2:
+			keys[i] = key.RelBlock(tellers, rng.Uint32N(8))
+		default:
+			keys[i] = key.RelBlock(history, uint32(i/400))
+		}
+	}
+	rec := value.NewPostgres(make([]byte, 100), false)
+	b.ResetTimer()
+	for r := 0; r < b.N; r += n {
+		m := newMemLayer(newChunkPool(256<<20))
+		for i, k := range keys[:min(n, b.N-r)] {
+			m.put(value.Entry{Key: k, LSN: lsn.LSN(8 * (i + 1)), Value: rec})
+		}
 	}
 }

@@ -123,8 +123,9 @@ type memVersion struct {
 type memLayer struct {
 	mu sync.RWMutex
 	// index maps each key to its newest version in chain, which links
-	// to older ones. No allocation per key.
-	index     map[key.Key]int32
+	// to older ones.
+	index     keyIndex
+	keys      int
 	chain     versionLog
 	chunks    [][]byte
 	size      uint64 // bytes of encoded values, including overwritten ones
@@ -137,8 +138,8 @@ type memLayer struct {
 
 // newMemLayer makes an empty layer; keys is a guess of how many keys it
 // will hold (the previous layer's count), to size the index once.
-func newMemLayer(pool *chunkPool, keys int) *memLayer {
-	return &memLayer{index: make(map[key.Key]int32, keys), allImages: true, pool: pool}
+func newMemLayer(pool *chunkPool) *memLayer {
+	return &memLayer{index: newKeyIndex(), allImages: true, pool: pool}
 }
 
 // release hands the arena back to the pool; the layer must be out of the
@@ -148,7 +149,7 @@ func (m *memLayer) release() {
 	defer m.mu.Unlock()
 	m.released = true
 	m.pool.put(m.chunks)
-	m.chunks, m.index, m.chain = nil, nil, versionLog{}
+	m.chunks, m.index, m.chain = nil, keyIndex{}, versionLog{}
 }
 
 // put stores one version; the caller holds m.mu for writing. A second
@@ -173,14 +174,15 @@ func (m *memLayer) put(e value.Entry) {
 	}
 	m.allImages = m.allImages && e.Value.IsImage
 
-	head, ok := m.index[e.Key]
-	if !ok || m.chain.at(head).lsn < e.LSN {
+	slot := m.index.slot(e.Key)
+	head := *slot - 1
+	if head < 0 || m.chain.at(head).lsn < e.LSN {
 		// The usual case: a newer version.
-		v.older = -1
-		if ok {
-			v.older = head
+		if head < 0 {
+			m.keys++
 		}
-		m.index[e.Key] = m.chain.append(v)
+		v.older = head
+		*slot = m.chain.append(v) + 1
 		m.entries++
 		return
 	}
@@ -241,11 +243,7 @@ func (m *memLayer) get(k key.Key, r layer.LSNRange, fn func(lsn.LSN, value.Value
 		m.mu.RUnlock()
 		return errReleased
 	}
-	i, ok := m.index[k]
-	if !ok {
-		i = -1
-	}
-	for ; i >= 0; i = m.chain.at(i).older {
+	for i := m.index.lookup(k) - 1; i >= 0; i = m.chain.at(i).older {
 		v := *m.chain.at(i)
 		if v.lsn >= r.End {
 			continue
@@ -283,12 +281,7 @@ func (m *memLayer) info() (size uint64, entries int) {
 func (m *memLayer) sortedKeys() []key.Key {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	keys := make([]key.Key, 0, len(m.index))
-	for k := range m.index {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, key.Key.Compare)
-	return keys
+	return m.index.sortedKeys(make([]key.Key, 0, m.keys))
 }
 
 // versions appends the versions of k to dst, oldest first.
@@ -296,10 +289,8 @@ func (m *memLayer) versions(dst []memVersion, k key.Key) []memVersion {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	first := len(dst)
-	if i, ok := m.index[k]; ok {
-		for ; i >= 0; i = m.chain.at(i).older {
-			dst = append(dst, *m.chain.at(i))
-		}
+	for i := m.index.lookup(k) - 1; i >= 0; i = m.chain.at(i).older {
+		dst = append(dst, *m.chain.at(i))
 	}
 	slices.Reverse(dst[first:])
 	return dst

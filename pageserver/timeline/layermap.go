@@ -157,7 +157,7 @@ func cmpLSN(a, b lsn.LSN) int {
 // withFreeze is lm with its open layer frozen at end and a new open layer.
 func (lm *layerMap) withFreeze(end, prev lsn.LSN) *layerMap {
 	frozen := &memRef{mem: lm.open.mem, lsns: layer.LSNRange{Start: lm.open.lsns.Start, End: end}, prev: prev}
-	open := &memRef{mem: newMemLayer(lm.open.mem.pool, len(lm.open.mem.index)), lsns: layer.LSNRange{Start: end, End: lsn.Max}}
+	open := &memRef{mem: newMemLayer(lm.open.mem.pool), lsns: layer.LSNRange{Start: end, End: lsn.Max}}
 	return newLayerMap(open, append([]*memRef{frozen}, lm.frozen...), lm.historic)
 }
 

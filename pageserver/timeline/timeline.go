@@ -335,7 +335,7 @@ func start(dir string, opts Options, m metadata, openStart lsn.LSN, hist []*hist
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
 	}
-	open := &memRef{mem: newMemLayer(newChunkPool(opts.CheckpointDistance), 0), lsns: layer.LSNRange{Start: openStart, End: lsn.Max}}
+	open := &memRef{mem: newMemLayer(newChunkPool(opts.CheckpointDistance)), lsns: layer.LSNRange{Start: openStart, End: lsn.Max}}
 	t.gcCutoff.Store(uint64(m.gcCutoff))
 	t.layers.Store(newLayerMap(open, nil, hist))
 	go t.flushLoop()
