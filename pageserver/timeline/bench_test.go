@@ -162,7 +162,7 @@ func BenchmarkMemLayerPut(b *testing.B) {
 	rec := value.NewPostgres(make([]byte, 100), false)
 	b.ResetTimer()
 	for r := 0; r < b.N; r += n {
-		m := newMemLayer(newChunkPool(256<<20))
+		m := newMemLayer(newChunkPool(256 << 20))
 		for i, k := range keys[:min(n, b.N-r)] {
 			m.put(value.Entry{Key: k, LSN: lsn.LSN(8 * (i + 1)), Value: rec})
 		}

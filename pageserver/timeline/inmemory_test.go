@@ -13,7 +13,7 @@ import (
 // TestMemLayerVersionOrder: versions out of LSN order land in order, and
 // a second version at one LSN replaces the first.
 func TestMemLayerVersionOrder(t *testing.T) {
-	m := newMemLayer(newChunkPool(1<<20))
+	m := newMemLayer(newChunkPool(1 << 20))
 	k := blk(1, 7)
 	for _, v := range []struct {
 		at   lsn.LSN
