@@ -47,6 +47,15 @@ func (t *Timeline) Compact(ctx context.Context, keyspace KeySpaceFunc) error {
 	t.mu.Lock()
 	at, importing := t.last, t.importingLocked()
 	t.mu.Unlock()
+	// The pass is decided on the layers as they are now: a layer that
+	// comes while it runs gets the next pass.
+	start := t.layers.Load()
+	if start == t.compacted {
+		// Nothing frozen, flushed or compacted since the last pass: skip
+		// computing the key space, which reads every relation directory,
+		// on each tick of an idle timeline.
+		return nil
+	}
 	if importing {
 		// More values may still arrive at InitDBLSN: an image now would
 		// hide them.
@@ -74,6 +83,9 @@ func (t *Timeline) Compact(ctx context.Context, keyspace KeySpaceFunc) error {
 		t.mu.Unlock()
 		t.log.Info().Str("layer", h.name.String()).Int64("bytes", h.size).Msg("created image layer")
 	}
+	// An image made here changed the map since start: the next pass looks
+	// again, finds nothing to do and then skips.
+	t.compacted = start
 	return nil
 }
 

@@ -165,7 +165,12 @@ type Timeline struct {
 	broken       error
 	changed      chan struct{} // closed (and replaced) whenever the above change
 
-	compactMu sync.Mutex    // one Compact at a time
+	compactMu sync.Mutex // one Compact at a time
+	// compacted is the layer map the last complete Compact pass started
+	// from; under compactMu. While it is still the current one, no delta
+	// layer came that could call for an image: the next pass has nothing
+	// to do.
+	compacted *layerMap
 	flushWake chan struct{} // buffered(1): frozen layers are waiting
 	stop      chan struct{} // closed by Close
 	done      chan struct{} // closed when the flusher has exited

@@ -515,11 +515,12 @@ func TestCompaction(t *testing.T) {
 		}
 		return []key.Range{{Start: blk(1, 0), End: blk(1, n)}, key.Range{Start: key.ReplOrigin(1), End: key.ReplOrigin(3)}}, nil
 	}
+	imagesAt := l
 	countImages := func() (images int) {
 		for _, li := range tl.Layers() {
 			if li.Kind == layer.KindImage {
 				images++
-				if li.Keys.Start.Field1 != 0 || li.LSNs.Start != l {
+				if li.Keys.Start.Field1 != 0 || li.LSNs.Start != imagesAt {
 					t.Fatalf("image layer %+v", li)
 				}
 			}
@@ -535,13 +536,25 @@ func TestCompaction(t *testing.T) {
 	if err := tl.Compact(context.Background(), keyspace); err != nil || countImages() != 3 {
 		t.Fatalf("second Compact: %v, %d image layers", err, countImages())
 	}
+	// The second pass found nothing to do; with no layer since, a third
+	// does not even compute the key space. A new delta layer brings it back.
+	if err := tl.Compact(context.Background(), keyspace); err != nil || calls != 2 {
+		t.Fatalf("third Compact with no new layer: %v, key space computed %d times, want 2", err, calls)
+	}
+	l += 8
+	mustCommit(t, tl, l, ent(blk(1, 0), l, rec("r")))
+	want[0] += "r"
+	mustFlush(t, tl)
+	if err := tl.Compact(context.Background(), keyspace); err != nil || calls != 3 || countImages() != 3 {
+		t.Fatalf("Compact after a new delta layer: %v, key space computed %d times, want 3; %d image layers", err, calls, countImages())
+	}
 	for i := uint32(0); i < n; i++ {
 		mustRead(t, tl, blk(1, i), l, want[i])
 	}
 	mustMiss(t, tl, blk(1, n), l)
 	// Old LSNs still read from the deltas.
 	mustRead(t, tl, blk(1, 0), 0x108, "i")
-	mustFlush(t, tl)
+	mustRead(t, tl, blk(1, 0), imagesAt, want[0][:len(want[0])-1])
 	tl.Close()
 	if tl, err = Open(dir, opts); err != nil {
 		t.Fatal(err)
