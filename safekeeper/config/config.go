@@ -16,6 +16,7 @@ import (
 
 	"strata.dev/libs/daemon"
 	"strata.dev/libs/durable"
+	"strata.dev/safekeeper/walstore"
 )
 
 // Config is everything the daemon needs to start.
@@ -41,8 +42,11 @@ type Config struct {
 	MaxUnflushedDelay Duration `toml:"max_unflushed_delay"`
 	// WALPrealloc is how new segment files get their blocks: zero, fallocate or none.
 	WALPrealloc string `toml:"wal_prealloc"`
-	LogFormat   string `toml:"log_format"` // plain or json
-	LogLevel    string `toml:"log_level"`
+	// WALCacheSize is how many bytes of each timeline's latest WAL stay in
+	// memory for WAL senders (a tailing pageserver); 0 turns it off.
+	WALCacheSize int    `toml:"wal_cache_size"`
+	LogFormat    string `toml:"log_format"` // plain or json
+	LogLevel     string `toml:"log_level"`
 
 	// Actions that replace running the daemon.
 	DumpControlFile string `toml:"-"`
@@ -64,6 +68,7 @@ func Defaults() Config {
 		MaxUnflushedBytes:       1 << 20,
 		MaxUnflushedDelay:       Duration{Duration: 5 * time.Millisecond},
 		WALPrealloc:             "zero",
+		WALCacheSize:            walstore.DefaultRecentSize,
 		LogFormat:               "plain",
 		LogLevel:                "info",
 	}
@@ -113,6 +118,7 @@ func Parse(args []string, out io.Writer) (Config, error) {
 	fs.IntVar(&c.MaxUnflushedBytes, "max-unflushed-bytes", c.MaxUnflushedBytes, "fsync and acknowledge a steady WAL stream after this many bytes")
 	fs.DurationVar(&c.MaxUnflushedDelay.Duration, "max-unflushed-delay", c.MaxUnflushedDelay.Duration, "... or once the oldest unflushed WAL is this old")
 	fs.StringVar(&c.WALPrealloc, "wal-prealloc", c.WALPrealloc, "how new WAL segments get disk blocks: zero (written ahead in the background, so commits overwrite blocks and fdatasync journals nothing: the fastest commits), fallocate (reserved only: less disk traffic for bulk loads), or none (sparse, as Neon)")
+	fs.IntVar(&c.WALCacheSize, "wal-cache-size", c.WALCacheSize, "bytes of each timeline's latest WAL kept in memory, so WAL senders following the commit LSN (a pageserver) do not read it back from disk; 0: off")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: plain or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.DumpControlFile, "dump-control-file", "", "print the control file at PATH as JSON and exit")
@@ -150,6 +156,9 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != "plain" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want plain or json", c.LogFormat))
+	}
+	if c.WALCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("--wal-cache-size %d: want 0 (off) or more", c.WALCacheSize))
 	}
 	if c.MaxUnflushedBytes <= 0 || c.MaxUnflushedDelay.Duration <= 0 || c.ControlFileSaveInterval.Duration <= 0 {
 		errs = append(errs, errors.New("--max-unflushed-bytes, --max-unflushed-delay and --control-file-save-interval must be positive"))

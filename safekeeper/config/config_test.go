@@ -55,6 +55,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"--config", filepath.Join(dir, "missing.toml")}, "no such file"},
 		{[]string{"extra"}, "unexpected argument"},
 		{[]string{"--max-unflushed-bytes", "0"}, "must be positive"},
+		{[]string{"--wal-cache-size", "-1"}, "want 0 (off) or more"},
 	} {
 		_, err := Parse(tc.args, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

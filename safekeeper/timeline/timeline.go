@@ -68,6 +68,9 @@ type Config struct {
 	// RawIO makes WAL writes and flushes cheaper while the disk is fast
 	// (walstore.RawIO); nil: ordinary system calls.
 	RawIO *walstore.RawIO
+	// WALCacheSize is how many bytes of each timeline's latest WAL are kept
+	// in memory for WAL senders (walstore.Recent); 0: none.
+	WALCacheSize int
 }
 
 // Timeline is one timeline on this safekeeper.
@@ -119,7 +122,7 @@ func open(dir string, ttid id.TenantTimeline, state *control.State, cfg *Config)
 	store, err := walstore.Open(walstore.Options{
 		Dir: dir, SegSize: uint64(state.Server.WalSegSize), PgVersion: state.Server.PgVersion,
 		SystemID: state.Server.SystemID, NoSync: cfg.NoSync, Observer: cfg.Observer, Prealloc: cfg.Prealloc,
-		RawIO: cfg.RawIO,
+		RawIO: cfg.RawIO, RecentSize: cfg.WALCacheSize,
 	}, start)
 	if err != nil {
 		return nil, fmt.Errorf("open WAL of timeline %s: %w", ttid, err)
@@ -339,7 +342,7 @@ func (t *Timeline) NewWALReader(start lsn.LSN) (*walstore.Reader, error) {
 	s := t.Status()
 	return walstore.NewReader(walstore.ReaderOptions{
 		Dir: t.dir, SegSize: uint64(s.Server.WalSegSize), PgVersion: s.Server.PgVersion, SystemID: s.Server.SystemID,
-		TimelineStartLSN: s.TimelineStartLSN, LocalStartLSN: s.LocalStartLSN,
+		TimelineStartLSN: s.TimelineStartLSN, LocalStartLSN: s.LocalStartLSN, Recent: t.store.Recent(),
 	}, start)
 }
 

@@ -26,6 +26,8 @@ type Reader struct {
 	timelineStart lsn.LSN
 	// localStart is where this safekeeper's WAL begins.
 	localStart lsn.LSN
+	// recent is the store's latest WAL in memory (nil: none).
+	recent *Recent
 
 	pos  lsn.LSN
 	file *os.File
@@ -65,6 +67,9 @@ type ReaderOptions struct {
 	SystemID         uint64
 	TimelineStartLSN lsn.LSN
 	LocalStartLSN    lsn.LSN
+	// Recent is the Store's (Store.Recent): WAL found there is not read
+	// from the files. Nil: everything comes from the files.
+	Recent *Recent
 }
 
 // ErrSegmentMissing means the WAL at the requested position is not on this
@@ -81,7 +86,7 @@ func NewReader(o ReaderOptions, start lsn.LSN) (*Reader, error) {
 	}
 	return &Reader{
 		dir: o.Dir, segSize: o.SegSize, pgVersion: o.PgVersion, systemID: o.SystemID,
-		timelineStart: o.TimelineStartLSN, localStart: o.LocalStartLSN, pos: start, blockSize: readBlockSize,
+		timelineStart: o.TimelineStartLSN, localStart: o.LocalStartLSN, recent: o.Recent, pos: start, blockSize: readBlockSize,
 	}, nil
 }
 
@@ -112,6 +117,11 @@ func (r *Reader) Read(p []byte) (int, error) {
 	}
 	if r.pos < r.localStart && r.pos.SegmentNumber(r.segSize) != r.localStart.SegmentNumber(r.segSize) {
 		return 0, fmt.Errorf("%w: WAL at %v precedes this safekeeper's local start %v", ErrSegmentMissing, r.pos, r.localStart)
+	}
+	if n := r.recent.readAt(p, r.pos); n > 0 {
+		// Just written: no need to go to the disk.
+		r.pos += lsn.LSN(n)
+		return n, nil
 	}
 	seg := r.pos.SegmentNumber(r.segSize)
 	if r.file == nil || r.seg != seg {

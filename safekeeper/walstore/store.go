@@ -61,6 +61,9 @@ type Options struct {
 	// RawIO, shared by the process's stores, makes writes and flushes raw
 	// system calls while the disk is fast; nil: ordinary ones.
 	RawIO *RawIO
+	// RecentSize is how many bytes of the latest WAL are kept in memory
+	// for readers (see Recent); 0: none.
+	RecentSize int
 }
 
 // Observer receives timings and volumes of disk operations.
@@ -95,8 +98,9 @@ type Store struct {
 	// restart it is unknown, and a truncation zeroes to the segment's end.
 	dirtyEnd lsn.LSN
 
-	dec *wal.Decoder
-	pre *preparer
+	dec    *wal.Decoder
+	pre    *preparer
+	recent *Recent
 	// epoch changes with every truncation, so a flush prepared before one
 	// cannot complete after it (see PrepareFlush).
 	epoch uint64
@@ -116,7 +120,7 @@ func Open(opts Options, start lsn.LSN) (*Store, error) {
 	if err := removeTempFiles(opts.Dir); err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, pb: newPageBuffer()}
+	s := &Store{opts: opts, pb: newPageBuffer(), recent: newRecent(opts.RecentSize)}
 	prealloc, err := ParsePrealloc(string(opts.Prealloc))
 	if err != nil {
 		return nil, err
@@ -155,6 +159,10 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// Recent is the latest WAL kept in memory for readers (ReaderOptions); nil
+// if Options.RecentSize is 0.
+func (s *Store) Recent() *Recent { return s.recent }
 
 // WriteLSN is the end of the bytes written (durable or not).
 func (s *Store) WriteLSN() lsn.LSN { return s.writeLSN }
@@ -238,6 +246,7 @@ func (s *Store) Write(start lsn.LSN, data []byte) (err error) {
 	if err := s.decode(start, data); err != nil {
 		return err
 	}
+	s.recent.append(start, data)
 	if s.opts.Observer != nil {
 		s.opts.Observer.WALWritten(len(data), time.Since(t0))
 	}
@@ -469,6 +478,8 @@ func (s *Store) Truncate(end lsn.LSN) error {
 	if s.writeLSN != 0 && end > s.writeRecordLSN {
 		return fmt.Errorf("truncate at %v is beyond the last complete record %v", end, s.writeRecordLSN)
 	}
+	// Readers must not find the removed WAL in memory either.
+	s.recent.truncate(end)
 	if !s.pending && end == s.writeLSN && end == s.flushRecordLSN {
 		return nil
 	}

@@ -83,6 +83,7 @@ func run(cfg config.Config) error {
 		NodeID: id.NodeID(nodeID), NoSync: cfg.NoSync,
 		ControlFileSaveInterval: cfg.ControlFileSaveInterval.Duration, Observer: m,
 		Prealloc: walstore.Prealloc(cfg.WALPrealloc), RawIO: walstore.NewRawIO(runtime.GOMAXPROCS(0)),
+		WALCacheSize: cfg.WALCacheSize,
 	}, log)
 	if err != nil {
 		return err
