@@ -119,8 +119,9 @@ func ServeConn(ctx context.Context, conn net.Conn, connID uint32, cfg Config, h 
 		}
 	}
 
-	conn = rawconn.Wrap(conn)
-	c := &connection{cfg: cfg, h: h, s: newSession(conn, connID, cfg)}
+	// A new variable: the AfterFunc above may read conn at any time.
+	raw := rawconn.Wrap(conn)
+	c := &connection{cfg: cfg, h: h, s: newSession(raw, connID, cfg)}
 	err := c.serve(ctx)
 	if ctx.Err() != nil {
 		return fmt.Errorf("connection %d: %w", connID, ctx.Err())

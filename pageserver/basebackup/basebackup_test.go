@@ -8,6 +8,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,14 +89,21 @@ func (imageOnly) Reconstruct(_ context.Context, r value.Reconstruction) ([]byte,
 	return r.Image, nil
 }
 
-type failing struct{ after int }
+// failing rebuilds pages until after of them are done, then fails every
+// time. Pages are read in parallel: the count is atomic.
+type failing struct{ after atomic.Int64 }
 
 func (f *failing) Reconstruct(_ context.Context, r value.Reconstruction) ([]byte, error) {
-	if f.after == 0 {
+	if f.after.Add(-1) < 0 {
 		return nil, errors.New("redo failed")
 	}
-	f.after--
 	return r.Image, nil
+}
+
+func failingAfter(n int) *failing {
+	f := &failing{}
+	f.after.Store(int64(n))
+	return f
 }
 
 func TestWrite(t *testing.T) {
@@ -210,7 +218,7 @@ func TestWriteFailureLeavesTarUnfinished(t *testing.T) {
 	s := testStore(t, at)
 	for after := range 6 {
 		var buf bytes.Buffer
-		err := Write(context.Background(), &buf, s, &failing{after: after}, at, Options{})
+		err := Write(context.Background(), &buf, s, failingAfter(after), at, Options{})
 		if err == nil {
 			t.Fatalf("after %d pages: Write succeeded with a failing reconstructor", after)
 		}
