@@ -26,7 +26,7 @@ BENCH_DIR  ?= $(CURDIR)/bench-results
 export STRATA_BIN_DIR := $(BIN)
 export STRATA_PG_BINDIR := $(PG_BINDIR)
 
-.PHONY: all deps build test run bench proto lint fmt clean
+.PHONY: all deps build test race run bench proto lint fmt clean
 
 all: build
 
@@ -62,6 +62,12 @@ build: deps
 
 test: build
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
+
+# The unit tests under the race detector (~1 min on 2 CPUs; not in `test`, whose timing-based
+# end-to-end tests it would slow down). For the daemons themselves: build them with -race into a
+# directory and point the end-to-end tests at it with STRATA_BIN_DIR (README, "Testing").
+race: build
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./libs/... ./safekeeper/... ./pageserver/... ./cli/...
 
 run: build
 	$(BIN)/strata local up $(RUN_FLAGS)
