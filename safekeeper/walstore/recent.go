@@ -2,6 +2,7 @@ package walstore
 
 import (
 	"sync"
+	"time"
 
 	"strata.dev/libs/lsn"
 )
@@ -21,9 +22,10 @@ import (
 type Recent struct {
 	size int
 	mu   sync.RWMutex
-	buf  []byte // allocated on the first append: idle timelines cost nothing
+	buf  []byte // allocated on the first append, freed by ReleaseIdle
 	// start and end bound the WAL held: [start, end), end-start ≤ size.
 	start, end lsn.LSN
+	lastAppend time.Time
 }
 
 // DefaultRecentSize is how much recent WAL a timeline keeps in memory by
@@ -48,7 +50,9 @@ func (r *Recent) append(at lsn.LSN, p []byte) {
 	defer r.mu.Unlock()
 	if r.buf == nil {
 		r.buf = make([]byte, r.size)
+		r.start, r.end = at, at
 	}
+	r.lastAppend = time.Now()
 	if at != r.end {
 		r.start, r.end = at, at
 	}
@@ -62,6 +66,22 @@ func (r *Recent) append(at lsn.LSN, p []byte) {
 	copy(r.buf, p[n:])
 	r.end = at + lsn.LSN(len(p))
 	r.start = max(r.start, r.end-lsn.LSN(r.size))
+}
+
+// ReleaseIdle frees the memory if nothing was appended since before
+// idleSince: a safekeeper keeps it only for timelines receiving WAL. It
+// reports whether it did.
+func (r *Recent) ReleaseIdle(idleSince time.Time) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.buf == nil || !r.lastAppend.Before(idleSince) {
+		return false
+	}
+	r.buf, r.start, r.end = nil, 0, 0
+	return true
 }
 
 // truncate forgets the WAL from end on.

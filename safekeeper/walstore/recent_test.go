@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"strata.dev/libs/lsn"
 )
@@ -86,12 +87,23 @@ func TestRecent(t *testing.T) {
 	from, p = add(100)
 	r.append(from, p)
 	check("after a gap", from, from+100)
+	// Idle memory is given back; the next write starts over.
+	if r.ReleaseIdle(time.Now().Add(-time.Hour)) {
+		t.Fatal("released a ring written to within the hour")
+	}
+	if !r.ReleaseIdle(time.Now().Add(time.Second)) || r.buf != nil || r.readAt(make([]byte, 10), from) != 0 {
+		t.Fatal("an idle ring kept its memory or still answers")
+	}
+	from, p = add(30)
+	r.append(from, p)
+	check("after a release", from, from+30)
 	if newRecent(0) != nil {
 		t.Fatal("a ring of size 0 is not nil")
 	}
 	var off *Recent // off: every call is a no-op
 	off.append(base, p)
 	off.truncate(base)
+	off.ReleaseIdle(time.Now())
 	if off.readAt(p, base) != 0 {
 		t.Fatal("a nil ring returned bytes")
 	}
