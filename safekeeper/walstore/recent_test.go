@@ -113,21 +113,10 @@ func TestRecent(t *testing.T) {
 // from memory without opening a segment, falls back to the files before
 // it, and after a truncation never returns the WAL that was cut.
 func TestReaderRecent(t *testing.T) {
-	dir := t.TempDir()
-	opts := testOpts(dir)
-	opts.RecentSize = 64 * kib
-	s := openStore(t, opts, 0)
-	base := segLSN(1) + 0x100
-	w := newWALStream(t, base)
-	r := rand.New(rand.NewPCG(7, 8))
-	w.fill(r, segLSN(3)+300*kib)
-	if err := s.Truncate(base); err != nil {
-		t.Fatal(err)
-	}
+	s, w, r, o := recentStore(t, 64*kib, 7, segLSN(3)+300*kib)
+	base := w.base
 	writeRange(t, s, w, base, segLSN(3)+200*kib, randomChunks(r, 16*kib))
 	flush(t, s)
-	o := readerOpts(dir, base, base)
-	o.Recent = s.Recent()
 
 	// The last 64 KiB: from memory, no segment opened.
 	end := s.WriteLSN()
@@ -166,19 +155,8 @@ func TestReaderRecent(t *testing.T) {
 // TestReaderRecentConcurrent: readers following the flush LSN while the
 // store writes (run with -race) get exactly the stream's bytes.
 func TestReaderRecentConcurrent(t *testing.T) {
-	dir := t.TempDir()
-	opts := testOpts(dir)
-	opts.RecentSize = 32 * kib
-	s := openStore(t, opts, 0)
-	base := segLSN(1) + 0x100
-	w := newWALStream(t, base)
-	r := rand.New(rand.NewPCG(9, 10))
-	w.fill(r, segLSN(3))
-	if err := s.Truncate(base); err != nil {
-		t.Fatal(err)
-	}
-	o := readerOpts(dir, base, base)
-	o.Recent = s.Recent()
+	s, w, r, o := recentStore(t, 32*kib, 9, segLSN(3))
+	base := w.base
 	var flushed atomic.Uint64
 	done := make(chan error, 2)
 	for i := range 2 {
@@ -227,4 +205,25 @@ func TestReaderRecentConcurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// recentStore is a new store keeping size bytes in memory, ready for WAL at
+// segLSN(1)+0x100, with a stream of random records up to fillTo and the
+// options of a reader that uses the memory.
+func recentStore(t *testing.T, size int, seed uint64, fillTo lsn.LSN) (*Store, *walStream, *rand.Rand, ReaderOptions) {
+	t.Helper()
+	dir := t.TempDir()
+	opts := testOpts(dir)
+	opts.RecentSize = size
+	s := openStore(t, opts, 0)
+	base := segLSN(1) + 0x100
+	w := newWALStream(t, base)
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	w.fill(r, fillTo)
+	if err := s.Truncate(base); err != nil {
+		t.Fatal(err)
+	}
+	o := readerOpts(dir, base, base)
+	o.Recent = s.Recent()
+	return s, w, r, o
 }
