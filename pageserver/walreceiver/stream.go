@@ -217,6 +217,8 @@ type session struct {
 	silence  time.Duration
 	receiver *Receiver // status updates; nil in unit tests
 	log      zerolog.Logger
+	// clock times feedback (nil: time.Now); tests step their own.
+	clock func() time.Time
 
 	pos       lsn.LSN // next byte expected
 	commit    lsn.LSN // the safekeeper's commit LSN
@@ -236,7 +238,7 @@ type session struct {
 func (s *session) run(ctx context.Context) error {
 	if s.sentAt.IsZero() {
 		// Nothing to report before the first batch ends.
-		s.sentAt = time.Now()
+		s.sentAt = s.now()
 	}
 	for {
 		if err := s.conn.SetDeadline(time.Now().Add(s.silence)); err != nil {
@@ -249,15 +251,21 @@ func (s *session) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		now := time.Now()
-		replyNow, err := s.handle(ctx, now, m)
+		replyNow, err := s.handle(ctx, s.now(), m)
 		if err != nil {
 			return err
 		}
-		if err := s.maybeReply(time.Now(), replyNow); err != nil {
+		if err := s.maybeReply(s.now(), replyNow); err != nil {
 			return fmt.Errorf("send feedback: %w", err)
 		}
 	}
+}
+
+func (s *session) now() time.Time {
+	if s.clock != nil {
+		return s.clock()
+	}
+	return time.Now()
 }
 
 // handle processes one message; replyNow is set when the safekeeper asked
@@ -321,7 +329,7 @@ func (s *session) maybeReply(now time.Time, force bool) error {
 	}
 	// The sink may have taken longer than the read deadline set before
 	// the last Recv; the write gets a fresh one.
-	if err := s.conn.SetDeadline(now.Add(s.silence)); err != nil {
+	if err := s.conn.SetDeadline(time.Now().Add(s.silence)); err != nil {
 		return err
 	}
 	var err error

@@ -157,23 +157,38 @@ func TestSessionFeedbackAfterEachBatch(t *testing.T) {
 	}
 }
 
+// stepClock is a session's clock that moves only when stepped: feedback
+// timing is then independent of how fast the machine runs the test.
+type stepClock struct{ t time.Time }
+
+func (c *stepClock) now() time.Time {
+	if c.t.IsZero() {
+		c.t = time.Unix(1_700_000_000, 0)
+	}
+	return c.t
+}
+
+// step moves the clock past feedbackDelay.
+func (c *stepClock) step() { c.t = c.now().Add(feedbackDelay + time.Millisecond) }
+
 // Behind the commit LSN (a catch-up) the end of a batch is no reason to
 // report: feedback goes out feedbackDelay apart, and at once once caught up.
 func TestSessionFeedbackWhileCatchingUp(t *testing.T) {
 	const s0 = lsn.LSN(0x3000028)
+	clock := &stepClock{}
 	var msgs []scripted
 	for i := range 6 {
 		// Every message is a batch of its own, as when the socket is read
 		// faster than the safekeeper sends.
 		msgs = append(msgs, scripted{m: xlog(s0+lsn.LSN(i*10), 10, s0+70)})
 		if i == 3 {
-			msgs[len(msgs)-1].after = func() { time.Sleep(feedbackDelay + 10*time.Millisecond) }
+			msgs[len(msgs)-1].after = clock.step
 		}
 	}
 	msgs = append(msgs, scripted{m: xlog(s0+60, 10, s0+70)}) // reaches the commit LSN
 	c := &scriptConn{msgs: msgs}
 	s := newSession(c, &memSink{}, s0, ReplyPageserverFeedback)
-	s.sentAt = time.Now()
+	s.clock = clock.now
 	s.run(context.Background())
 	var ends []lsn.LSN
 	for _, r := range c.replies {
@@ -188,16 +203,17 @@ func TestSessionFeedbackWhileCatchingUp(t *testing.T) {
 // feedbackDelay after the last report.
 func TestSessionFeedbackUnderSteadyStream(t *testing.T) {
 	const s0 = lsn.LSN(0x2000028)
+	clock := &stepClock{}
 	var msgs []scripted
 	for i := range 6 {
 		msgs = append(msgs, scripted{m: xlog(s0+lsn.LSN(i*10), 10, s0+1000), more: true})
 		if i == 2 {
-			msgs[len(msgs)-1].after = func() { time.Sleep(feedbackDelay + 10*time.Millisecond) }
+			msgs[len(msgs)-1].after = clock.step
 		}
 	}
 	c := &scriptConn{msgs: msgs}
 	s := newSession(c, &memSink{}, s0, ReplyPageserverFeedback)
-	s.sentAt = time.Now()
+	s.clock = clock.now
 	s.run(context.Background())
 	if len(c.replies) != 1 || c.replies[0].(*pamsg.PageserverFeedback).LastReceivedLSN != s0+30 {
 		t.Fatalf("replies %+v, want one at %v", c.replies, s0+30)
