@@ -18,6 +18,7 @@ import (
 func TestWaitInput(t *testing.T) {
 	type obs struct{ pendingBefore, waitedEmpty, waitedArrived bool }
 	got := make(chan obs, 1)
+	waited := make(chan struct{}) // the first, empty wait is over
 	h := pq.HandlerFunc(func(ctx context.Context, s *pq.Session, q string) error {
 		if err := s.StartCopyBoth(); err != nil {
 			return err
@@ -25,6 +26,7 @@ func TestWaitInput(t *testing.T) {
 		var o obs
 		o.pendingBefore = s.InputPending()
 		o.waitedEmpty = s.WaitInput(20 * time.Millisecond)
+		close(waited)
 		// The client sends one message after the first wait.
 		o.waitedArrived = s.WaitInput(5 * time.Second)
 		b, err := s.ReadCopyData()
@@ -49,7 +51,11 @@ func TestWaitInput(t *testing.T) {
 	if _, err := fe.Receive(); err != nil { // CopyBothResponse
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // past the first, empty wait
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's first wait did not end")
+	}
 	frame := []byte{'d', 0, 0, 0, 0, 'x'}
 	binary.BigEndian.PutUint32(frame[1:], 5)
 	if _, err := conn.Conn().Write(frame); err != nil {
