@@ -65,7 +65,9 @@ func (r *Recent) append(at lsn.LSN, p []byte) {
 	n := copy(r.buf[off:], p)
 	copy(r.buf, p[n:])
 	r.end = at + lsn.LSN(len(p))
-	r.start = max(r.start, r.end-lsn.LSN(r.size))
+	if r.end-r.start > lsn.LSN(r.size) { // (not end-size: LSNs below size would wrap)
+		r.start = r.end - lsn.LSN(r.size)
+	}
 }
 
 // ReleaseIdle frees the memory if nothing was appended since before

@@ -97,6 +97,12 @@ func TestRecent(t *testing.T) {
 	from, p = add(30)
 	r.append(from, p)
 	check("after a release", from, from+30)
+	// LSNs below the ring's size (no wrap-around of end-size).
+	low := newRecent(size)
+	low.append(0x28, stream[:100])
+	if low.start != 0x28 || low.end != 0x28+100 || low.readAt(make([]byte, 10), 0x30) != 10 {
+		t.Fatalf("a ring at LSN 0x28 holds [%s, %s)", low.start, low.end)
+	}
 	if newRecent(0) != nil {
 		t.Fatal("a ring of size 0 is not nil")
 	}
