@@ -22,15 +22,23 @@ func TestParsePortList(t *testing.T) {
 }
 
 // freePorts are Ports nobody listens on (the defaults may be in use by a
-// real cluster on this machine).
+// real cluster on this machine), all different: every listener stays open
+// until all are chosen, or the kernel could hand a closed one's port out
+// again.
 func freePorts(t *testing.T) Ports {
 	t.Helper()
+	var open []net.Listener
+	defer func() {
+		for _, ln := range open {
+			ln.Close()
+		}
+	}()
 	next := func() int {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ln.Close()
+		open = append(open, ln)
 		return ln.Addr().(*net.TCPAddr).Port
 	}
 	var p Ports
