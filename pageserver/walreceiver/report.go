@@ -150,6 +150,7 @@ func post(box chan Positions, p Positions) {
 func (r *Receiver) sendReports(ctx context.Context, i int, box chan Positions) {
 	addr := r.sks[i].addr
 	logged := ""
+	retry := reportRetry
 	for {
 		var p Positions
 		select {
@@ -167,6 +168,17 @@ func (r *Receiver) sendReports(ctx context.Context, i int, box chan Positions) {
 		msg := ""
 		if err != nil {
 			msg = err.Error()
+			// Again soon (doubling up to ReportInterval while it keeps
+			// failing), unless newer positions are waiting by then.
+			time.AfterFunc(retry, func() {
+				select {
+				case box <- p:
+				default:
+				}
+			})
+			retry = min(2*retry, r.cfg.ReportInterval)
+		} else {
+			retry = reportRetry
 		}
 		if msg == logged {
 			continue
@@ -180,3 +192,10 @@ func (r *Receiver) sendReports(ctx context.Context, i int, box chan Positions) {
 		logged = msg
 	}
 }
+
+// reportRetry is how soon a failed report is first sent again. Until a report
+// lands, the safekeeper does not hold WAL back for this pageserver: one
+// that has just created the timeline (it answered NotFound a moment ago)
+// would otherwise wait for the next due report, up to ReportInterval, and
+// meanwhile remove WAL another pageserver's reports let go.
+const reportRetry = 50 * time.Millisecond
