@@ -1,11 +1,19 @@
 package walreceiver
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"strata.dev/libs/id"
 	"strata.dev/libs/lsn"
+	pb "strata.dev/proto/safekeeper/v1"
 )
 
 // Reports go out the first time, when a durable position advances, and
@@ -94,4 +102,55 @@ func TestSizeDue(t *testing.T) {
 			t.Errorf("%s: due = %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// failingThenOK answers the first fails calls of ReportPageserverFeedback
+// with NotFound (a safekeeper that has not created the timeline yet), then
+// accepts; got receives every accepted report.
+type failingThenOK struct {
+	pb.SafekeeperClient
+	fails atomic.Int32
+	calls atomic.Int32
+	got   chan *pb.ReportPageserverFeedbackRequest
+}
+
+func (f *failingThenOK) ReportPageserverFeedback(_ context.Context, req *pb.ReportPageserverFeedbackRequest, _ ...grpc.CallOption) (*pb.ReportPageserverFeedbackResponse, error) {
+	f.calls.Add(1)
+	if f.fails.Add(-1) >= 0 {
+		return nil, status.Error(codes.NotFound, "timeline not found")
+	}
+	f.got <- req
+	return &pb.ReportPageserverFeedbackResponse{}, nil
+}
+
+// A report that failed is sent again soon, not at the next due report
+// (an hour away here): until one lands, the safekeeper keeps no WAL for us.
+func TestReportRetriedAfterFailure(t *testing.T) {
+	sk := &failingThenOK{got: make(chan *pb.ReportPageserverFeedbackRequest, 1)}
+	sk.fails.Store(3)
+	r := New(Config{Safekeepers: []string{"127.0.0.1:1"}, SafekeeperClients: []pb.SafekeeperClient{sk},
+		ReportInterval: time.Hour, NodeID: 7,
+		TTID: id.TenantTimeline{Tenant: id.Generate(), Timeline: id.Generate()}, Log: zerolog.Nop()}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	box := make(chan Positions, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.sendReports(ctx, 0, box)
+	}()
+	post(box, Positions{LastReceived: 0x3000, DiskConsistent: 0x2000, RemoteConsistent: 0x2000})
+	select {
+	case req := <-sk.got:
+		if req.RemoteConsistentLsn != 0x2000 || req.PageserverId != 7 {
+			t.Fatalf("report %+v", req)
+		}
+		if n := sk.calls.Load(); n != 4 {
+			t.Fatalf("%d calls, want 3 refused and 1 accepted", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no report landed 10 s after %d failed ones", sk.calls.Load())
+	}
+	cancel()
+	<-done
 }
