@@ -318,14 +318,10 @@ func (t *Timeline) WatchPageserverFeedback() (FeedbackEvent, <-chan struct{}) {
 	return t.psFeedback.Watch()
 }
 
-// recentIdle is how long a timeline keeps its latest WAL in memory
-// (walstore.Recent) after its last write.
-const recentIdle = time.Minute
-
 // Upkeep persists lagging in-memory LSNs when due (SK §3.7) and frees the
-// memory of the latest WAL once the timeline is idle.
+// memory of the latest WAL once no WAL sender reads it.
 func (t *Timeline) Upkeep(now time.Time) error {
-	t.store.Recent().ReleaseIdle(now.Add(-recentIdle))
+	t.store.Recent().ReleaseIdle(now)
 	return t.do(func(a *acceptor.Acceptor) error {
 		return a.MaybePersist(now, t.cfg.ControlFileSaveInterval)
 	})

@@ -211,11 +211,15 @@ func (r *Reader) readBlock(segEnd, want lsn.LSN) error {
 }
 
 // readNextAhead starts reading the block after blk into spare if more WAL
-// of the segment is known to be written. Not after a block that ends in
-// the middle of a page: that page's tail may still change.
+// of the segment is known to be written and not in memory (Recent). Not
+// after a block that ends in the middle of a page: that page's tail may
+// still change.
 func (r *Reader) readNextAhead(segEnd lsn.LSN) {
 	start := r.blkEnd
 	valid := min(r.end, segEnd, start+lsn.LSN(r.blockSize))
+	if from, ok := r.recent.heldFrom(); ok {
+		valid = min(valid, max(from, start))
+	}
 	if start%cachePage != 0 || valid <= start {
 		return
 	}

@@ -2,6 +2,7 @@ package walstore
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"strata.dev/libs/lsn"
@@ -17,20 +18,27 @@ import (
 //
 // It is a ring of size bytes: the WAL at LSN x is at buf[x % size]. Store
 // writes into it after each successful Write and cuts it at a truncation,
-// so it never holds bytes the files do not hold at the same LSNs. Readers
-// may run on other goroutines.
+// so it never holds bytes the files do not hold at the same LSNs. It is
+// filled only while readers look at it (recentIdle): a safekeeper no WAL
+// sender follows (normally two of three) copies nothing and holds no
+// memory. Readers may run on other goroutines.
 type Recent struct {
 	size int
-	mu   sync.RWMutex
-	buf  []byte // allocated on the first append, freed by ReleaseIdle
+	// looked is when a reader last looked here (Unix nanoseconds).
+	looked atomic.Int64
+	mu     sync.RWMutex
+	buf    []byte // allocated when WAL comes and a reader looks, freed by ReleaseIdle
 	// start and end bound the WAL held: [start, end), end-start ≤ size.
 	start, end lsn.LSN
-	lastAppend time.Time
 }
 
 // DefaultRecentSize is how much recent WAL a timeline keeps in memory by
 // default: at ~10 MB/s of WAL, a reader up to ~0.4 s behind the writer.
 const DefaultRecentSize = 4 << 20
+
+// recentIdle is how long after a reader last looked the ring is still
+// filled and kept.
+const recentIdle = time.Minute
 
 // newRecent returns an empty ring of size bytes; nil for size 0 (disabled).
 func newRecent(size int) *Recent {
@@ -40,19 +48,23 @@ func newRecent(size int) *Recent {
 	return &Recent{size: size}
 }
 
-// append adds the WAL p at at. WAL that does not continue what is held (a
-// write after a failed one, a truncation or an open) starts the ring over.
+// idle reports whether no reader looked since recentIdle before now.
+func (r *Recent) idle(now time.Time) bool {
+	return now.Sub(time.Unix(0, r.looked.Load())) > recentIdle
+}
+
+// append adds the WAL p at at, if a reader looks. WAL that does not
+// continue what is held (after an idle spell, a failed write, a truncation
+// or an open) starts the ring over.
 func (r *Recent) append(at lsn.LSN, p []byte) {
-	if r == nil || len(p) == 0 {
+	if r == nil || len(p) == 0 || r.idle(time.Now()) {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.buf == nil {
 		r.buf = make([]byte, r.size)
-		r.start, r.end = at, at
 	}
-	r.lastAppend = time.Now()
 	if at != r.end {
 		r.start, r.end = at, at
 	}
@@ -70,16 +82,15 @@ func (r *Recent) append(at lsn.LSN, p []byte) {
 	}
 }
 
-// ReleaseIdle frees the memory if nothing was appended since before
-// idleSince: a safekeeper keeps it only for timelines receiving WAL. It
-// reports whether it did.
-func (r *Recent) ReleaseIdle(idleSince time.Time) bool {
-	if r == nil {
+// ReleaseIdle frees the memory once no reader looked for recentIdle
+// before now, and reports whether it did.
+func (r *Recent) ReleaseIdle(now time.Time) bool {
+	if r == nil || !r.idle(now) {
 		return false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.buf == nil || !r.lastAppend.Before(idleSince) {
+	if r.buf == nil {
 		return false
 	}
 	r.buf, r.start, r.end = nil, 0, 0
@@ -100,11 +111,13 @@ func (r *Recent) truncate(end lsn.LSN) {
 }
 
 // readAt copies WAL from pos on into p, as much as the ring holds
-// contiguously from pos; 0 if it does not hold pos.
+// contiguously from pos; 0 if it does not hold pos. It counts as a reader
+// looking, so the ring fills from the next write on.
 func (r *Recent) readAt(p []byte, pos lsn.LSN) int {
 	if r == nil {
 		return 0
 	}
+	r.looked.Store(time.Now().UnixNano())
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if pos < r.start || pos >= r.end {
@@ -115,4 +128,14 @@ func (r *Recent) readAt(p []byte, pos lsn.LSN) int {
 	n := copy(p, r.buf[off:])
 	n += copy(p[n:], r.buf)
 	return n
+}
+
+// heldFrom is the first LSN the ring holds, and false if it holds none.
+func (r *Recent) heldFrom() (lsn.LSN, bool) {
+	if r == nil {
+		return 0, false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.start, r.end > r.start
 }

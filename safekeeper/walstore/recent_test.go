@@ -12,15 +12,22 @@ import (
 	"strata.dev/libs/lsn"
 )
 
-// TestRecent: the ring holds the last size bytes appended, wrapping
-// around, starts over at a gap, forgets what a truncation cuts, and
-// answers only for what it holds.
+// TestRecent: the ring holds the last size bytes appended while a reader
+// looks, wrapping around, starts over at a gap, forgets what a truncation
+// cuts, answers only for what it holds, and takes no memory before a
+// reader looks or once none did for recentIdle.
 func TestRecent(t *testing.T) {
 	const size = 1000
 	r := newRecent(size)
 	rng := rand.New(rand.NewPCG(5, 6))
 	base := lsn.LSN(0x1234567)
 	stream := make([]byte, 0, 100_000)
+	// No reader has looked: a write is not copied.
+	r.append(base-100, make([]byte, 100))
+	if r.buf != nil || r.end != 0 {
+		t.Fatal("the ring took WAL before any reader looked")
+	}
+	r.readAt(nil, base) // a reader looks: the ring fills from now on
 	at := func(l lsn.LSN) byte { return stream[l-base] }
 	check := func(what string, start, end lsn.LSN) {
 		t.Helper()
@@ -87,18 +94,30 @@ func TestRecent(t *testing.T) {
 	from, p = add(100)
 	r.append(from, p)
 	check("after a gap", from, from+100)
-	// Idle memory is given back; the next write starts over.
-	if r.ReleaseIdle(time.Now().Add(-time.Hour)) {
-		t.Fatal("released a ring written to within the hour")
+	// Memory no reader looked at for recentIdle is given back, and no
+	// more WAL is copied; once a reader looks again, writes start over.
+	if r.ReleaseIdle(time.Now()) {
+		t.Fatal("released a ring a reader just looked at")
 	}
-	if !r.ReleaseIdle(time.Now().Add(time.Second)) || r.buf != nil || r.readAt(make([]byte, 10), from) != 0 {
-		t.Fatal("an idle ring kept its memory or still answers")
+	later := time.Now().Add(recentIdle + time.Second)
+	if !r.ReleaseIdle(later) || r.buf != nil {
+		t.Fatal("a ring no reader looked at kept its memory")
+	}
+	r.looked.Store(time.Now().Add(-2 * recentIdle).UnixNano()) // as if that time had passed
+	from, p = add(30)
+	r.append(from, p)
+	if r.buf != nil {
+		t.Fatal("an idle ring took WAL")
+	}
+	if r.readAt(make([]byte, 10), from) != 0 {
+		t.Fatal("a released ring still answers")
 	}
 	from, p = add(30)
 	r.append(from, p)
-	check("after a release", from, from+30)
+	check("after a release, a reader looking again", from, from+30)
 	// LSNs below the ring's size (no wrap-around of end-size).
 	low := newRecent(size)
+	low.readAt(nil, 0x28)
 	low.append(0x28, stream[:100])
 	if low.start != 0x28 || low.end != 0x28+100 || low.readAt(make([]byte, 10), 0x30) != 10 {
 		t.Fatalf("a ring at LSN 0x28 holds [%s, %s)", low.start, low.end)
@@ -121,6 +140,7 @@ func TestRecent(t *testing.T) {
 func TestReaderRecent(t *testing.T) {
 	s, w, r, o := recentStore(t, 64*kib, 7, segLSN(3)+300*kib)
 	base := w.base
+	s.Recent().readAt(nil, base) // a WAL sender follows the timeline
 	writeRange(t, s, w, base, segLSN(3)+200*kib, randomChunks(r, 16*kib))
 	flush(t, s)
 
@@ -137,6 +157,23 @@ func TestReaderRecent(t *testing.T) {
 	rd = newReader(t, o, end-500*kib)
 	if got := readTo(t, rd, r, end); !bytes.Equal(got, w.bytes(end-500*kib, end)) {
 		t.Fatal("bytes read across files and memory differ from the stream")
+	}
+	// Reading ahead from the files stops where memory begins.
+	held, ok := s.Recent().heldFrom()
+	if !ok || held > end-60*kib {
+		t.Fatalf("memory holds from %s (%v), want the last 64 KiB", held, ok)
+	}
+	rd = newReader(t, o, end-300*kib)
+	rd.blockSize = 16 * kib
+	rd.SetEnd(end)
+	p := make([]byte, 4*kib)
+	for rd.Pos() < end {
+		if _, err := rd.Read(p[:min(len(p), int(end-rd.Pos()))]); err != nil {
+			t.Fatal(err)
+		}
+		if rd.ahead != nil && rd.ahead.valid > held {
+			t.Fatalf("at %s a read-ahead from the files reaches %s, into the WAL memory holds from %s", rd.Pos(), rd.ahead.valid, held)
+		}
 	}
 
 	// A truncation inside what memory holds, then different WAL.
