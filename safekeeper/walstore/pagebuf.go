@@ -57,6 +57,10 @@ func (b *pageBuffer) load(f *os.File, end lsn.LSN, segSize uint64) error {
 	return nil
 }
 
+// wholePages is n rounded up to a multiple of cachePage: what a direct
+// read or write of n bytes from a page boundary covers.
+func wholePages(n int) int { return (n + cachePage - 1) &^ (cachePage - 1) }
+
 // room is how many bytes append takes before the buffer must be written.
 func (b *pageBuffer) room() int { return len(b.mem) - b.fill }
 
@@ -65,7 +69,7 @@ func (b *pageBuffer) append(p []byte) { b.fill += copy(b.mem[b.fill:], p) }
 // pages returns the whole pages to write at the segment offset of base:
 // the WAL padded with zeros to a page boundary.
 func (b *pageBuffer) pages() []byte {
-	end := (b.fill + cachePage - 1) &^ (cachePage - 1)
+	end := wholePages(b.fill)
 	clear(b.mem[b.fill:end])
 	return b.mem[:end]
 }

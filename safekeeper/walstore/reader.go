@@ -201,7 +201,7 @@ func (r *Reader) readBlock(segEnd, want lsn.LSN) error {
 		// failure is reported.
 	}
 	valid := min(max(want, r.end), segEnd, start+lsn.LSN(r.blockSize))
-	n := (int(valid-start) + cachePage - 1) &^ (cachePage - 1)
+	n := wholePages(int(valid - start))
 	if got, err := r.file.ReadAt(r.blk[:n], int64(start.SegmentOffset(r.segSize))); got != n {
 		return r.readError(err)
 	}
@@ -226,7 +226,7 @@ func (r *Reader) readNextAhead(segEnd lsn.LSN) {
 	if r.spare == nil {
 		r.spare = directio.Buffer(r.blockSize)
 	}
-	n := (int(valid-start) + cachePage - 1) &^ (cachePage - 1)
+	n := wholePages(int(valid - start))
 	a := &readAhead{start: start, valid: valid, done: make(chan bool, 1)}
 	f, buf, off := r.file, r.spare[:n], int64(start.SegmentOffset(r.segSize))
 	go func() {
