@@ -136,8 +136,7 @@ type memLayer struct {
 	released  bool
 }
 
-// newMemLayer makes an empty layer; keys is a guess of how many keys it
-// will hold (the previous layer's count), to size the index once.
+// newMemLayer makes an empty layer whose arena comes from pool.
 func newMemLayer(pool *chunkPool) *memLayer {
 	return &memLayer{index: newKeyIndex(), allImages: true, pool: pool}
 }
