@@ -151,13 +151,20 @@ func (r *Receiver) sendReports(ctx context.Context, i int, box chan Positions) {
 	addr := r.sks[i].addr
 	logged := ""
 	retry := reportRetry
+	var (
+		failed Positions        // the last report that failed
+		again  <-chan time.Time // when to send it again; nil: nothing failed
+	)
 	for {
 		var p Positions
 		select {
 		case <-ctx.Done():
 			return
-		case p = <-box:
+		case p = <-box: // newer positions replace a failed report
+		case <-again:
+			p = failed
 		}
+		again = nil
 		req := feedbackRequest(r.cfg.TTID, r.cfg.NodeID, p, r.watch.commit(i))
 		rctx, cancel := context.WithTimeout(ctx, r.statusTimeout())
 		_, err := r.cfg.SafekeeperClients[i].ReportPageserverFeedback(rctx, req)
@@ -168,14 +175,9 @@ func (r *Receiver) sendReports(ctx context.Context, i int, box chan Positions) {
 		msg := ""
 		if err != nil {
 			msg = err.Error()
-			// Again soon (doubling up to ReportInterval while it keeps
-			// failing), unless newer positions are waiting by then.
-			time.AfterFunc(retry, func() {
-				select {
-				case box <- p:
-				default:
-				}
-			})
+			// Again soon, doubling up to ReportInterval while it keeps
+			// failing.
+			failed, again = p, time.After(retry)
 			retry = min(2*retry, r.cfg.ReportInterval)
 		} else {
 			retry = reportRetry
