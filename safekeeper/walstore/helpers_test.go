@@ -46,6 +46,16 @@ func openStore(t testing.TB, opts Options, start lsn.LSN) *Store {
 	return s
 }
 
+// storeWithStream opens a new store (no WAL yet) with opts and makes a
+// stream of random records, drawn from r, from base up to fillTo.
+func storeWithStream(t testing.TB, opts Options, base lsn.LSN, r *rand.Rand, fillTo lsn.LSN) (*Store, *walStream) {
+	t.Helper()
+	s := openStore(t, opts, 0)
+	w := newWALStream(t, base)
+	w.fill(r, fillTo)
+	return s, w
+}
+
 // walStream models a timeline's WAL: every byte from base on, as the
 // compute would stream it, and the records in it. After truncate it
 // continues with new records from the truncation point.

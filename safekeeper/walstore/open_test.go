@@ -14,11 +14,9 @@ import (
 // end of the flushed WAL, and all four LSNs equal it (SK §4.4.2).
 func TestReopen(t *testing.T) {
 	dir := t.TempDir()
-	s := openStore(t, testOpts(dir), 0)
 	base := segLSN(1) + 0x28
-	w := newWALStream(t, base)
 	r := rand.New(rand.NewPCG(11, 11))
-	w.fill(r, segLSN(3)+300*kib)
+	s, w := storeWithStream(t, testOpts(dir), base, r, segLSN(3)+300*kib)
 	writeRange(t, s, w, base, w.end(), randomChunks(r, 128*kib))
 	flush(t, s)
 	end := w.end()

@@ -151,11 +151,9 @@ func TestReaderBeforeLocalStart(t *testing.T) {
 // written there, the reader returns the new bytes.
 func TestReaderReadAhead(t *testing.T) {
 	dir := t.TempDir()
-	s := openStore(t, testOpts(dir), 0)
 	base := segLSN(1) + 0x28
-	w := newWALStream(t, base)
 	r := rand.New(rand.NewPCG(15, 15))
-	w.fill(r, segLSN(4)+300*kib)
+	s, w := storeWithStream(t, testOpts(dir), base, r, segLSN(4)+300*kib)
 	mid := segLSN(3) + 123*kib + 77 // not on a page boundary
 	writeRange(t, s, w, base, mid, randomChunks(r, 128*kib))
 	flush(t, s)

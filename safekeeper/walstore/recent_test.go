@@ -258,14 +258,9 @@ func recentStore(t *testing.T, size int, seed uint64, fillTo lsn.LSN) (*Store, *
 	dir := t.TempDir()
 	opts := testOpts(dir)
 	opts.RecentSize = size
-	s := openStore(t, opts, 0)
 	base := segLSN(1) + 0x100
-	w := newWALStream(t, base)
 	r := rand.New(rand.NewPCG(seed, seed+1))
-	w.fill(r, fillTo)
-	if err := s.Truncate(base); err != nil {
-		t.Fatal(err)
-	}
+	s, w := storeWithStream(t, opts, base, r, fillTo)
 	o := readerOpts(dir, base, base)
 	o.Recent = s.Recent()
 	return s, w, r, o
